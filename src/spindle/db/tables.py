@@ -1,0 +1,109 @@
+"""The schema. Alembic migrations in ``migrations/`` must produce exactly this
+(tests/db/test_migrations.py compares them on every database)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+from spindle.db.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: On MySQL/MariaDB, ids and task ids compare byte for byte (the server's default collation
+#: would make task ids differing only in case collide in the primary key).
+MYSQL_TABLE: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+#: SQLite only auto-increments an INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+runs = Table(
+    "runs",
+    metadata,
+    # seq gives the stable keyset order of GET /runs; id is the public, unguessable run id.
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("state", String(16), nullable=False),
+    Column("workflow_type", String(32), nullable=False),
+    Column("workflow_type_version", String(64), nullable=False),
+    Column("workflow_url", Text, nullable=False),
+    Column("workflow_engine", String(64), nullable=True),
+    Column("workflow_engine_version", String(64), nullable=True),
+    Column("workflow_params", JSON, nullable=False),
+    Column("workflow_engine_parameters", JSON, nullable=False),
+    Column("tags", JSON, nullable=False),
+    # The engine and compute environment Spindle resolved for this run.
+    Column("engine", String(64), nullable=False),
+    Column("compute_env", String(64), nullable=False),
+    Column("submitted_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("start_time", UTCDateTime, nullable=True),
+    Column("end_time", UTCDateTime, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("cmd", JSON, nullable=False),
+    Column("system_logs", JSON, nullable=False),
+    Column("outputs", JSON, nullable=False),
+    # {"done": n, "total": m | null, "current": [task names]} as the engine last reported it
+    Column("progress", JSON, nullable=True),
+    # Backend handle: saved the moment the engine is submitted, so any worker can re-attach.
+    Column("handle", JSON, nullable=True),
+    Column("worker_id", String(64), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    # claim: oldest QUEUED first; counts by state
+    Index("ix_runs_state_seq", "state", "seq"),
+    # adopt: active runs whose lease ran out
+    Index("ix_runs_state_lease", "state", "lease_expires_at"),
+    Index("ix_runs_worker_id", "worker_id"),
+    **MYSQL_TABLE,
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("id", String(255), primary_key=True),
+    # order in which the engine reported the task; keyset order of GET /runs/{id}/tasks
+    Column("ordinal", Integer, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("cmd", JSON, nullable=False),
+    Column("start_time", UTCDateTime, nullable=True),
+    Column("end_time", UTCDateTime, nullable=True),
+    Column("exit_code", Integer, nullable=True),
+    Column("stdout", JSON, nullable=True),
+    Column("stderr", JSON, nullable=True),
+    Column("system_logs", JSON, nullable=False),
+    Index("ix_tasks_run_id_ordinal", "run_id", "ordinal", unique=True),
+    **MYSQL_TABLE,
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_events_run_id_id", "run_id", "id"),
+    **MYSQL_TABLE,
+)

@@ -1,0 +1,121 @@
+"""Plain domain objects shared by every layer: run states, runs and tasks as frozen records.
+
+The store returns these instead of live ORM rows (see STYLE.md, "plain domain objects"), so
+nothing above the database layer can lazily load or accidentally write.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class State(enum.StrEnum):
+    """The WES 1.1.0 ``State`` enum, value for value."""
+
+    UNKNOWN = "UNKNOWN"
+    QUEUED = "QUEUED"
+    INITIALIZING = "INITIALIZING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETE = "COMPLETE"
+    EXECUTOR_ERROR = "EXECUTOR_ERROR"
+    SYSTEM_ERROR = "SYSTEM_ERROR"
+    CANCELED = "CANCELED"
+    CANCELING = "CANCELING"
+    PREEMPTED = "PREEMPTED"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    @property
+    def active(self) -> bool:
+        """Owned by a worker: an engine may be running for it."""
+        return self in ACTIVE_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {State.COMPLETE, State.EXECUTOR_ERROR, State.SYSTEM_ERROR, State.CANCELED, State.PREEMPTED}
+)
+ACTIVE_STATES = frozenset({State.INITIALIZING, State.RUNNING, State.CANCELING})
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What the client asked for, as WES ``RunRequest`` (validated)."""
+
+    workflow_type: str
+    workflow_type_version: str
+    workflow_url: str
+    workflow_params: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    workflow_engine: str | None = None
+    workflow_engine_version: str | None = None
+    workflow_engine_parameters: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Tasks done out of total (total unknown for engines that do not plan ahead)."""
+
+    done: int
+    total: int | None
+    current: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Run:
+    id: str
+    seq: int
+    state: State
+    request: RunRequest
+    engine: str
+    compute_env: str
+    submitted_at: datetime
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    cmd: list[str] = field(default_factory=list)
+    system_logs: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    progress: Progress | None = None
+    handle: dict[str, Any] | None = None
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class LogSpan:
+    """Where a task's log lives: a file relative to the run directory, optionally a byte range."""
+
+    path: str
+    start: int | None = None
+    end: int | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One engine job (a Snakemake job, a CWL step) as the engine reported it."""
+
+    id: str
+    name: str
+    state: State
+    cmd: list[str] = field(default_factory=list)
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    stdout: LogSpan | None = None
+    stderr: LogSpan | None = None
+    system_logs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: int
+    run_id: str
+    at: datetime
+    kind: str
+    data: dict[str, Any]

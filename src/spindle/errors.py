@@ -1,0 +1,76 @@
+"""One exception root for Spindle, with no HTTP in it.
+
+Each class carries the HTTP status it maps to as data (``status_code``); the API turns any
+:class:`SpindleError` into the WES ``ErrorResponse`` in exactly one handler, and the CLI
+prints its message. The class docstring is the default message.
+"""
+
+from __future__ import annotations
+
+
+class SpindleError(Exception):
+    """Spindle could not do what was asked."""
+
+    status_code: int = 500
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or "").strip().splitlines()[0]
+        super().__init__(self.message)
+
+
+class InvalidRequest(SpindleError):
+    """The request is malformed."""
+
+    status_code = 400
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class InvalidPath(InvalidRequest):
+    """A file name would leave its folder."""
+
+    def __init__(self, field: str, name: str, problem: str) -> None:
+        self.name = name
+        super().__init__(field, f"{name!r} {problem}")
+
+
+class PayloadTooLarge(SpindleError):
+    """The upload is larger than this service accepts."""
+
+    status_code = 413
+
+
+class NotFound(SpindleError):
+    """The requested object was not found."""
+
+    status_code = 404
+
+
+class RunNotFound(NotFound):
+    """The requested workflow run was not found."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id!r} was not found")
+
+
+class TaskNotFound(NotFound):
+    """The requested task was not found."""
+
+    def __init__(self, run_id: str, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} of run {run_id!r} was not found")
+
+
+class ConfigError(SpindleError):
+    """Spindle's configuration is invalid."""
+
+
+class EngineUnavailable(SpindleError):
+    """A workflow engine is not installed or does not start."""
+
+
+class BackendError(SpindleError):
+    """The compute environment failed to do what was asked."""
