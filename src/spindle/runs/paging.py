@@ -1,0 +1,39 @@
+"""Opaque keyset page tokens: the key of the last item seen, versioned and base64url-encoded.
+A token this service did not issue is a 400 naming ``page_token``."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from spindle.errors import InvalidRequest
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
+def encode_token(kind: str, key: int) -> str:
+    raw = json.dumps({"v": 1, "k": kind, "after": key}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(kind: str, token: str | None) -> int | None:
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        if data["v"] == 1 and data["k"] == kind and isinstance(data["after"], int):
+            return int(data["after"])
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        pass
+    raise InvalidRequest("page_token", "is not a page token this service issued")
+
+
+def check_page_size(page_size: int | None) -> int:
+    if page_size is None:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidRequest("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
+    return page_size

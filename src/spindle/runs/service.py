@@ -1,0 +1,223 @@
+"""The run service: what the API, the web UI and the CLI (through the API) can do with runs.
+
+It owns transactions; the repository functions in ``store`` and ``claim`` never commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from spindle.config import Settings
+from spindle.db.types import utcnow
+from spindle.domain import ACTIVE_STATES, Run, State, Task
+from spindle.engines.registry import Catalog
+from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
+from spindle.runs import store
+from spindle.runs.paging import check_page_size, decode_token, encode_token
+from spindle.runs.submit import (
+    SPINDLE_PARAMETERS,
+    Upload,
+    check_workflow_url,
+    discard,
+    parse_request,
+    stage_uploads,
+)
+from spindle.runs.wakeup import Wakeup, notify_other_processes
+from spindle.storage.rundir import RunDir
+
+LOG_STREAMS = ("stdout", "stderr")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: list[T]
+    next_page_token: str
+
+
+class RunService:
+    def __init__(
+        self,
+        *,
+        db: AsyncEngine,
+        settings: Settings,
+        catalog: Catalog,
+        wakeup: Wakeup,
+        compute_envs: Collection[str] = ("local",),
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.catalog = catalog
+        self.wakeup = wakeup
+        self.compute_envs = tuple(compute_envs)
+
+    # --- submit --------------------------------------------------------------------------
+
+    async def submit(self, fields: Mapping[str, str | None], uploads: Sequence[Upload]) -> Run:
+        request = parse_request(fields)
+        engine = self.catalog.resolve(
+            request.workflow_type,
+            request.workflow_type_version,
+            request.workflow_engine,
+            request.workflow_engine_version,
+        )
+        known = {p.name for p in engine.parameters()} | SPINDLE_PARAMETERS
+        for key in request.workflow_engine_parameters:
+            if key not in known:
+                raise InvalidRequest(
+                    "workflow_engine_parameters",
+                    f"{key!r} is not a parameter of {engine.name}; known: "
+                    + ", ".join(sorted(known)),
+                )
+        compute_env = request.workflow_engine_parameters.get("compute_env", "local")
+        if compute_env not in self.compute_envs:
+            raise InvalidRequest(
+                "workflow_engine_parameters",
+                f"compute_env {compute_env!r} is not configured; configured: "
+                + ", ".join(self.compute_envs),
+            )
+        engine.validate(request)
+
+        run_id = str(uuid.uuid4())
+        runs_root = self.settings.data_dir / "runs"
+        incoming = runs_root / ".incoming" / run_id
+        final = RunDir.for_run(self.settings.data_dir, run_id)
+        try:
+            staging = RunDir(incoming)
+            await asyncio.to_thread(staging.create)
+            staged = await asyncio.to_thread(
+                stage_uploads,
+                uploads,
+                staging.attachments,
+                max_bytes=self.settings.max_upload_bytes,
+            )
+            check_workflow_url(request.workflow_url, staged)
+            await asyncio.to_thread(os.replace, incoming, final.root)
+        except BaseException:
+            await asyncio.to_thread(discard, incoming)
+            raise
+        try:
+            async with self.db.begin() as conn:
+                run = await store.insert_run(
+                    conn,
+                    run_id=run_id,
+                    request=request,
+                    engine=engine.name,
+                    compute_env=compute_env,
+                )
+                await notify_other_processes(conn, "queued")
+        except BaseException:
+            await asyncio.to_thread(discard, final.root)
+            raise
+        self.wakeup.run_queued()
+        return run
+
+    # --- read ----------------------------------------------------------------------------
+
+    async def get(self, run_id: str) -> Run:
+        async with self.db.connect() as conn:
+            run = await store.get_run(conn, run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    async def state(self, run_id: str) -> State:
+        async with self.db.connect() as conn:
+            state = await store.get_state(conn, run_id)
+        if state is None:
+            raise RunNotFound(run_id)
+        return state
+
+    async def list(self, *, page_size: int | None, page_token: str | None) -> Page[Run]:
+        size = check_page_size(page_size)
+        before = decode_token("runs", page_token)
+        async with self.db.connect() as conn:
+            runs = await store.list_runs(conn, before_seq=before, limit=size + 1)
+        token = encode_token("runs", runs[size - 1].seq) if len(runs) > size else ""
+        return Page(runs[:size], token)
+
+    async def counts(self) -> dict[str, int]:
+        async with self.db.connect() as conn:
+            return await store.count_by_state(conn)
+
+    async def tasks(
+        self, run_id: str, *, page_size: int | None, page_token: str | None
+    ) -> Page[Task]:
+        size = check_page_size(page_size)
+        after = decode_token(f"tasks:{run_id}", page_token)
+        async with self.db.connect() as conn:
+            if await store.get_state(conn, run_id) is None:
+                raise RunNotFound(run_id)
+            rows = await store.list_tasks(conn, run_id, after_ordinal=after, limit=size + 1)
+        token = encode_token(f"tasks:{run_id}", rows[size - 1][0]) if len(rows) > size else ""
+        return Page([t for _, t in rows[:size]], token)
+
+    async def task(self, run_id: str, task_id: str) -> Task:
+        async with self.db.connect() as conn:
+            if await store.get_state(conn, run_id) is None:
+                raise RunNotFound(run_id)
+            task = await store.get_task(conn, run_id, task_id)
+        if task is None:
+            raise TaskNotFound(run_id, task_id)
+        return task
+
+    def rundir(self, run_id: str) -> RunDir:
+        return RunDir.for_run(self.settings.data_dir, run_id)
+
+    async def log_file(self, run_id: str, stream: str) -> Path:
+        if stream not in LOG_STREAMS:
+            raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
+        await self.state(run_id)
+        return self.rundir(run_id).logs / stream
+
+    async def run_file(self, run_id: str, path: str) -> Path:
+        """A file of the run, for download; refuses anything outside the run folder."""
+        await self.state(run_id)
+        target = self.rundir(run_id).resolve(path)
+        if not target.is_file():
+            raise NotFound(f"run {run_id!r} has no file {path!r}")
+        return target
+
+    # --- cancel --------------------------------------------------------------------------
+
+    async def cancel(self, run_id: str) -> State:
+        """Cancel a run. QUEUED runs are CANCELED at once; active ones become CANCELING and
+        their worker stops the engine. A finished run is left as it is (no error)."""
+        while True:
+            async with self.db.begin() as conn:
+                state = await store.get_state(conn, run_id)
+                if state is None:
+                    raise RunNotFound(run_id)
+                if state is State.QUEUED:
+                    if await store.transition(
+                        conn,
+                        run_id,
+                        expected=[State.QUEUED],
+                        new=State.CANCELED,
+                        reason="cancelled before it started",
+                        end_time=utcnow(),
+                    ):
+                        return State.CANCELED
+                    continue
+                if state in ACTIVE_STATES and state is not State.CANCELING:
+                    if await store.transition(
+                        conn,
+                        run_id,
+                        expected=[state],
+                        new=State.CANCELING,
+                        reason="cancel requested",
+                    ):
+                        await notify_other_processes(conn, f"cancel:{run_id}")
+                        break
+                    continue
+                return state
+        self.wakeup.cancel_requested(run_id)
+        return State.CANCELING

@@ -1,0 +1,263 @@
+"""Reading and writing runs, tasks and events. Repository functions: they take a connection
+inside a transaction the caller (a service) owns, and never commit.
+
+They return plain domain records (``spindle.domain``), never rows. Every state change goes
+through :func:`transition`: one compare-and-set write guarded by the expected old state,
+plus its event, in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from spindle.db.tables import events, runs, tasks
+from spindle.db.types import utcnow
+from spindle.domain import Event, LogSpan, Progress, Run, RunRequest, State, Task
+
+
+def run_from_row(row: RowMapping) -> Run:
+    return Run(
+        id=row["id"],
+        seq=row["seq"],
+        state=State(row["state"]),
+        request=RunRequest(
+            workflow_type=row["workflow_type"],
+            workflow_type_version=row["workflow_type_version"],
+            workflow_url=row["workflow_url"],
+            workflow_params=row["workflow_params"],
+            tags=row["tags"],
+            workflow_engine=row["workflow_engine"],
+            workflow_engine_version=row["workflow_engine_version"],
+            workflow_engine_parameters=row["workflow_engine_parameters"],
+        ),
+        engine=row["engine"],
+        compute_env=row["compute_env"],
+        submitted_at=row["submitted_at"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        exit_code=row["exit_code"],
+        cmd=row["cmd"],
+        system_logs=row["system_logs"],
+        outputs=row["outputs"],
+        progress=Progress(**row["progress"]) if row["progress"] else None,
+        handle=row["handle"],
+        worker_id=row["worker_id"],
+        lease_expires_at=row["lease_expires_at"],
+    )
+
+
+def _span(raw: Mapping[str, Any] | None) -> LogSpan | None:
+    if raw is None:
+        return None
+    return LogSpan(path=raw["path"], start=raw.get("start"), end=raw.get("end"))
+
+
+def _span_json(span: LogSpan | None) -> dict[str, Any] | None:
+    if span is None:
+        return None
+    return {"path": span.path, "start": span.start, "end": span.end}
+
+
+def task_from_row(row: RowMapping) -> Task:
+    return Task(
+        id=row["id"],
+        name=row["name"],
+        state=State(row["state"]),
+        cmd=row["cmd"],
+        start_time=row["start_time"],
+        end_time=row["end_time"],
+        exit_code=row["exit_code"],
+        stdout=_span(row["stdout"]),
+        stderr=_span(row["stderr"]),
+        system_logs=row["system_logs"],
+    )
+
+
+async def insert_run(
+    conn: AsyncConnection, *, run_id: str, request: RunRequest, engine: str, compute_env: str
+) -> Run:
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": run_id,
+        "state": State.QUEUED.value,
+        "workflow_type": request.workflow_type,
+        "workflow_type_version": request.workflow_type_version,
+        "workflow_url": request.workflow_url,
+        "workflow_engine": request.workflow_engine,
+        "workflow_engine_version": request.workflow_engine_version,
+        "workflow_params": request.workflow_params,
+        "workflow_engine_parameters": request.workflow_engine_parameters,
+        "tags": request.tags,
+        "engine": engine,
+        "compute_env": compute_env,
+        "submitted_at": now,
+        "updated_at": now,
+        "cmd": [],
+        "system_logs": [],
+        "outputs": {},
+    }
+    await conn.execute(insert(runs).values(values))
+    await add_event(conn, run_id, "state", {"from": None, "to": State.QUEUED.value}, at=now)
+    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().one()
+    return run_from_row(row)
+
+
+async def get_run(conn: AsyncConnection, run_id: str) -> Run | None:
+    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
+    return run_from_row(row) if row else None
+
+
+async def get_state(conn: AsyncConnection, run_id: str) -> State | None:
+    value = (
+        await conn.execute(select(runs.c.state).where(runs.c.id == run_id))
+    ).scalar_one_or_none()
+    return State(value) if value is not None else None
+
+
+async def list_runs(conn: AsyncConnection, *, before_seq: int | None, limit: int) -> list[Run]:
+    """Newest first, keyset-paged on ``seq`` (stable while runs are added)."""
+    stmt = select(runs).order_by(runs.c.seq.desc()).limit(limit)
+    if before_seq is not None:
+        stmt = stmt.where(runs.c.seq < before_seq)
+    rows = (await conn.execute(stmt)).mappings().all()
+    return [run_from_row(r) for r in rows]
+
+
+async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
+    stmt = select(runs.c.state, func.count()).group_by(runs.c.state)
+    return {state: int(n) for state, n in (await conn.execute(stmt)).all()}
+
+
+async def transition(
+    conn: AsyncConnection,
+    run_id: str,
+    *,
+    expected: Collection[State],
+    new: State,
+    reason: str | None = None,
+    **values: Any,
+) -> bool:
+    """Compare-and-set the run's state; write the event. False if the state was not one of
+    ``expected`` (someone else moved it first), and then nothing is written."""
+    now = utcnow()
+    result = await conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.state.in_([s.value for s in expected]))
+        .values(state=new.value, updated_at=now, **values)
+    )
+    if result.rowcount != 1:
+        return False
+    data: dict[str, Any] = {"to": new.value}
+    if reason:
+        data["reason"] = reason
+    await add_event(conn, run_id, "state", data, at=now)
+    return True
+
+
+async def update_run(conn: AsyncConnection, run_id: str, **values: Any) -> None:
+    """Write fields that are not the state (handle, outputs, logs)."""
+    await conn.execute(
+        update(runs).where(runs.c.id == run_id).values(updated_at=utcnow(), **values)
+    )
+
+
+async def add_event(
+    conn: AsyncConnection,
+    run_id: str,
+    kind: str,
+    data: dict[str, Any],
+    *,
+    at: datetime | None = None,
+) -> None:
+    await conn.execute(
+        insert(events).values(run_id=run_id, at=at or utcnow(), kind=kind, data=data)
+    )
+
+
+async def list_events(
+    conn: AsyncConnection, run_id: str, *, after_id: int = 0, limit: int = 1000
+) -> list[Event]:
+    rows = (
+        await conn.execute(
+            select(events)
+            .where(events.c.run_id == run_id, events.c.id > after_id)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+    ).mappings()
+    return [
+        Event(id=r["id"], run_id=r["run_id"], at=r["at"], kind=r["kind"], data=r["data"])
+        for r in rows
+    ]
+
+
+async def save_tasks(conn: AsyncConnection, run_id: str, reported: Iterable[Task]) -> int:
+    """Insert new tasks and update changed ones, keeping first-seen order. Returns how many
+    rows were written."""
+    existing = {
+        r["id"]: r
+        for r in (await conn.execute(select(tasks).where(tasks.c.run_id == run_id))).mappings()
+    }
+    next_ordinal = max((r["ordinal"] for r in existing.values()), default=-1) + 1
+    written = 0
+    for task in reported:
+        values: dict[str, Any] = {
+            "name": task.name,
+            "state": task.state.value,
+            "cmd": task.cmd,
+            "start_time": task.start_time,
+            "end_time": task.end_time,
+            "exit_code": task.exit_code,
+            "stdout": _span_json(task.stdout),
+            "stderr": _span_json(task.stderr),
+            "system_logs": task.system_logs,
+        }
+        old = existing.get(task.id)
+        if old is None:
+            await conn.execute(
+                insert(tasks).values(run_id=run_id, id=task.id, ordinal=next_ordinal, **values)
+            )
+            next_ordinal += 1
+            written += 1
+        elif any(old[k] != v for k, v in values.items()):
+            await conn.execute(
+                update(tasks).where(tasks.c.run_id == run_id, tasks.c.id == task.id).values(values)
+            )
+            written += 1
+    return written
+
+
+async def list_tasks(
+    conn: AsyncConnection, run_id: str, *, after_ordinal: int | None, limit: int
+) -> list[tuple[int, Task]]:
+    stmt = select(tasks).where(tasks.c.run_id == run_id).order_by(tasks.c.ordinal).limit(limit)
+    if after_ordinal is not None:
+        stmt = stmt.where(tasks.c.ordinal > after_ordinal)
+    return [(r["ordinal"], task_from_row(r)) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def get_task(conn: AsyncConnection, run_id: str, task_id: str) -> Task | None:
+    row = (
+        (await conn.execute(select(tasks).where(tasks.c.run_id == run_id, tasks.c.id == task_id)))
+        .mappings()
+        .first()
+    )
+    return task_from_row(row) if row else None
+
+
+async def unfinished_tasks_to(conn: AsyncConnection, run_id: str, state: State) -> None:
+    """Close tasks still marked running when their run ended (cancelled, lost)."""
+    await conn.execute(
+        update(tasks)
+        .where(
+            tasks.c.run_id == run_id,
+            tasks.c.state.in_([State.RUNNING.value, State.QUEUED.value, State.INITIALIZING.value]),
+        )
+        .values(state=state.value, end_time=utcnow())
+    )

@@ -1,0 +1,154 @@
+"""Turning a ``POST /runs`` form into a validated request and a staged run folder.
+
+Nothing here knows HTTP: the API hands over the form's text fields and its uploads. Every
+problem is an InvalidRequest naming the field; the run folder is staged under a temporary
+name and only moved into place once everything checked out, so a refused request leaves
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from spindle.domain import RunRequest
+from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.storage.rundir import safe_relative
+
+#: form fields WES defines for RunWorkflow, besides workflow_attachment
+TEXT_FIELDS = (
+    "workflow_params",
+    "workflow_type",
+    "workflow_type_version",
+    "tags",
+    "workflow_engine",
+    "workflow_engine_version",
+    "workflow_engine_parameters",
+    "workflow_url",
+)
+#: engine parameters Spindle itself reads, whatever the engine
+SPINDLE_PARAMETERS = frozenset({"compute_env"})
+
+
+class Upload(Protocol):
+    """One ``workflow_attachment`` part (Starlette's UploadFile fits)."""
+
+    @property
+    def filename(self) -> str | None: ...
+
+    @property
+    def file(self) -> IO[bytes]: ...
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    name: str
+    size: int
+
+
+def _json_field(fields: Mapping[str, str | None], name: str) -> dict[str, Any]:
+    raw = fields.get(name)
+    if raw is None or raw.strip() == "":
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(name, f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if not isinstance(value, dict):
+        raise InvalidRequest(name, f"must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _string_map(fields: Mapping[str, str | None], name: str) -> dict[str, str]:
+    value = _json_field(fields, name)
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise InvalidRequest(
+                name, f"value of {key!r} must be a string, not {type(item).__name__}"
+            )
+    return value
+
+
+def _optional(fields: Mapping[str, str | None], name: str) -> str | None:
+    value = fields.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _required(fields: Mapping[str, str | None], name: str) -> str:
+    value = _optional(fields, name)
+    if value is None:
+        raise InvalidRequest(name, "is required")
+    return value
+
+
+def parse_request(fields: Mapping[str, str | None]) -> RunRequest:
+    return RunRequest(
+        workflow_type=_required(fields, "workflow_type"),
+        workflow_type_version=_required(fields, "workflow_type_version"),
+        workflow_url=_required(fields, "workflow_url"),
+        workflow_params=_json_field(fields, "workflow_params"),
+        tags=_string_map(fields, "tags"),
+        workflow_engine=_optional(fields, "workflow_engine"),
+        workflow_engine_version=_optional(fields, "workflow_engine_version"),
+        workflow_engine_parameters=_string_map(fields, "workflow_engine_parameters"),
+    )
+
+
+def is_remote_url(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def check_workflow_url(url: str, attachments: Sequence[StagedFile]) -> None:
+    """A relative workflow_url must name an attachment; otherwise it must be http(s)."""
+    if is_remote_url(url):
+        return
+    if "://" in url or url.startswith("/"):
+        raise InvalidRequest(
+            "workflow_url",
+            f"{url!r} must be a path relative to the attachments or an http(s) URL",
+        )
+    path = url.split("#", 1)[0]
+    rel = safe_relative(path, field="workflow_url").as_posix()
+    names = {f.name for f in attachments}
+    if rel not in names:
+        listed = ", ".join(sorted(names)) or "none were attached"
+        raise InvalidRequest(
+            "workflow_url", f"{path!r} names no workflow_attachment (attached: {listed})"
+        )
+
+
+def stage_uploads(uploads: Sequence[Upload], dest: Path, *, max_bytes: int) -> list[StagedFile]:
+    """Copy uploads into ``dest`` keeping their relative paths. Blocking: run in a thread."""
+    staged: list[StagedFile] = []
+    seen: set[str] = set()
+    total = 0
+    for upload in uploads:
+        rel = safe_relative(upload.filename or "", field="workflow_attachment")
+        name = rel.as_posix()
+        if name in seen:
+            raise InvalidRequest("workflow_attachment", f"{name!r} is attached twice")
+        seen.add(name)
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
+        with target.open("wb") as out:
+            while chunk := upload.file.read(1 << 20):
+                size += len(chunk)
+                total += len(chunk)
+                if total > max_bytes:
+                    raise PayloadTooLarge(
+                        f"workflow_attachment: the attachments exceed {max_bytes} bytes"
+                    )
+                out.write(chunk)
+        staged.append(StagedFile(name=name, size=size))
+    return staged
+
+
+def discard(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,49 @@
+"""How the service tells workers that something happened, without them polling.
+
+In one process (``spindle serve`` with its embedded worker) an asyncio event does it. Across
+processes on PostgreSQL the service also sends ``pg_notify`` inside the submitting
+transaction (delivered on commit) and ``spindle.scheduler.listen`` turns it into the same
+event. Everywhere else polling is the fallback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+CHANNEL = "spindle_wakeup"
+
+
+class Wakeup:
+    def __init__(self) -> None:
+        self.queued = asyncio.Event()
+        self._cancels: dict[str, asyncio.Event] = {}
+
+    def run_queued(self) -> None:
+        self.queued.set()
+
+    def cancel_event(self, run_id: str) -> asyncio.Event:
+        return self._cancels.setdefault(run_id, asyncio.Event())
+
+    def cancel_requested(self, run_id: str) -> None:
+        event = self._cancels.get(run_id)
+        if event is not None:
+            event.set()
+
+    def forget(self, run_id: str) -> None:
+        self._cancels.pop(run_id, None)
+
+    def deliver(self, payload: str) -> None:
+        """A message from another process (``queued`` or ``cancel:<run id>``)."""
+        if payload == "queued":
+            self.run_queued()
+        elif payload.startswith("cancel:"):
+            self.cancel_requested(payload.removeprefix("cancel:"))
+
+
+async def notify_other_processes(conn: AsyncConnection, payload: str) -> None:
+    """Send ``payload`` to listening workers on PostgreSQL when ``conn`` commits."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
