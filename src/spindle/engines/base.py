@@ -1,0 +1,116 @@
+"""The engine seam: one module per workflow language.
+
+An engine never runs anything itself and never imports the scheduler, the API or a backend.
+It turns a run into a :class:`Launch` (argv, environment, working directory), and later reads
+what the engine process left in the run directory: tasks (from the engine's own events) and
+outputs. Engines are external programs started as processes, so their dependency trees never
+meet Spindle's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spindle.domain import Run, RunRequest, Task
+from spindle.errors import EngineUnavailable
+from spindle.storage.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything a backend needs to start the engine: the process, not the workflow."""
+
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EngineParameter:
+    """One ``workflow_engine_parameters`` key an engine understands (WES
+    ``DefaultWorkflowEngineParameter``)."""
+
+    name: str
+    type: str
+    default_value: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What is really installed: detected at start-up by running the engine."""
+
+    name: str
+    version: str
+    workflow_type: str
+    workflow_type_versions: list[str]
+
+
+class Engine(ABC):
+    #: engine name as clients give it in ``workflow_engine`` (e.g. "snakemake", "cwltool")
+    name: str
+    #: WES workflow_type this engine runs (e.g. "SMK", "CWL")
+    workflow_type: str
+
+    def parameters(self) -> list[EngineParameter]:
+        """The ``workflow_engine_parameters`` keys this engine understands, with defaults."""
+        return []
+
+    @abstractmethod
+    async def detect(self) -> EngineInfo:
+        """Run the engine to learn its version; raise EngineUnavailable if it does not start."""
+
+    @abstractmethod
+    def prepare(self, run: Run, rundir: RunDir) -> Launch:
+        """Write whatever the engine needs into the run directory and build its command line.
+
+        The workflow's files are in ``rundir.attachments`` (or ``run.request.workflow_url``
+        is an http(s) URL). Relative ``workflow_url`` values are relative to the attachments.
+        """
+
+    @abstractmethod
+    def progress(self, rundir: RunDir) -> list[Task]:
+        """The tasks so far, read from what the engine process wrote. Cheap; called often."""
+
+    def planned_tasks(self, rundir: RunDir) -> int | None:
+        """How many tasks the engine plans to run, when it says so up front (else None)."""
+        return None
+
+    @abstractmethod
+    def outputs(self, rundir: RunDir) -> dict[str, Any]:
+        """The run's outputs once the engine has exited. File references are dicts whose
+        ``location`` is a ``run:`` reference (see ``RunDir.ref``)."""
+
+    def validate(self, request: RunRequest) -> None:  # noqa: B027
+        """Refuse, at submission, a request this engine cannot run (raise InvalidRequest
+        naming the field): its version, params or engine parameters. Default: accept."""
+
+
+async def ask(executable: str, *args: str, limit: float) -> str:
+    """Run ``executable args...`` (e.g. ``--version``) and return its stdout, or raise
+    EngineUnavailable saying what went wrong: it does not start, hangs, or fails."""
+    shown = " ".join((executable, *args))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            executable,
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as e:
+        raise EngineUnavailable(f"`{shown}` does not start: {e}") from e
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), limit)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise EngineUnavailable(f"`{shown}` did not answer within {limit:g} s") from None
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip()[-500:]
+        raise EngineUnavailable(f"`{shown}` exited with {proc.returncode}: {tail}")
+    return out.decode(errors="replace")

@@ -1,0 +1,379 @@
+"""The Snakemake engine (WES workflow_type ``SMK``).
+
+Snakemake (9 or later) runs as its own process from its own environment. What Spindle learns
+about jobs comes from a small logger plugin (``snakemake_logger/``) that Snakemake loads from
+``PYTHONPATH``: it appends one JSON object per job event to ``logs/snakemake-events.jsonl``,
+stamped with the sizes of the run's stdout and stderr files at that moment, so each task's
+log is a byte range of the run's logs. Snakemake's own log stays on stderr as usual.
+
+The run's working directory is ``work/``, not the attachments: outputs land in ``work/``;
+a Snakefile reaches files shipped beside it through ``workflow.basedir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeGuard
+from urllib.parse import urlsplit
+
+from spindle.domain import LogSpan, Run, RunRequest, State, Task
+from spindle.engines.base import Engine, EngineInfo, EngineParameter, Launch, ask
+from spindle.errors import EngineUnavailable, InvalidRequest
+from spindle.storage.rundir import RunDir, safe_relative
+
+#: Folder put on Snakemake's PYTHONPATH: it holds only the logger plugin package.
+PLUGIN_DIR = Path(__file__).resolve().parent / "snakemake_logger"
+#: The plugin's name as Snakemake derives it from ``snakemake_logger_plugin_spindle``.
+PLUGIN_NAME = "spindle"
+#: Events file, relative to the run directory's ``logs/``.
+EVENTS_FILE = "snakemake-events.jsonl"
+#: Logger plugins arrived in Snakemake 9; older versions cannot report jobs to Spindle.
+MIN_MAJOR = 9
+#: Seconds ``snakemake --version`` may take (a cold start imports a lot).
+DETECT_TIMEOUT = 60.0
+
+_VERSION = re.compile(r"\b(\d+)\.\d+(?:\.\d+)?\S*")
+_ANNOTATION = re.compile(r" \([^()]*\)$")
+
+
+class SnakemakeEngine(Engine):
+    """Runs Snakefiles with the ``snakemake`` executable found at ``executable``.
+
+    ``workflow_type_version`` names the Snakemake language, which is versioned with Snakemake
+    itself: a request may give the installed major version (``"9"``) or the exact installed
+    version (``"9.27.1"``). Before :meth:`detect` has run, only the major version this code
+    supports is known.
+    """
+
+    name = "snakemake"
+    workflow_type = "SMK"
+
+    def __init__(self, executable: str, cores: int) -> None:
+        self.executable = executable
+        self.cores = cores
+        self.versions: list[str] = [str(MIN_MAJOR)]
+
+    # --- what is installed ---------------------------------------------------------------
+
+    async def detect(self) -> EngineInfo:
+        version = parse_version(await self._run_version())
+        major = int(version.split(".", 1)[0])
+        if major < MIN_MAJOR:
+            raise EngineUnavailable(
+                f"snakemake {version} at {self.executable} is too old: Spindle needs "
+                f"{MIN_MAJOR} or later (its job events come from a logger plugin)"
+            )
+        self.versions = [str(major), version]
+        return EngineInfo(
+            name=self.name,
+            version=version,
+            workflow_type=self.workflow_type,
+            workflow_type_versions=list(self.versions),
+        )
+
+    async def _run_version(self) -> str:
+        return await ask(self.executable, "--version", limit=DETECT_TIMEOUT)
+
+    def parameters(self) -> list[EngineParameter]:
+        return [
+            EngineParameter(
+                name="cores",
+                type="int",
+                default_value=str(self.cores),
+                description=f"Cores Snakemake may use for this run (1 to {self.cores}).",
+            )
+        ]
+
+    # --- checking and launching ----------------------------------------------------------
+
+    def validate(self, request: RunRequest) -> None:
+        workflow_type_version = request.workflow_type_version
+        self.run_cores(request.workflow_engine_parameters)
+        if workflow_type_version not in self.versions:
+            raise InvalidRequest(
+                "workflow_type_version",
+                f"{workflow_type_version!r} is not supported for SMK; supported: "
+                + ", ".join(self.versions),
+            )
+
+    def run_cores(self, engine_parameters: Mapping[str, str]) -> int:
+        """The ``cores`` a run asked for, checked against what this service allows."""
+        raw = engine_parameters.get("cores")
+        if raw is None:
+            return self.cores
+        try:
+            cores = int(raw)
+        except ValueError:
+            cores = 0
+        if not 1 <= cores <= self.cores:
+            raise InvalidRequest(
+                "workflow_engine_parameters",
+                f"cores must be an integer from 1 to {self.cores}, got {raw!r}",
+            )
+        return cores
+
+    def prepare(self, run: Run, rundir: RunDir) -> Launch:
+        request = run.request
+        cores = self.run_cores(request.workflow_engine_parameters)
+        snakefile = snakefile_argument(request.workflow_url, rundir)
+        params_file = rundir.params_file.absolute()
+        params_file.write_text(json.dumps(request.workflow_params, indent=2) + "\n")
+        work = rundir.work.absolute()
+        argv = [
+            self.executable,
+            "--snakefile",
+            snakefile,
+            "--directory",
+            str(work),
+            "--configfile",
+            str(params_file),
+            "--cores",
+            str(cores),
+            "--nocolor",
+            "--printshellcmds",
+            "--logger",
+            PLUGIN_NAME,
+            f"--logger-{PLUGIN_NAME}-events-file",
+            str(events_path(rundir).absolute()),
+        ]
+        # PYTHONPATH is the plugin folder alone: nothing of Spindle's environment leaks in.
+        env = {"PYTHONPATH": str(PLUGIN_DIR), "PYTHONUNBUFFERED": "1"}
+        return Launch(argv=argv, cwd=work, env=env)
+
+    # --- reading what the run left -------------------------------------------------------
+
+    def progress(self, rundir: RunDir) -> list[Task]:
+        return [job.task(rundir) for job in fold_jobs(read_events(events_path(rundir)))]
+
+    def planned_tasks(self, rundir: RunDir) -> int | None:
+        counts = self.progress_counts(rundir)
+        return counts[1] if counts else None
+
+    def progress_counts(self, rundir: RunDir) -> tuple[int, int] | None:
+        """(done, total) jobs for a progress bar: the latest ``progress`` event, else the
+        total from ``run_info`` with none done, else None (Snakemake has not planned yet)."""
+        return progress_counts(read_events(events_path(rundir)))
+
+    def outputs(self, rundir: RunDir) -> dict[str, Any]:
+        jobs = fold_jobs(read_events(events_path(rundir)))
+        work = rundir.work.resolve()
+        found: dict[str, dict[str, Any]] = {}
+        for job in jobs:
+            if job.state is not State.COMPLETE:
+                continue
+            for name in job.output:
+                path = output_path(work, name)
+                if path is not None:
+                    rel = path.relative_to(work).as_posix()
+                    found.setdefault(rel, file_entry(rundir, path, rel))
+        return {"files": [found[rel] for rel in sorted(found)]}
+
+
+# --- launch helpers ----------------------------------------------------------------------
+
+
+def events_path(rundir: RunDir) -> Path:
+    return rundir.logs / EVENTS_FILE
+
+
+def parse_version(text: str) -> str:
+    """The version in ``snakemake --version`` output (its last line, e.g. ``9.27.1``)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    found = _VERSION.search(lines[-1]) if lines else None
+    if found is None:
+        raise EngineUnavailable(f"snakemake printed no version: {text.strip()[:200]!r}")
+    return found.group(0)
+
+
+def snakefile_argument(workflow_url: str, rundir: RunDir) -> str:
+    """What to pass as ``--snakefile``: an http(s) URL as given (Snakemake 9 fetches it, and
+    resolves its ``include:``s relative to the URL), or the attachment the relative URL names,
+    which must stay inside the attachments."""
+    scheme = urlsplit(workflow_url).scheme.lower()
+    if scheme in ("http", "https"):
+        return workflow_url
+    if scheme or workflow_url.startswith("/"):
+        raise InvalidRequest(
+            "workflow_url",
+            f"{workflow_url!r} must be a path relative to the attachments or an http(s) URL",
+        )
+    rel = safe_relative(workflow_url.split("#", 1)[0], field="workflow_url")
+    attachments = rundir.attachments.resolve()
+    path = (attachments / rel).resolve()
+    if not path.is_relative_to(attachments):
+        raise InvalidRequest("workflow_url", f"{workflow_url!r} leaves the attachments")
+    if not path.is_file():
+        raise InvalidRequest("workflow_url", f"{workflow_url!r} names no attached file")
+    return str(path)
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    """Every complete event in the file. A line that does not parse (the plugin may be in the
+    middle of writing the last one) is skipped; a missing file means no events yet."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    events: list[dict[str, Any]] = []
+    for line in raw.splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict) and isinstance(event.get("event"), str):
+                events.append(event)
+    return events
+
+
+def progress_counts(events: list[dict[str, Any]]) -> tuple[int, int] | None:
+    for event in reversed(events):
+        kind = event["event"]
+        if kind == "progress" and _is_int(event.get("done")) and _is_int(event.get("total")):
+            return int(event["done"]), int(event["total"])
+        if kind == "run_info" and _is_int(event.get("total")):
+            return 0, int(event["total"])
+    return None
+
+
+@dataclass
+class Job:
+    """One Snakemake job as its events describe it so far."""
+
+    jobid: int
+    rule: str = ""
+    wildcards: dict[str, str] = field(default_factory=dict)
+    shellcmd: str | None = None
+    output: list[str] = field(default_factory=list)
+    state: State = State.RUNNING
+    exit_code: int | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    #: stdout/stderr sizes when the job started and ended (None: not a regular file)
+    start_offsets: tuple[int | None, int | None] = (None, None)
+    end_offsets: tuple[int | None, int | None] = (None, None)
+
+    @property
+    def name(self) -> str:
+        if not self.wildcards:
+            return self.rule
+        return f"{self.rule}[{','.join(f'{k}={v}' for k, v in self.wildcards.items())}]"
+
+    def task(self, rundir: RunDir) -> Task:
+        return Task(
+            id=str(self.jobid),
+            name=self.name,
+            state=self.state,
+            cmd=[self.shellcmd] if self.shellcmd else [],
+            start_time=self.start_time,
+            end_time=self.end_time,
+            exit_code=self.exit_code,
+            stdout=_span(rundir, rundir.stdout, self.start_offsets[0], self.end_offsets[0]),
+            stderr=_span(rundir, rundir.stderr, self.start_offsets[1], self.end_offsets[1]),
+        )
+
+
+def fold_jobs(events: list[dict[str, Any]]) -> list[Job]:
+    """One :class:`Job` per Snakemake job, in the order the jobs started.
+
+    ``job_started`` (a batch of job ids) comes first, then each job's ``job_info`` (rule,
+    wildcards, outputs, command); offsets are taken at ``job_info``, just before the job runs.
+    A job ends with ``job_finished`` or ``job_error``; until then it is RUNNING.
+    """
+    jobs: dict[int, Job] = {}
+
+    def job(jobid: Any) -> Job | None:
+        if not _is_int(jobid):
+            return None
+        return jobs.setdefault(int(jobid), Job(jobid=int(jobid)))
+
+    for event in events:
+        kind = event["event"]
+        at = _time(event.get("time"))
+        offsets = (_offset(event.get("stdout")), _offset(event.get("stderr")))
+        if kind == "job_started":
+            for jobid in event.get("jobs") or []:
+                started = job(jobid)
+                if started is not None and started.start_time is None:
+                    started.start_time = at
+                    started.start_offsets = offsets
+        elif kind == "job_info" and (info := job(event.get("jobid"))) is not None:
+            info.rule = str(event.get("rule_name") or "")
+            info.wildcards = {str(k): str(v) for k, v in (event.get("wildcards") or {}).items()}
+            info.shellcmd = event.get("shellcmd") or None
+            info.output = [str(o) for o in event.get("output") or []]
+            info.start_time = info.start_time or at
+            info.start_offsets = offsets
+        elif kind in ("job_finished", "job_error") and (done := job(event.get("jobid"))):
+            done.end_time = at
+            done.end_offsets = offsets
+            if kind == "job_finished":
+                done.state, done.exit_code = State.COMPLETE, 0
+            else:
+                code = event.get("exit_code")
+                done.state = State.EXECUTOR_ERROR
+                done.exit_code = code if _is_int(code) and code != 0 else 1
+                done.rule = done.rule or str(event.get("rule_name") or "")
+    return list(jobs.values())
+
+
+def _is_int(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _offset(value: Any) -> int | None:
+    return value if _is_int(value) and value >= 0 else None
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _span(rundir: RunDir, log: Path, start: int | None, end: int | None) -> LogSpan:
+    return LogSpan(log.relative_to(rundir.root).as_posix(), start, end)
+
+
+# --- outputs -----------------------------------------------------------------------------
+
+
+def output_path(work: Path, name: str) -> Path | None:
+    """The existing file or folder a job output names, inside ``work`` (resolved), or None.
+
+    Snakemake prints flagged outputs with a note (``x.txt (pipe)``); the bare name is tried
+    when the printed one does not exist. Anything resolving outside ``work`` is ignored.
+    """
+    for candidate in (name, _ANNOTATION.sub("", name)):
+        path = (work / candidate).resolve()
+        if path.is_relative_to(work) and path != work and path.exists():
+            return path
+    return None
+
+
+def file_entry(rundir: RunDir, path: Path, rel: str) -> dict[str, Any]:
+    """A CWL-style File or Directory object whose location is a ``run:`` reference."""
+    if path.is_dir():
+        return {
+            "class": "Directory",
+            "path": rel,
+            "basename": path.name,
+            "location": rundir.ref(path),
+        }
+    return {
+        "class": "File",
+        "path": rel,
+        "basename": path.name,
+        "size": path.stat().st_size,
+        "location": rundir.ref(path),
+    }
