@@ -1,0 +1,79 @@
+"""Every error leaves as the WES ``ErrorResponse {msg, status_code}``, from exactly here.
+
+Spindle's own errors carry their status; FastAPI's validation errors become 400s naming the
+field; Starlette's 404/405 keep their status; anything unexpected is logged with its
+traceback and answered with a plain 500 that reveals nothing of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from spindle.errors import SpindleError
+from spindle.models.wes import ErrorResponse
+
+log = logging.getLogger(__name__)
+
+
+def error_response(
+    status_code: int, msg: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"msg": msg, "status_code": status_code}, status_code=status_code, headers=headers
+    )
+
+
+def _describe_validation(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        field = ".".join(loc) or "request"
+        problems.append(f"{field}: {err.get('msg', 'is invalid')}")
+    return "; ".join(problems) or "the request is malformed"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(SpindleError)
+    async def spindle_error(_request: Request, exc: SpindleError) -> JSONResponse:
+        if exc.status_code >= 500:
+            log.error("request failed: %s", exc.message)
+        return error_response(exc.status_code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(400, _describe_validation(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        msg = str(exc.detail)
+        if exc.status_code == 404 and msg == "Not Found":
+            msg = f"no such path: {request.url.path}"
+        elif exc.status_code == 405:
+            msg = f"method {request.method} is not allowed on {request.url.path}"
+        return error_response(exc.status_code, msg, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        return error_response(500, "an unexpected error occurred; see the server log")
+
+
+_DESCRIPTIONS = {
+    400: "The request is malformed.",
+    401: "The request is unauthorized.",
+    403: "The requester is not authorized to perform this action.",
+    404: "The requested workflow run wasn't found.",
+    413: "The upload is larger than this service accepts.",
+    500: "An unexpected error occurred.",
+}
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status documented as an ErrorResponse."""
+    return {code: {"model": ErrorResponse, "description": _DESCRIPTIONS[code]} for code in codes}

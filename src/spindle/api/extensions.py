@@ -1,0 +1,122 @@
+"""Spindle's documented extensions beside the WES paths: the log files and downloads that
+WES responses link to, and run progress. See docs/api.md."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse, Response
+
+from spindle.api.deps import Service
+from spindle.api.errors import documented
+from spindle.domain import LogSpan
+from spindle.errors import NotFound
+from spindle.models.extensions import RunProgress
+
+router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
+
+#: most bytes one log request returns; clients follow with ``offset``
+MAX_LOG_CHUNK = 4 << 20
+NEXT_OFFSET = "X-Spindle-Next-Offset"
+
+
+def _read_range(path: Path, start: int, end: int | None) -> bytes:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(start)
+            limit = MAX_LOG_CHUNK if end is None else max(0, min(end - start, MAX_LOG_CHUNK))
+            return fh.read(limit)
+    except FileNotFoundError:
+        return b""
+
+
+async def _log_response(path: Path, base: int, end: int | None, offset: int) -> Response:
+    start = base + offset
+    data = await asyncio.to_thread(_read_range, path, start, end)
+    return Response(
+        data,
+        media_type="text/plain; charset=utf-8",
+        headers={NEXT_OFFSET: str(offset + len(data))},
+    )
+
+
+Offset = Annotated[
+    int,
+    Query(
+        ge=0,
+        description="Byte offset to start from; follow a live log with the "
+        f"`{NEXT_OFFSET}` header of the previous answer.",
+    ),
+]
+
+
+@router.get(
+    "/runs/{run_id}/logs/{stream}",
+    summary="GetRunLogStream",
+    response_class=Response,
+    responses={**documented(400, 404, 500), 200: {"content": {"text/plain": {}}}},
+)
+async def get_run_log_stream(
+    run_id: str, stream: str, service: Service, offset: Offset = 0
+) -> Response:
+    """The run's engine stdout or stderr (``stream``), from ``offset``; at most 4 MiB per
+    answer."""
+    path = await service.log_file(run_id, stream)
+    return await _log_response(path, 0, None, offset)
+
+
+@router.get(
+    "/runs/{run_id}/tasks/{task_id}/logs/{stream}",
+    summary="GetTaskLogStream",
+    response_class=Response,
+    responses={**documented(400, 404, 500), 200: {"content": {"text/plain": {}}}},
+)
+async def get_task_log_stream(
+    run_id: str, task_id: str, stream: str, service: Service, offset: Offset = 0
+) -> Response:
+    """One task's share of the engine's output: the bytes the engine wrote while that task
+    ran (exact when tasks run one at a time)."""
+    task = await service.task(run_id, task_id)
+    span: LogSpan | None = {"stdout": task.stdout, "stderr": task.stderr}.get(stream)
+    if stream not in ("stdout", "stderr"):
+        raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
+    if span is None:
+        raise NotFound(f"task {task_id!r} has no {stream} log")
+    path = service.rundir(run_id).resolve(span.path)
+    return await _log_response(path, span.start or 0, span.end, offset)
+
+
+@router.get(
+    "/runs/{run_id}/files/{path:path}",
+    summary="DownloadRunFile",
+    response_class=FileResponse,
+    responses={**documented(400, 404, 500), 200: {"content": {"application/octet-stream": {}}}},
+)
+async def download_run_file(run_id: str, path: str, service: Service) -> FileResponse:
+    """Download a file of the run (an output, or any file inside its folder) by the path
+    that output ``location`` URLs carry."""
+    target = await service.run_file(run_id, path)
+    return FileResponse(target, filename=target.name)
+
+
+@router.get(
+    "/runs/{run_id}/progress",
+    summary="GetRunProgress",
+    response_model=RunProgress,
+    responses=documented(404, 500),
+)
+async def get_run_progress(run_id: str, service: Service) -> RunProgress:
+    """Tasks done out of the total the engine planned (``total`` is null when the engine
+    does not say), and the tasks running now."""
+    run = await service.get(run_id)
+    p = run.progress
+    return RunProgress(
+        run_id=run.id,
+        state=run.state,
+        done=p.done if p else 0,
+        total=p.total if p else None,
+        current=p.current if p else [],
+    )

@@ -1,0 +1,333 @@
+"""The WES 1.1.0 paths, exactly as the spec names them, and nothing more (extensions live in
+``extensions.py``). Summaries and operation ids come from the spec."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.datastructures import FormData, UploadFile
+
+import spindle
+from spindle.api.deps import LinksDep, Service
+from spindle.api.errors import documented
+from spindle.api.links import Links
+from spindle.domain import Run, State, Task
+from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.models import wes
+from spindle.runs.submit import TEXT_FIELDS
+
+router = APIRouter(prefix="/ga4gh/wes/v1")
+
+#: form parts beyond these many are refused before they are read
+MAX_FORM_PARTS = 10_000
+
+_MULTIPART = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        **{name: {"type": "string"} for name in TEXT_FIELDS},
+                        "workflow_attachment": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
+                    },
+                }
+            }
+        },
+        "required": False,
+    }
+}
+
+
+def wes_time(value: datetime | None) -> str | None:
+    """ISO 8601 as the spec spells it: ``%Y-%m-%dT%H:%M:%SZ``."""
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def _request_model(run: Run) -> wes.RunRequest:
+    r = run.request
+    return wes.RunRequest(
+        workflow_params=r.workflow_params,
+        workflow_type=r.workflow_type,
+        workflow_type_version=r.workflow_type_version,
+        tags=r.tags,
+        workflow_engine_parameters=r.workflow_engine_parameters,
+        workflow_engine=r.workflow_engine,
+        workflow_engine_version=r.workflow_engine_version,
+        workflow_url=r.workflow_url,
+    )
+
+
+def task_log(run_id: str, task: Task, links: Links) -> wes.TaskLog:
+    return wes.TaskLog(
+        id=task.id,
+        name=task.name,
+        cmd=task.cmd,
+        start_time=wes_time(task.start_time),
+        end_time=wes_time(task.end_time),
+        stdout=links.task_log(run_id, task.id, "stdout") if task.stdout else None,
+        stderr=links.task_log(run_id, task.id, "stderr") if task.stderr else None,
+        exit_code=task.exit_code,
+        system_logs=task.system_logs or None,
+    )
+
+
+@router.get(
+    "/service-info",
+    summary="GetServiceInfo",
+    operation_id="GetServiceInfo",
+    tags=["Service Info"],
+    response_model=wes.ServiceInfo,
+    response_model_exclude_none=True,
+    responses=documented(400, 401, 403, 500),
+)
+async def get_service_info(service: Service) -> wes.ServiceInfo:
+    """May include information related (but not limited to) the workflow descriptor formats,
+    versions supported, the WES API versions supported, and information about general
+    service availability."""
+    settings = service.settings
+    catalog = service.catalog
+    counts = await service.counts()
+    parameters = [
+        wes.DefaultWorkflowEngineParameter(name="compute_env", type="string", default_value="local")
+    ]
+    for engine in catalog.engines.values():
+        parameters.extend(
+            wes.DefaultWorkflowEngineParameter(
+                name=p.name, type=p.type, default_value=p.default_value
+            )
+            for p in engine.parameters()
+        )
+    return wes.ServiceInfo(
+        id=settings.service_id,
+        name=settings.service_name,
+        type=wes.ServiceType(group="org.ga4gh", artifact="wes", version="1.1.0"),
+        description="Spindle runs Snakemake and CWL workflows through the GA4GH WES API.",
+        organization=wes.Organization(
+            name=settings.organization_name, url=settings.organization_url
+        ),
+        environment=settings.environment,
+        version=spindle.__version__,
+        workflow_type_versions={
+            t: wes.WorkflowTypeVersion(workflow_type_version=v)
+            for t, v in catalog.workflow_types.items()
+        },
+        supported_wes_versions=["1.1.0"],
+        supported_filesystem_protocols=["file", "http", "https"],
+        workflow_engine_versions={
+            name: wes.WorkflowEngineVersion(workflow_engine_version=[info.version])
+            for name, info in catalog.infos.items()
+        },
+        default_workflow_engine_parameters=parameters,
+        system_state_counts={s.value: counts.get(s.value, 0) for s in State},
+        auth_instructions_url=settings.auth_instructions_url,
+        tags={"compute_environments": ",".join(service.compute_envs)},
+    )
+
+
+@router.get(
+    "/runs",
+    summary="ListRuns",
+    operation_id="ListRuns",
+    tags=["Workflow Runs"],
+    response_model=wes.RunListResponse,
+    response_model_exclude_none=True,
+    responses=documented(400, 401, 403, 500),
+)
+async def list_runs(
+    service: Service,
+    page_size: Annotated[
+        int | None,
+        Query(description="OPTIONAL The preferred number of workflow runs to return in a page."),
+    ] = None,
+    page_token: Annotated[
+        str | None,
+        Query(description="OPTIONAL Token to use to indicate where to start getting results."),
+    ] = None,
+) -> wes.RunListResponse:
+    """This list should be provided in a stable ordering. Spindle lists the newest run first
+    and pages by key, so a page never repeats or skips a run while others are submitted."""
+    page = await service.list(page_size=page_size, page_token=page_token)
+    return wes.RunListResponse(
+        runs=[
+            wes.RunSummary(
+                run_id=r.id,
+                state=r.state,
+                start_time=wes_time(r.start_time),
+                end_time=wes_time(r.end_time),
+                tags=r.request.tags,
+            )
+            for r in page.items
+        ],
+        next_page_token=page.next_page_token,
+    )
+
+
+def _check_body(request: Request, max_bytes: int) -> None:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes + (1 << 20):
+        raise PayloadTooLarge(f"request body: {length} bytes is over the limit of {max_bytes}")
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        raise InvalidRequest(
+            "request body", f"must be multipart/form-data (got {content_type or 'nothing'})"
+        )
+
+
+def _split_form(form: FormData) -> tuple[dict[str, str | None], list[UploadFile]]:
+    fields: dict[str, str | None] = {}
+    uploads: list[UploadFile] = []
+    for key, value in form.multi_items():
+        if key == "workflow_attachment":
+            if not isinstance(value, UploadFile):
+                raise InvalidRequest("workflow_attachment", "must be a file part, not a text field")
+            uploads.append(value)
+        elif key in TEXT_FIELDS:
+            if not isinstance(value, str):
+                raise InvalidRequest(key, "must be a text field, not a file")
+            if key in fields:
+                raise InvalidRequest(key, "is given more than once")
+            fields[key] = value
+        else:
+            raise InvalidRequest(
+                key,
+                "is not a RunWorkflow form field; fields are: "
+                + ", ".join((*TEXT_FIELDS, "workflow_attachment")),
+            )
+    return fields, uploads
+
+
+@router.post(
+    "/runs",
+    summary="RunWorkflow",
+    operation_id="RunWorkflow",
+    tags=["Workflow Runs"],
+    response_model=wes.RunId,
+    responses=documented(400, 401, 403, 413, 500),
+    openapi_extra=_MULTIPART,
+)
+async def run_workflow(request: Request, service: Service) -> wes.RunId:
+    """This endpoint creates a new workflow run and returns a `RunId` to monitor its
+    progress. `workflow_url` is a path relative to the attachments (which keep their
+    folders) or an http(s) URL; `workflow_params`, `tags` and `workflow_engine_parameters`
+    are JSON objects sent as strings."""
+    _check_body(request, service.settings.max_upload_bytes)
+    # the form's spooled upload files are closed on leaving the block, whatever happens
+    async with request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS) as form:
+        fields, uploads = _split_form(form)
+        run = await service.submit(fields, uploads)
+    return wes.RunId(run_id=run.id)
+
+
+@router.get(
+    "/runs/{run_id}",
+    summary="GetRunLog",
+    operation_id="GetRunLog",
+    tags=["Workflow Runs"],
+    response_model=wes.RunLog,
+    response_model_exclude_none=True,
+    responses=documented(401, 403, 404, 500),
+)
+async def get_run_log(run_id: str, service: Service, links: LinksDep) -> wes.RunLog:
+    """This endpoint provides detailed information about a given workflow run."""
+    run = await service.get(run_id)
+    outputs: dict[str, Any] = links.outputs(run.id, run.outputs)
+    return wes.RunLog(
+        run_id=run.id,
+        request=_request_model(run),
+        state=run.state,
+        run_log=wes.Log(
+            name=run.request.workflow_url,
+            cmd=run.cmd or None,
+            start_time=wes_time(run.start_time),
+            end_time=wes_time(run.end_time),
+            stdout=links.run_log(run.id, "stdout"),
+            stderr=links.run_log(run.id, "stderr"),
+            exit_code=run.exit_code,
+            system_logs=run.system_logs,
+        ),
+        task_logs_url=links.run(run.id, "tasks"),
+        outputs=outputs,
+    )
+
+
+@router.get(
+    "/runs/{run_id}/status",
+    summary="GetRunStatus",
+    operation_id="GetRunStatus",
+    tags=["Workflow Runs"],
+    response_model=wes.RunStatus,
+    response_model_exclude_none=True,
+    responses=documented(401, 403, 404, 500),
+)
+async def get_run_status(run_id: str, service: Service) -> wes.RunStatus:
+    """This provides an abbreviated (and likely fast depending on implementation) status of
+    the running workflow."""
+    return wes.RunStatus(run_id=run_id, state=await service.state(run_id))
+
+
+@router.get(
+    "/runs/{run_id}/tasks",
+    summary="ListTasks",
+    operation_id="ListTasks",
+    tags=["Workflow Runs"],
+    response_model=wes.TaskListResponse,
+    response_model_exclude_none=True,
+    responses=documented(400, 401, 403, 404, 500),
+)
+async def list_tasks(
+    run_id: str,
+    service: Service,
+    links: LinksDep,
+    page_size: Annotated[
+        int | None,
+        Query(description="OPTIONAL The preferred number of task logs to return in a page."),
+    ] = None,
+    page_token: Annotated[
+        str | None,
+        Query(description="OPTIONAL Token to use to indicate where to start getting results."),
+    ] = None,
+) -> wes.TaskListResponse:
+    """This endpoint provides a paginated list of tasks that were executed as part of a
+    given workflow run, in the order the engine started them."""
+    page = await service.tasks(run_id, page_size=page_size, page_token=page_token)
+    return wes.TaskListResponse(
+        task_logs=[task_log(run_id, t, links) for t in page.items],
+        next_page_token=page.next_page_token,
+    )
+
+
+@router.get(
+    "/runs/{run_id}/tasks/{task_id}",
+    summary="GetTask",
+    operation_id="GetTask",
+    tags=["Workflow Runs"],
+    response_model=wes.TaskLog,
+    response_model_exclude_none=True,
+    responses=documented(401, 403, 404, 500),
+)
+async def get_task(run_id: str, task_id: str, service: Service, links: LinksDep) -> wes.TaskLog:
+    """This endpoint provides a mechanism to retrieve information on a specific task, if it
+    exists."""
+    return task_log(run_id, await service.task(run_id, task_id), links)
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    summary="CancelRun",
+    operation_id="CancelRun",
+    tags=["Workflow Runs"],
+    response_model=wes.RunId,
+    responses=documented(401, 403, 404, 500),
+)
+async def cancel_run(run_id: str, service: Service) -> wes.RunId:
+    """Cancel a running workflow. A QUEUED run is CANCELED at once; a running one goes
+    through CANCELING to CANCELED once every process it started is gone. Cancelling a run
+    that has already finished changes nothing and answers 200."""
+    await service.cancel(run_id)
+    return wes.RunId(run_id=run_id)

@@ -1,0 +1,77 @@
+"""``create_app(settings)``: the FastAPI application with its database, engines, service and
+(optionally) an embedded worker, all built at start-up from the settings handed in."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+import spindle
+from spindle.api import errors, extensions, wes
+from spindle.backends.base import Backend
+from spindle.backends.local import LocalBackend
+from spindle.config import Settings
+from spindle.db.engine import create_engine
+from spindle.db.migrate import upgrade
+from spindle.engines.registry import Catalog, load_catalog
+from spindle.runs.service import RunService
+from spindle.runs.wakeup import Wakeup
+from spindle.scheduler.listen import listen_for_wakeups
+from spindle.scheduler.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def build_backends(settings: Settings) -> dict[str, Backend]:
+    return {"local": LocalBackend(cancel_grace_seconds=settings.cancel_grace_seconds)}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    worker: bool = True,
+    migrate: bool = True,
+    catalog: Catalog | None = None,
+) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = create_engine(settings.effective_database_url)
+        if migrate:
+            await upgrade(db)
+        engines = catalog or await load_catalog(settings)
+        wakeup = Wakeup()
+        backends = build_backends(settings)
+        app.state.settings = settings
+        app.state.service = RunService(
+            db=db, settings=settings, catalog=engines, wakeup=wakeup, compute_envs=list(backends)
+        )
+        stop = asyncio.Event()
+        background: list[asyncio.Task[None]] = []
+        if worker:
+            w = Worker(settings=settings, db=db, catalog=engines, backends=backends, wakeup=wakeup)
+            app.state.worker = w
+            background.append(asyncio.create_task(w.run(stop), name="worker"))
+            background.append(
+                asyncio.create_task(listen_for_wakeups(settings, wakeup, stop), name="listen")
+            )
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*background, return_exceptions=True)
+            await db.dispose()
+
+    app = FastAPI(
+        title="Spindle",
+        version=spindle.__version__,
+        summary="GA4GH WES 1.1.0 workflow execution service",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(wes.router)
+    app.include_router(extensions.router)
+    return app
