@@ -1,0 +1,24 @@
+"""The ``spindle`` command. Server commands (serve, worker, db) live in ``server.py``;
+commands that talk to a running Spindle through ``spindle.client`` in ``runs.py``."""
+
+from __future__ import annotations
+
+import click
+
+import spindle
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(spindle.__version__, prog_name="spindle")
+def main() -> None:
+    """Spindle: a GA4GH WES service for Snakemake and CWL workflows."""
+
+
+def _register() -> None:
+    from spindle.cli import runs, server
+
+    server.register(main)
+    runs.register(main)
+
+
+_register()

@@ -1,0 +1,537 @@
+"""A typed asyncio client for a Spindle server: the WES 1.1.0 API plus Spindle's extensions
+(run progress, log streams, file downloads).
+
+Everything is ``async`` (the project runs on asyncio throughout, so there is no blocking
+twin of any call). Answers are parsed into the same pydantic models the server builds them
+from (``spindle.models.wes``), so a field renamed on one side fails loudly on the other.
+Every failure reaches the caller as :class:`SpindleClientError`, never as a raw ``httpx``
+exception: the server's WES ``ErrorResponse`` becomes its ``status_code`` and ``msg``, and a
+server that cannot be reached is named by URL.
+
+Example::
+
+    async with SpindleClient("http://127.0.0.1:8000") as spindle:
+        run_id = await spindle.submit(
+            "Snakefile",
+            workflow_type="SMK",
+            workflow_type_version="9",
+            attachments={"Snakefile": Path("Snakefile")},
+        )
+        log = await spindle.wait(run_id)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+import spindle
+from spindle.models import wes
+from spindle.models.extensions import RunProgress
+
+#: Where the WES API lives below a server's base URL.
+API_PREFIX = "/ga4gh/wes/v1"
+#: Base URL when neither the caller nor ``SPINDLE_URL`` names one.
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: Response header of the log endpoints: the offset to ask for next.
+NEXT_OFFSET_HEADER = "X-Spindle-Next-Offset"
+#: Bytes read from a local file per multipart chunk and written per download chunk.
+CHUNK = 1 << 20
+
+M = TypeVar("M", bound=BaseModel)
+
+Attachments = Mapping[str, Path] | Sequence[tuple[str, Path]]
+
+
+class SpindleClientError(Exception):
+    """Spindle refused a request, could not be reached, or answered something unreadable.
+
+    ``status_code`` and ``msg`` come from the server's WES ``ErrorResponse``; ``status_code``
+    is ``None`` when there was no usable HTTP answer (see :class:`SpindleConnectionError`).
+    """
+
+    def __init__(self, status_code: int | None, msg: str, *, url: str | None = None) -> None:
+        self.status_code = status_code
+        self.msg = msg
+        self.url = url
+        super().__init__(msg)
+
+
+class SpindleConnectionError(SpindleClientError):
+    """The server could not be reached (refused, unknown host, timed out, connection cut)."""
+
+    def __init__(self, msg: str, *, url: str) -> None:
+        super().__init__(None, msg, url=url)
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or None
+
+
+def _api_root(base_url: str) -> str:
+    """The WES root below ``base_url``, accepting a URL that already ends with it."""
+    base = base_url.strip().rstrip("/")
+    if base.endswith(API_PREFIX):
+        base = base.removesuffix(API_PREFIX)
+    if not base.startswith(("http://", "https://")):
+        raise ValueError(f"Spindle URL must start with http:// or https://, not {base_url!r}")
+    return base + API_PREFIX
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+def _seg(value: str) -> str:
+    """One path segment, quoted so an id can never add a segment of its own."""
+    return quote(value, safe="")
+
+
+# --- multipart ---------------------------------------------------------------------------
+
+# HTML5 form encoding of names in Content-Disposition (what browsers and httpx do).
+_FORM_ESCAPES = {'"': "%22", "\\": "\\\\"} | {chr(c): f"%{c:02X}" for c in range(0x20) if c != 0x1B}
+_FORM_ESCAPE_RE = re.compile("|".join(re.escape(c) for c in _FORM_ESCAPES))
+
+
+def _form_quote(value: str) -> str:
+    return _FORM_ESCAPE_RE.sub(lambda m: _FORM_ESCAPES[m.group(0)], value)
+
+
+class _Multipart:
+    """A ``multipart/form-data`` body streamed from local files.
+
+    httpx's own multipart encoder reads files with blocking calls inside the event loop; this
+    one reads each chunk in a thread, and knows its length up front (from ``stat``) so the
+    server can refuse an oversized upload before reading it.
+    """
+
+    def __init__(self, fields: Mapping[str, str], files: Sequence[tuple[str, Path, int]]) -> None:
+        self.boundary = secrets.token_hex(16)
+        self._parts: list[tuple[bytes, Path | None, int]] = []
+        for name, value in fields.items():
+            head = self._head(f'form-data; name="{_form_quote(name)}"', None)
+            self._parts.append((head + value.encode() + b"\r\n", None, 0))
+        for filename, path, size in files:
+            head = self._head(
+                f'form-data; name="workflow_attachment"; filename="{_form_quote(filename)}"',
+                "application/octet-stream",
+            )
+            self._parts.append((head, path, size))
+        self._tail = f"--{self.boundary}--\r\n".encode()
+
+    def _head(self, disposition: str, content_type: str | None) -> bytes:
+        lines = [f"--{self.boundary}", f"Content-Disposition: {disposition}"]
+        if content_type:
+            lines.append(f"Content-Type: {content_type}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+    @property
+    def content_type(self) -> str:
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    @property
+    def length(self) -> int:
+        files = sum(size + 2 for _, path, size in self._parts if path is not None)
+        return sum(len(head) for head, _, _ in self._parts) + files + len(self._tail)
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        for head, path, size in self._parts:
+            yield head
+            if path is None:
+                continue
+            fh: IO[bytes] = await asyncio.to_thread(path.open, "rb")
+            try:
+                left = size
+                while left > 0:
+                    chunk = await asyncio.to_thread(fh.read, min(CHUNK, left))
+                    if not chunk:
+                        raise OSError(f"{path} shrank while it was being uploaded")
+                    left -= len(chunk)
+                    yield chunk
+            finally:
+                await asyncio.to_thread(fh.close)
+            yield b"\r\n"
+        yield self._tail
+
+
+#: Folders never attached by :func:`folder_attachments`: engine state and bytecode caches.
+SKIPPED_FOLDERS = frozenset({".snakemake", "__pycache__"})
+
+
+def folder_attachments(folder: str | Path) -> list[tuple[str, Path]]:
+    """Every file below ``folder`` as ``(relative name, path)`` pairs for :meth:`submit`,
+    keeping subfolders (``rules/count.smk``) so a workflow finds the files it includes.
+
+    Hidden files and folders, ``.snakemake/`` and ``__pycache__/`` are left out: they are
+    local state of earlier runs, not part of the workflow. Symlinked folders are not
+    entered (they may loop); symlinked files are sent as the file they point to.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise NotADirectoryError(f"{root} is not a folder")
+    found: list[tuple[str, Path]] = []
+    for here, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_FOLDERS)
+        for name in sorted(files):
+            path = Path(here) / name
+            if not name.startswith(".") and path.is_file():
+                found.append((path.relative_to(root).as_posix(), path))
+    return found
+
+
+def _attachment_list(attachments: Attachments) -> list[tuple[str, Path, int]]:
+    """(relative name, local path, size) per attachment; missing files fail here, before
+    anything is sent."""
+    pairs = list(attachments.items()) if isinstance(attachments, Mapping) else list(attachments)
+    out: list[tuple[str, Path, int]] = []
+    for name, path in pairs:
+        local = Path(path)
+        if not local.is_file():
+            raise FileNotFoundError(f"attachment {name!r}: {local} is not a file")
+        out.append((str(name), local, local.stat().st_size))
+    return out
+
+
+# --- the client ----------------------------------------------------------------------------
+
+
+class SpindleClient:
+    """A connection to one Spindle server; use as ``async with SpindleClient(...) as c``.
+
+    ``base_url`` is the server's root (``http://host:port``; the client adds
+    ``/ga4gh/wes/v1``), by default ``SPINDLE_URL`` or ``http://127.0.0.1:8000``. ``token``
+    is sent as ``Authorization: Bearer`` (default ``SPINDLE_TOKEN``), and only to that server:
+    a download link pointing elsewhere (a signed storage URL) is fetched without it.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 30,
+    ) -> None:
+        self.api = _api_root(base_url or _env("SPINDLE_URL") or DEFAULT_URL)
+        self.base_url = self.api.removesuffix(API_PREFIX)
+        self._origin = _origin(httpx.URL(self.api))
+        self._token = token if token is not None else _env("SPINDLE_TOKEN")
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            follow_redirects=True,
+            headers={"User-Agent": f"spindle-client/{spindle.__version__}"},
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _url(self, *segments: str) -> str:
+        return self.api + "".join(f"/{_seg(s)}" for s in segments)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        headers: Mapping[str, str] | None = None,
+        content: AsyncIterator[bytes] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send one request; every failure becomes a SpindleClientError."""
+        target = httpx.URL(url)
+        all_headers = dict(headers or {})
+        if self._token and _origin(target) == self._origin:
+            all_headers["Authorization"] = f"Bearer {self._token}"
+        request = self._http.build_request(
+            method,
+            target,
+            params=dict(params) if params else None,
+            headers=all_headers,
+            content=content,
+        )
+        try:
+            response = await self._http.send(request, stream=stream)
+        except httpx.TimeoutException as exc:
+            raise SpindleConnectionError(
+                f"no answer from {target} within the timeout ({type(exc).__name__})",
+                url=str(target),
+            ) from exc
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise SpindleConnectionError(
+                f"could not reach Spindle at {target} (is the server running?): {reason}",
+                url=str(target),
+            ) from exc
+        if response.is_success:
+            return response
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        raise self._error(response)
+
+    @staticmethod
+    def _error(response: httpx.Response) -> SpindleClientError:
+        """The WES ErrorResponse of a non-2xx answer; a body that is not one (a proxy's HTML
+        page) is quoted, shortened, so the caller still learns what came back."""
+        url = str(response.request.url)
+        try:
+            body = wes.ErrorResponse.model_validate_json(response.content)
+        except ValidationError:
+            text = response.text.strip()
+            snippet = (text[:200] + "...") if len(text) > 200 else text
+            msg = f"HTTP {response.status_code} from {url}" + (f": {snippet}" if snippet else "")
+            return SpindleClientError(response.status_code, msg, url=url)
+        return SpindleClientError(body.status_code, body.msg, url=url)
+
+    @staticmethod
+    def _parse(model: type[M], response: httpx.Response) -> M:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise SpindleClientError(
+                None,
+                f"{response.request.url} answered something that is not a {model.__name__}: "
+                f"{exc.error_count()} problem(s), first: {exc.errors()[0]['msg']}",
+                url=str(response.request.url),
+            ) from exc
+
+    async def _get(self, model: type[M], *segments: str, **params: str | int | None) -> M:
+        query = {k: v for k, v in params.items() if v is not None}
+        response = await self._send("GET", self._url(*segments), params=query)
+        return self._parse(model, response)
+
+    # --- WES ---------------------------------------------------------------------------
+
+    async def service_info(self) -> wes.ServiceInfo:
+        """``GET /service-info``: workflow types and versions, engines, state counts."""
+        return await self._get(wes.ServiceInfo, "service-info")
+
+    async def submit(
+        self,
+        workflow_url: str,
+        *,
+        workflow_type: str,
+        workflow_type_version: str,
+        attachments: Attachments = (),
+        workflow_params: Mapping[str, Any] | None = None,
+        tags: Mapping[str, str] | None = None,
+        workflow_engine: str | None = None,
+        workflow_engine_version: str | None = None,
+        workflow_engine_parameters: Mapping[str, str] | None = None,
+    ) -> str:
+        """``POST /runs``; returns the new run id.
+
+        ``attachments`` maps each name the server will see (a relative path such as
+        ``rules/count.smk``; folders are kept) to the local file sent under it.
+        ``workflow_url`` is one of those names, or an http(s) URL. ``workflow_params``,
+        ``tags`` and ``workflow_engine_parameters`` go as JSON strings, as WES asks. Files
+        are streamed, not loaded into memory.
+        """
+        fields = {
+            "workflow_url": workflow_url,
+            "workflow_type": workflow_type,
+            "workflow_type_version": workflow_type_version,
+        }
+        for name, obj in (
+            ("workflow_params", workflow_params),
+            ("tags", tags),
+            ("workflow_engine_parameters", workflow_engine_parameters),
+        ):
+            if obj is not None:
+                fields[name] = json.dumps(dict(obj))
+        if workflow_engine is not None:
+            fields["workflow_engine"] = workflow_engine
+        if workflow_engine_version is not None:
+            fields["workflow_engine_version"] = workflow_engine_version
+        body = _Multipart(fields, await asyncio.to_thread(_attachment_list, attachments))
+        response = await self._send(
+            "POST",
+            self._url("runs"),
+            headers={"Content-Type": body.content_type, "Content-Length": str(body.length)},
+            content=body.stream(),
+        )
+        return self._parse(wes.RunId, response).run_id
+
+    async def list_runs(
+        self, page_size: int | None = None, page_token: str | None = None
+    ) -> wes.RunListResponse:
+        """``GET /runs``: one page, newest run first; ``next_page_token`` is ``""`` at the end."""
+        return await self._get(
+            wes.RunListResponse, "runs", page_size=page_size, page_token=page_token or None
+        )
+
+    async def iter_runs(self, page_size: int | None = None) -> AsyncIterator[wes.RunSummary]:
+        """Every run, newest first, fetching pages as the caller goes."""
+        token: str | None = None
+        while True:
+            page = await self.list_runs(page_size=page_size, page_token=token)
+            for run in page.runs:
+                yield run
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    async def get_run(self, run_id: str) -> wes.RunLog:
+        """``GET /runs/{run_id}``: request, state, engine log links, outputs (with download
+        URLs in each file's ``location``)."""
+        return await self._get(wes.RunLog, "runs", run_id)
+
+    async def status(self, run_id: str) -> wes.RunStatus:
+        """``GET /runs/{run_id}/status``: the cheap state check."""
+        return await self._get(wes.RunStatus, "runs", run_id, "status")
+
+    async def cancel(self, run_id: str) -> str:
+        """``POST /runs/{run_id}/cancel``. A running run goes through CANCELING to CANCELED
+        (``wait`` for it); a finished one is left as it is."""
+        response = await self._send("POST", self._url("runs", run_id, "cancel"))
+        return self._parse(wes.RunId, response).run_id
+
+    async def list_tasks(
+        self, run_id: str, page_size: int | None = None, page_token: str | None = None
+    ) -> wes.TaskListResponse:
+        """``GET /runs/{run_id}/tasks``: one page, in the order the engine started them."""
+        return await self._get(
+            wes.TaskListResponse,
+            "runs",
+            run_id,
+            "tasks",
+            page_size=page_size,
+            page_token=page_token or None,
+        )
+
+    async def iter_tasks(
+        self, run_id: str, page_size: int | None = None
+    ) -> AsyncIterator[wes.TaskLog]:
+        """Every task of a run, fetching pages as the caller goes."""
+        token: str | None = None
+        while True:
+            page = await self.list_tasks(run_id, page_size=page_size, page_token=token)
+            for task in page.task_logs:
+                yield task
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    async def get_task(self, run_id: str, task_id: str) -> wes.TaskLog:
+        """``GET /runs/{run_id}/tasks/{task_id}``."""
+        return await self._get(wes.TaskLog, "runs", run_id, "tasks", task_id)
+
+    # --- Spindle extensions ------------------------------------------------------------
+
+    async def progress(self, run_id: str) -> RunProgress:
+        """``GET /runs/{run_id}/progress``: tasks done, planned total, tasks running now."""
+        return await self._get(RunProgress, "runs", run_id, "progress")
+
+    async def read_log(
+        self, run_id: str, stream: str = "stdout", offset: int = 0
+    ) -> tuple[bytes, int]:
+        """One chunk of the engine's ``stdout`` or ``stderr`` from byte ``offset``, and the
+        offset to ask for next. An empty chunk means "nothing more yet", not "finished":
+        the run may still be writing (see :meth:`follow_log`)."""
+        response = await self._send(
+            "GET", self._url("runs", run_id, "logs", stream), params={"offset": offset}
+        )
+        data = response.content
+        raw = response.headers.get(NEXT_OFFSET_HEADER)
+        try:
+            next_offset = int(raw) if raw is not None else offset + len(data)
+        except ValueError:
+            next_offset = offset + len(data)
+        return data, next_offset
+
+    async def follow_log(
+        self, run_id: str, stream: str = "stdout", *, offset: int = 0, poll: float = 1.0
+    ) -> AsyncIterator[bytes]:
+        """Chunks of a log as the run writes them, ending once the run is in a terminal
+        state and everything it wrote has been read.
+
+        The state is read *before* each drain: a run seen terminal has finished writing, so
+        an empty read after that is truly the end, never a race with the last lines.
+        """
+        while True:
+            finished = await self._terminal(run_id)
+            while True:
+                data, offset = await self.read_log(run_id, stream, offset)
+                if not data:
+                    break
+                yield data
+            if finished:
+                return
+            await asyncio.sleep(poll)
+
+    async def _terminal(self, run_id: str) -> bool:
+        state = (await self.status(run_id)).state
+        return state is not None and state.terminal
+
+    async def wait(self, run_id: str, *, poll: float = 1.0) -> wes.RunLog:
+        """Poll until the run reaches a terminal state; return its full RunLog. Bound the
+        wait with ``asyncio.timeout`` if needed."""
+        while True:
+            if await self._terminal(run_id):
+                return await self.get_run(run_id)
+            await asyncio.sleep(poll)
+
+    def file_url(self, run_id: str, path: str) -> str:
+        """The download URL of a file of a run, by its path inside the run folder (the form
+        output ``location`` URLs carry, e.g. ``work/results/summary.txt``)."""
+        return self._url("runs", run_id, "files") + "/" + quote(path.lstrip("/"))
+
+    async def download(self, source: str, dest: str | Path, *, path: str | None = None) -> Path:
+        """Download a file to ``dest`` and return where it was written.
+
+        ``source`` is a URL (an output's ``location``), or a run id when ``path`` names the
+        file inside that run. If ``dest`` is an existing folder the file keeps its name in
+        it. The file is written beside ``dest`` first and renamed at the end, so a failed
+        download never leaves a truncated file under the final name.
+        """
+        url = self.file_url(source, path) if path is not None else source
+        target = Path(dest)
+        if await asyncio.to_thread(target.is_dir):
+            name = httpx.URL(url).path.rstrip("/").rsplit("/", 1)[-1]
+            target = target / (name or "download")
+        partial = target.with_name(target.name + ".part")
+        response = await self._send("GET", url, stream=True)
+        try:
+            await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+            fh: IO[bytes] = await asyncio.to_thread(partial.open, "wb")
+            try:
+                async for chunk in response.aiter_bytes(CHUNK):
+                    await asyncio.to_thread(fh.write, chunk)
+            finally:
+                await asyncio.to_thread(fh.close)
+            await asyncio.to_thread(partial.replace, target)
+        except httpx.TransportError as exc:
+            raise SpindleConnectionError(
+                f"the download from {url} was cut off: {exc or type(exc).__name__}", url=url
+            ) from exc
+        finally:
+            await response.aclose()
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+        return target
