@@ -1,0 +1,92 @@
+"""Migrations must build exactly the schema ``spindle.db.tables`` declares, on every database,
+and every revision must go down and up again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from spindle.db.engine import create_engine
+from spindle.db.migrate import alembic_config, is_current, upgrade
+from spindle.db.tables import metadata
+
+
+async def schema_diff(engine: AsyncEngine) -> list[Any]:
+    """What autogenerate would write to bring the database to the models (nothing, we hope)."""
+
+    def diff(conn: Connection) -> list[Any]:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, metadata))
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(diff)
+
+
+async def table_names(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as conn:
+        names: list[str] = await conn.run_sync(lambda c: inspect(c).get_table_names())
+    return set(names) - {"alembic_version"}
+
+
+async def migrate(engine: AsyncEngine, direction: str, revision: str) -> None:
+    def run(conn: Connection) -> None:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        getattr(command, direction)(cfg, revision)
+
+    async with engine.begin() as conn:
+        await conn.run_sync(run)
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+async def test_upgrade_builds_the_declared_schema(empty_database_url: str) -> None:
+    engine = create_engine(empty_database_url)
+    try:
+        assert not await is_current(engine)
+        await upgrade(engine)
+        assert await is_current(engine)
+        assert await table_names(engine) == set(metadata.tables)
+        assert await schema_diff(engine) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_fixture_database_is_current(db_engine: AsyncEngine) -> None:
+    assert await is_current(db_engine)
+    assert await schema_diff(db_engine) == []
+
+
+async def test_each_revision_goes_down_and_up_again(
+    empty_database_url: str,
+) -> None:
+    engine = create_engine(empty_database_url)
+    try:
+        steps = revisions()
+        assert steps, "no migrations found"
+        for revision in steps:
+            await migrate(engine, "upgrade", revision)
+        assert await is_current(engine)
+        for _ in steps:
+            await migrate(engine, "downgrade", "-1")
+        assert await table_names(engine) == set()
+        assert not await is_current(engine)
+
+        await upgrade(engine)
+        assert await is_current(engine)
+        assert await schema_diff(engine) == []
+    finally:
+        await engine.dispose()

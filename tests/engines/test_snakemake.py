@@ -1,0 +1,511 @@
+"""The Snakemake engine against real Snakemake: launch, tasks from the logger plugin's events,
+per-task log spans, outputs, failure and a run caught while it is going.
+
+Each test runs the Launch the way the local backend does (own session, stdout and stderr
+appended to the run's log files) and reads back what the engine reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import re
+import shutil
+import signal
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spindle.config import Settings
+from spindle.domain import LogSpan, Run, RunRequest, State, Task
+from spindle.engines.base import Launch
+from spindle.engines.snakemake import (
+    EVENTS_FILE,
+    PLUGIN_DIR,
+    SnakemakeEngine,
+    fold_jobs,
+    parse_version,
+    progress_counts,
+    read_events,
+)
+from spindle.errors import EngineUnavailable, InvalidRequest
+from spindle.storage.rundir import RunDir
+from tests.engines import validate_with
+from tests.support import EXAMPLES
+
+EXAMPLE = EXAMPLES / "snakemake"
+WORDCOUNT_PARAMS: dict[str, Any] = json.loads((EXAMPLE / "wordcount" / "params.json").read_text())
+RUN_TIMEOUT = 120.0
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def make_run(
+    workflow_url: str = "Snakefile",
+    params: dict[str, Any] | None = None,
+    engine_parameters: dict[str, str] | None = None,
+) -> Run:
+    request = RunRequest(
+        workflow_type="SMK",
+        workflow_type_version="9",
+        workflow_url=workflow_url,
+        workflow_params=params or {},
+        workflow_engine="snakemake",
+        workflow_engine_parameters=engine_parameters or {},
+    )
+    return Run(
+        id="run-1",
+        seq=1,
+        state=State.INITIALIZING,
+        request=request,
+        engine="snakemake",
+        compute_env="local",
+        submitted_at=datetime.now(UTC),
+    )
+
+
+def stage(example: str, rundir: RunDir, subfolder: str = "") -> None:
+    """Copy an example into the attachments, keeping its layout."""
+    shutil.copytree(EXAMPLE / example, rundir.attachments / subfolder, dirs_exist_ok=True)
+
+
+async def start(launch: Launch, rundir: RunDir) -> asyncio.subprocess.Process:
+    # The local backend's way: own session, logs appended to the run's files.
+    with open(rundir.stdout, "ab") as out, open(rundir.stderr, "ab") as err:  # noqa: ASYNC230
+        return await asyncio.create_subprocess_exec(
+            *launch.argv,
+            cwd=launch.cwd,
+            env={**os.environ, **launch.env},
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+
+
+async def run_to_end(engine: SnakemakeEngine, run: Run, rundir: RunDir) -> int:
+    proc = await start(engine.prepare(run, rundir), rundir)
+    try:
+        return await asyncio.wait_for(proc.wait(), RUN_TIMEOUT)
+    finally:
+        if proc.returncode is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+
+def span_text(rundir: RunDir, span: LogSpan | None) -> str:
+    assert span is not None
+    assert span.start is not None
+    assert span.end is not None
+    data = (rundir.root / span.path).read_bytes()
+    return data[span.start : span.end].decode()
+
+
+def by_name(tasks: list[Task]) -> dict[str, Task]:
+    return {t.name: t for t in tasks}
+
+
+def stderr_of(rundir: RunDir) -> str:
+    return rundir.stderr.read_text(errors="replace")
+
+
+@pytest.fixture
+def engine(snakemake_exe: str, settings: Settings) -> SnakemakeEngine:
+    return SnakemakeEngine(snakemake_exe, settings.snakemake_cores)
+
+
+@pytest.fixture
+def rundir(tmp_path: Path) -> RunDir:
+    rd = RunDir(tmp_path / "run")
+    rd.create()
+    return rd
+
+
+# --- detect, parameters, validate --------------------------------------------------------
+
+
+@pytest.mark.engine
+async def test_detect_reports_the_installed_version(engine: SnakemakeEngine) -> None:
+    info = await engine.detect()
+    assert info.name == "snakemake"
+    assert info.workflow_type == "SMK"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", info.version)
+    major = info.version.split(".")[0]
+    assert int(major) >= 9
+    assert info.workflow_type_versions == [major, info.version]
+
+
+async def test_detect_refuses_a_missing_executable(tmp_path: Path) -> None:
+    with pytest.raises(EngineUnavailable, match="does not start"):
+        await SnakemakeEngine(str(tmp_path / "no-snakemake"), 1).detect()
+
+
+async def test_detect_refuses_a_program_that_fails(tmp_path: Path) -> None:
+    exe = tmp_path / "broken"
+    exe.write_text("#!/bin/sh\necho 'no module named snakemake' >&2\nexit 1\n")
+    exe.chmod(0o755)
+    with pytest.raises(EngineUnavailable, match="exited with 1: no module named snakemake"):
+        await SnakemakeEngine(str(exe), 1).detect()
+
+
+def test_parse_version_reads_the_last_line() -> None:
+    assert parse_version("9.27.1\n") == "9.27.1"
+    assert parse_version("some warning\n10.0.0a1\n") == "10.0.0a1"
+    with pytest.raises(EngineUnavailable):
+        parse_version("")
+
+
+@pytest.mark.engine
+async def test_validate_accepts_the_major_and_full_version_only(
+    engine: SnakemakeEngine,
+) -> None:
+    info = await engine.detect()
+    validate_with(engine, info.version, {})
+    validate_with(engine, info.version.split(".")[0], {})
+    with pytest.raises(InvalidRequest) as refused:
+        validate_with(engine, "1.0", {})
+    assert refused.value.field == "workflow_type_version"
+    assert "'1.0'" in refused.value.message
+    assert info.version in refused.value.message
+
+
+def test_parameters_declare_cores_with_the_configured_default() -> None:
+    (cores,) = SnakemakeEngine("snakemake", 4).parameters()
+    assert (cores.name, cores.type, cores.default_value) == ("cores", "int", "4")
+
+
+@pytest.mark.parametrize("value", ["0", "5", "two", "-1"])
+def test_prepare_refuses_cores_out_of_range(rundir: RunDir, value: str) -> None:
+    stage("wordcount", rundir)
+    run = make_run(engine_parameters={"cores": value})
+    with pytest.raises(InvalidRequest) as refused:
+        SnakemakeEngine("snakemake", 4).prepare(run, rundir)
+    assert refused.value.field == "workflow_engine_parameters"
+    assert "from 1 to 4" in refused.value.message
+
+
+@pytest.mark.parametrize(
+    "url", ["/etc/passwd", "../Snakefile", "file:///etc/passwd", "ftp://x/Snakefile", "nothing"]
+)
+def test_prepare_refuses_a_workflow_url_outside_the_attachments(rundir: RunDir, url: str) -> None:
+    stage("wordcount", rundir)
+    with pytest.raises(InvalidRequest) as refused:
+        SnakemakeEngine("snakemake", 1).prepare(make_run(url), rundir)
+    assert refused.value.field == "workflow_url"
+
+
+def test_prepare_refuses_a_symlink_leaving_the_attachments(rundir: RunDir, tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere.smk"
+    outside.write_text("rule all:\n    output: 'x'\n")
+    (rundir.attachments / "Snakefile").symlink_to(outside)
+    with pytest.raises(InvalidRequest, match="leaves the attachments"):
+        SnakemakeEngine("snakemake", 1).prepare(make_run(), rundir)
+
+
+def test_prepare_builds_the_command_line(rundir: RunDir) -> None:
+    stage("wordcount", rundir)
+    engine = SnakemakeEngine("/opt/snakemake", 2)
+    launch = engine.prepare(make_run(params=WORDCOUNT_PARAMS), rundir)
+    work = rundir.work.absolute()
+    assert launch.argv == [
+        "/opt/snakemake",
+        "--snakefile",
+        str((rundir.attachments / "Snakefile").resolve()),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(rundir.params_file.absolute()),
+        "--cores",
+        "2",
+        "--nocolor",
+        "--printshellcmds",
+        "--logger",
+        "spindle",
+        "--logger-spindle-events-file",
+        str((rundir.logs / EVENTS_FILE).absolute()),
+    ]
+    assert launch.cwd == work
+    assert launch.env == {"PYTHONPATH": str(PLUGIN_DIR), "PYTHONUNBUFFERED": "1"}
+    assert json.loads(rundir.params_file.read_text()) == WORDCOUNT_PARAMS
+    # The plugin folder exposes the plugin package and nothing else.
+    assert [p.name for p in PLUGIN_DIR.iterdir() if p.name != "__pycache__"] == [
+        "snakemake_logger_plugin_spindle"
+    ]
+
+
+def test_prepare_passes_an_http_url_through(rundir: RunDir) -> None:
+    url = "https://example.org/workflows/Snakefile"
+    launch = SnakemakeEngine("snakemake", 1).prepare(make_run(url), rundir)
+    assert launch.argv[1:3] == ["--snakefile", url]
+
+
+# --- real runs ---------------------------------------------------------------------------
+
+
+@pytest.mark.engine
+async def test_wordcount_reports_each_job_its_logs_and_outputs(
+    engine: SnakemakeEngine, rundir: RunDir
+) -> None:
+    stage("wordcount", rundir)
+    code = await run_to_end(engine, make_run(params=WORDCOUNT_PARAMS), rundir)
+    assert code == 0, stderr_of(rundir)
+
+    tasks = engine.progress(rundir)
+    samples = sorted(WORDCOUNT_PARAMS["samples"])
+    assert len(tasks) == len(samples) + 2
+    assert sorted(t.name for t in tasks[:-2]) == [f"count[sample={s}]" for s in samples]
+    assert [t.name for t in tasks[-2:]] == ["summary", "all"]
+    assert len({t.id for t in tasks}) == len(tasks)
+    for task in tasks:
+        assert task.state is State.COMPLETE
+        assert task.exit_code == 0
+        assert task.start_time is not None
+        assert task.end_time is not None
+        assert task.start_time.tzinfo is not None
+        assert task.start_time <= task.end_time
+        assert task.stdout is not None
+        assert task.stdout.path == "logs/stdout"
+        assert task.stderr is not None
+        assert task.stderr.path == "logs/stderr"
+
+    named = by_name(tasks)
+    for sample in samples:
+        task = named[f"count[sample={sample}]"]
+        assert task.cmd == [
+            f"echo counting {sample}; echo 'count {sample} on stderr' >&2; "
+            f"echo '{WORDCOUNT_PARAMS['samples'][sample]}' | wc -w | tr -d ' ' "
+            f"> results/{sample}.count"
+        ]
+        assert span_text(rundir, task.stdout) == f"counting {sample}\n"
+        assert f"count {sample} on stderr\n" in span_text(rundir, task.stderr)
+    assert span_text(rundir, named["summary"].stdout) == "Hello from summary\n"
+    assert "summary of alpha beta gamma\n" in span_text(rundir, named["summary"].stderr)
+    assert named["all"].cmd == []
+    assert span_text(rundir, named["all"].stdout) == ""
+
+    # The plugin adds events; Snakemake's usual log is still on stderr.
+    log = stderr_of(rundir)
+    assert "Finished jobid" in log
+    assert "5 of 5 steps (100%) done" in log
+    assert engine.progress_counts(rundir) == (5, 5)
+
+    files = engine.outputs(rundir)["files"]
+    expected = [f"results/{s}.count" for s in samples] + ["results/summary.txt"]
+    assert [f["path"] for f in files] == expected
+    for f in files:
+        path = rundir.work / f["path"]
+        assert f["class"] == "File"
+        assert f["basename"] == path.name
+        assert f["size"] == path.stat().st_size
+        assert f["location"] == f"run:work/{f['path']}"
+    assert (rundir.work / "results" / "alpha.count").read_text() == "4\n"
+    summary = (rundir.work / "results" / "summary.txt").read_text()
+    assert summary.startswith("sample\twords\n")  # read through workflow.basedir
+
+
+@pytest.mark.engine
+async def test_a_failing_job_is_an_executor_error_with_its_exit_code(
+    engine: SnakemakeEngine, rundir: RunDir
+) -> None:
+    stage("fail", rundir)
+    code = await run_to_end(engine, make_run(), rundir)
+    assert code != 0
+
+    first, second = engine.progress(rundir)
+    assert (first.name, first.state, first.exit_code) == ("first", State.COMPLETE, 0)
+    assert (second.name, second.state, second.exit_code) == ("second", State.EXECUTOR_ERROR, 3)
+    assert second.end_time is not None
+    assert span_text(rundir, second.stdout) == "second is about to fail\n"
+    assert "second fails on purpose" in span_text(rundir, second.stderr)
+    # Snakemake removes a failed job's outputs; only the first job's file is an output.
+    assert [f["path"] for f in engine.outputs(rundir)["files"]] == ["results/first.txt"]
+    assert "Error in rule second" in stderr_of(rundir)
+
+
+@pytest.mark.engine
+async def test_a_snakefile_in_a_subfolder_runs_with_its_includes(
+    engine: SnakemakeEngine, rundir: RunDir
+) -> None:
+    stage("wordcount", rundir, "pipelines/wordcount")
+    run = make_run("pipelines/wordcount/Snakefile", params={"samples": {"x": "a b c d e"}})
+    code = await run_to_end(engine, run, rundir)
+    assert code == 0, stderr_of(rundir)
+    assert [t.name for t in engine.progress(rundir)] == ["count[sample=x]", "summary", "all"]
+    assert (rundir.work / "results" / "x.count").read_text() == "5\n"
+
+
+@pytest.fixture
+def http_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder served over HTTP on loopback, and its base URL."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.engine
+async def test_an_http_snakefile_runs_with_includes_relative_to_its_url(
+    engine: SnakemakeEngine, rundir: RunDir, http_folder: tuple[Path, str]
+) -> None:
+    folder, base = http_folder
+    (folder / "rules").mkdir()
+    (folder / "Snakefile").write_text(
+        'include: "rules/hello.smk"\n\nrule all:\n    input: "hi.txt"\n'
+    )
+    (folder / "rules" / "hello.smk").write_text(
+        'rule hello:\n    output: "hi.txt"\n    shell: "echo hi from url; echo hi > {output}"\n'
+    )
+    code = await run_to_end(engine, make_run(f"{base}/Snakefile"), rundir)
+    assert code == 0, stderr_of(rundir)
+    hello, _ = engine.progress(rundir)
+    assert span_text(rundir, hello.stdout) == "hi from url\n"
+    assert [f["path"] for f in engine.outputs(rundir)["files"]] == ["hi.txt"]
+
+
+@pytest.mark.engine
+async def test_a_job_still_going_is_running(engine: SnakemakeEngine, rundir: RunDir) -> None:
+    stage("sleep", rundir)
+    proc = await start(engine.prepare(make_run(params={"seconds": 60}), rundir), rundir)
+    try:
+        tasks: list[Task] = []
+        for _ in range(int(RUN_TIMEOUT / 0.2)):
+            tasks = engine.progress(rundir)
+            if tasks:
+                break
+            assert proc.returncode is None, stderr_of(rundir)
+            await asyncio.sleep(0.2)
+        (nap,) = tasks
+        assert nap.name == "nap"
+        assert nap.state is State.RUNNING
+        assert nap.cmd == ["echo sleeping 60s; sleep 60; echo done > results/slept.txt"]
+        assert nap.start_time is not None
+        assert (nap.end_time, nap.exit_code) == (None, None)
+        assert nap.stdout is not None
+        assert nap.stdout.end is None
+        assert engine.progress_counts(rundir) == (0, 2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+    assert engine.outputs(rundir) == {"files": []}
+
+
+# --- the events file, hand-written -------------------------------------------------------
+
+EVENTS = [
+    {"time": "2026-01-02T03:04:05+00:00", "event": "run_info", "stats": {"total": 3}, "total": 3},
+    {"time": "2026-01-02T03:04:06+00:00", "event": "job_started", "stdout": 0, "stderr": 10,
+     "jobs": [2, 1]},
+    {"time": "2026-01-02T03:04:06+00:00", "event": "job_info", "stdout": 0, "stderr": 12,
+     "jobid": 2, "rule_name": "count", "wildcards": {"sample": "a", "lane": "1"},
+     "output": ["results/a.txt"], "shellcmd": "echo a"},
+    {"time": "2026-01-02T03:04:06+00:00", "event": "job_info", "stdout": 0, "stderr": 30,
+     "jobid": 1, "rule_name": "other", "wildcards": {}, "output": ["results/b.txt"],
+     "shellcmd": None},
+    {"time": "2026-01-02T03:04:07+00:00", "event": "job_finished", "stdout": 2, "stderr": 40,
+     "jobid": 2},
+    {"time": "2026-01-02T03:04:08+00:00", "event": "job_error", "stdout": 2, "stderr": 50,
+     "jobid": 1, "rule_name": "other", "exit_code": None},
+]  # fmt: skip
+
+
+def write_events(rundir: RunDir, events: list[dict[str, Any]], tail: str = "") -> None:
+    lines = "".join(json.dumps(e) + "\n" for e in events)
+    (rundir.logs / EVENTS_FILE).write_text(lines + tail)
+
+
+def test_a_truncated_last_line_is_ignored(rundir: RunDir) -> None:
+    write_events(rundir, EVENTS, tail='{"time": "2026-01-02T03:04:09+00:00", "event": "prog')
+    assert len(read_events(rundir.logs / EVENTS_FILE)) == len(EVENTS)
+
+
+def test_events_fold_into_tasks(rundir: RunDir) -> None:
+    write_events(rundir, EVENTS, tail='{"event": "job_finished", "jobid": 1')
+    a, b = SnakemakeEngine("snakemake", 1).progress(rundir)
+    assert a == Task(
+        id="2",
+        name="count[sample=a,lane=1]",
+        state=State.COMPLETE,
+        cmd=["echo a"],
+        start_time=datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC),
+        end_time=datetime(2026, 1, 2, 3, 4, 7, tzinfo=UTC),
+        exit_code=0,
+        stdout=LogSpan("logs/stdout", 0, 2),
+        stderr=LogSpan("logs/stderr", 12, 40),
+    )
+    # No exit code in the error (a run: block or missing output): still a failure.
+    assert (b.name, b.state, b.exit_code, b.cmd) == ("other", State.EXECUTOR_ERROR, 1, [])
+    assert b.stderr == LogSpan("logs/stderr", 30, 50)
+
+
+def test_progress_counts_follow_the_latest_event() -> None:
+    assert progress_counts([]) is None
+    assert progress_counts(EVENTS) == (0, 3)
+    later = [*EVENTS, {"event": "progress", "done": 1, "total": 3}]
+    assert progress_counts(later) == (1, 3)
+
+
+def test_no_events_file_means_no_tasks(rundir: RunDir) -> None:
+    engine = SnakemakeEngine("snakemake", 1)
+    assert engine.progress(rundir) == []
+    assert engine.progress_counts(rundir) is None
+    assert engine.outputs(rundir) == {"files": []}
+
+
+def test_jobs_keep_the_order_they_started_in() -> None:
+    started = [{"event": "job_started", "jobs": [5]}, {"event": "job_started", "jobs": [3, 9]}]
+    assert [j.jobid for j in fold_jobs(started)] == [5, 3, 9]
+
+
+def test_outputs_stay_inside_the_work_folder(rundir: RunDir, tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    (rundir.work / "results" / "plots").mkdir(parents=True)
+    (rundir.work / "results" / "plots" / "p.svg").write_text("<svg/>")
+    (rundir.work / "results" / "piped.txt").write_text("piped")
+    (rundir.work / "link.txt").symlink_to(outside)
+    outputs = ["results/plots", "results/piped.txt (pipe)", "link.txt", str(outside)]
+    outputs += ["../secret.txt", "gone.txt", "."]
+    events = [
+        {"event": "job_info", "jobid": 1, "rule_name": "r", "output": outputs},
+        {"event": "job_finished", "jobid": 1},
+        {"event": "job_info", "jobid": 2, "rule_name": "r", "output": ["results/piped.txt"]},
+        {"event": "job_error", "jobid": 2},
+    ]
+    write_events(rundir, events)
+    files = SnakemakeEngine("snakemake", 1).outputs(rundir)["files"]
+    assert files == [
+        {
+            "class": "File",
+            "path": "results/piped.txt",
+            "basename": "piped.txt",
+            "size": 5,
+            "location": "run:work/results/piped.txt",
+        },
+        {
+            "class": "Directory",
+            "path": "results/plots",
+            "basename": "plots",
+            "location": "run:work/results/plots",
+        },
+    ]
