@@ -1,0 +1,154 @@
+"""``python -m bench``: run the benchmarks and print one table (see docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import dispatch, e2e, reads
+from bench.log import log
+from bench.server import DEFAULT_PG_ADMIN_URL, DbKind, remove_tree, running_server
+from bench.stats import Row, render_markdown, render_text
+
+BENCHES = ("dispatch", "reads", "e2e")
+DATABASES: tuple[DbKind, ...] = ("sqlite", "postgresql")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure Spindle against a real server: dispatch latency, read latency "
+        "and throughput, end-to-end overhead over plain cwltool.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer iterations: 10 dispatches, reads at 1k and 10k runs with 500 requests, "
+        "3 end-to-end rounds",
+    )
+    p.add_argument("--db", choices=(*DATABASES, "all"), default="all")
+    p.add_argument(
+        "--only",
+        choices=BENCHES,
+        action="append",
+        help="run only this benchmark (repeat for several)",
+    )
+    p.add_argument("--dispatch-n", type=int, help="submissions for dispatch (default 30)")
+    p.add_argument("--sizes", help="comma-separated table sizes for reads (default 1000,100000)")
+    p.add_argument("--requests", type=int, help="requests per read figure (default 2000)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    p.add_argument("--e2e-reps", type=int, help="end-to-end rounds (default 5)")
+    p.add_argument(
+        "--e2e-poll",
+        type=float,
+        default=e2e.POLL,
+        help="seconds between status requests while following a run (default 0.02)",
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=240.0,
+        help="seconds one benchmark (reads: one table size) may take per database before it "
+        "stops early (default 240)",
+    )
+    p.add_argument(
+        "--pg-admin-url",
+        default=os.environ.get("SPINDLE_BENCH_PG_ADMIN_URL", DEFAULT_PG_ADMIN_URL),
+        help="PostgreSQL URL used to create and drop the benchmark's database",
+    )
+    p.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--keep", action="store_true", help="keep the data folders and logs")
+    args = p.parse_args(argv)
+    quick = args.quick
+    args.dispatch_n = args.dispatch_n or (10 if quick else 30)
+    args.requests = args.requests or (500 if quick else 2000)
+    args.e2e_reps = args.e2e_reps or (3 if quick else 5)
+    sizes = args.sizes or ("1000,10000" if quick else "1000,100000")
+    args.sizes = sorted(int(s) for s in sizes.split(",") if s.strip())
+    args.only = args.only or list(BENCHES)
+    args.dbs = list(DATABASES) if args.db == "all" else [args.db]
+    return args
+
+
+def machine() -> str:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()} · "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')} · load average {load}"
+    )
+
+
+async def run_db(kind: DbKind, root: Path, args: argparse.Namespace) -> list[Row]:
+    rows: list[Row] = []
+    async with running_server(kind, root, args.pg_admin_url) as server:
+        log(f"{kind}: server up at {server.url} (data {server.data_dir})")
+        if "dispatch" in args.only:
+            log(f"{kind}: dispatch, {args.dispatch_n} submissions")
+            rows += await dispatch.measure(server, n=args.dispatch_n, time_limit=args.time_limit)
+        if "e2e" in args.only:
+            log(f"{kind}: end-to-end, {args.e2e_reps} rounds")
+            rows += await e2e.measure(
+                server, reps=args.e2e_reps, time_limit=args.time_limit, poll=args.e2e_poll
+            )
+        if "reads" in args.only:
+            for size in args.sizes:
+                log(f"{kind}: reads at {size:,} runs, {args.requests} requests per figure")
+                rows += await reads.measure(
+                    server,
+                    size=size,
+                    requests=args.requests,
+                    concurrency=args.concurrency,
+                    time_limit=args.time_limit,
+                )
+    return rows
+
+
+async def main(args: argparse.Namespace) -> int:
+    root = Path(tempfile.mkdtemp(prefix="spindle-bench-"))
+    header = machine()
+    log(header)
+    started = time.monotonic()
+    rows: list[Row] = []
+    try:
+        for kind in args.dbs:
+            try:
+                rows += await run_db(kind, root, args)
+            except Exception as exc:  # report it and go on with the other database
+                log(f"{kind}: FAILED: {exc!r}")
+                rows.append(Row(db=kind, bench="-", measure="FAILED", n=0, note=repr(exc)[:200]))
+    finally:
+        if args.keep:
+            log(f"kept {root}")
+        else:
+            remove_tree(root)
+    took = time.monotonic() - started
+    print(f"Spindle benchmark — {header}")
+    print(
+        f"concurrency {args.concurrency} · {args.requests} requests per read figure · "
+        f"{args.dispatch_n} dispatches · {args.e2e_reps} end-to-end rounds · took {took:.0f} s"
+    )
+    print()
+    print(render_markdown(rows) if args.markdown else render_text(rows))
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"machine": header, "seconds": took, "rows": [dataclasses.asdict(r) for r in rows]},
+                indent=2,
+            )
+            + "\n"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))
