@@ -30,7 +30,7 @@ from spindle.runs.submit import (
     parse_request,
     stage_uploads,
 )
-from spindle.runs.wakeup import Wakeup, notify_other_processes
+from spindle.runs.wakeup import Wakeup
 from spindle.storage.rundir import RunDir
 
 LOG_STREAMS = ("stdout", "stderr")
@@ -113,7 +113,7 @@ class RunService:
                     engine=engine.name,
                     compute_env=compute_env,
                 )
-                await notify_other_processes(conn, "queued")
+                await self.wakeup.notify(conn, "queued")
         except BaseException:
             await asyncio.to_thread(discard, final.root)
             raise
@@ -215,7 +215,7 @@ class RunService:
                         new=State.CANCELING,
                         reason="cancel requested",
                     ):
-                        await notify_other_processes(conn, f"cancel:{run_id}")
+                        await self.wakeup.notify(conn, f"cancel:{run_id}")
                         break
                     continue
                 return state

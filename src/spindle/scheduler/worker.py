@@ -17,7 +17,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from spindle.backends.base import Backend, Handle, Status
 from spindle.config import Settings
@@ -73,10 +73,17 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker %s started (capacity %d)", self.id, self.capacity)
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        loop = asyncio.get_running_loop()
+        next_adoption = loop.time()
         try:
             while not stop.is_set():
                 self.wakeup.queued.clear()
-                await self._fill()
+                # Orphans are looked for at start and then on the poll timer: a lease runs
+                # for many poll intervals, so a submission's wake-up need not pay for it.
+                adopt = loop.time() >= next_adoption
+                if adopt:
+                    next_adoption = loop.time() + self.settings.poll_interval
+                await self._fill(adopt=adopt)
                 await self._sleep(stop)
         finally:
             heartbeat.cancel()
@@ -96,9 +103,9 @@ class Worker:
         for task in pending:
             task.cancel()
 
-    async def _fill(self) -> None:
+    async def _fill(self, *, adopt: bool) -> None:
         """Adopt orphans first (they already run somewhere), then claim queued runs."""
-        while len(self._active) < self.capacity:
+        while adopt and len(self._active) < self.capacity:
             run = await self._take(claim.adopt_expired)
             if run is None:
                 break
@@ -242,10 +249,10 @@ class Worker:
                 else (await backend.poll([handle]))[run.id]
             )
             first = False
-            await self._sync_progress(run, engine, rundir)
-            if status.state.terminal or status.state is State.SYSTEM_ERROR:
+            if status.state.terminal:
                 await self._finish(run, engine, rundir, status, handle)
                 return
+            await self._sync_progress(run, engine, rundir)
             async with self.db.connect() as conn:
                 state = await store.get_state(conn, run.id)
             if state is State.CANCELING:
@@ -270,29 +277,21 @@ class Worker:
             waiter.cancel()
             canceller.cancel()
 
-    async def _sync_progress(self, run: Run, engine: Engine, rundir: RunDir) -> list[Task]:
+    async def _sync_progress(self, run: Run, engine: Engine, rundir: RunDir) -> None:
+        tasks, progress = await self._read_progress(engine, rundir)
+        if tasks:
+            async with self.db.begin() as conn:
+                await _save_progress(conn, run.id, tasks, progress)
+
+    @staticmethod
+    async def _read_progress(engine: Engine, rundir: RunDir) -> tuple[list[Task], Progress]:
         tasks = await asyncio.to_thread(engine.progress, rundir)
-        if not tasks:
-            return tasks
-        done = sum(1 for t in tasks if t.state is State.COMPLETE)
-        total = engine.planned_tasks(rundir)
         progress = Progress(
-            done=done,
-            total=total,
+            done=sum(1 for t in tasks if t.state is State.COMPLETE),
+            total=engine.planned_tasks(rundir) if tasks else None,
             current=[t.name for t in tasks if t.state is State.RUNNING],
         )
-        async with self.db.begin() as conn:
-            await store.save_tasks(conn, run.id, tasks)
-            await store.update_run(
-                conn,
-                run.id,
-                progress={
-                    "done": progress.done,
-                    "total": progress.total,
-                    "current": progress.current,
-                },
-            )
-        return tasks
+        return tasks, progress
 
     async def _finish(
         self,
@@ -302,32 +301,36 @@ class Worker:
         status: Status,
         handle: Handle | None,
     ) -> None:
+        """Read the engine's last progress and its outputs, then write them, the final state
+        and the closing of unfinished tasks in one transaction."""
         final = status.state
         values: dict[str, Any] = {"end_time": utcnow()}
         if status.exit_code is not None:
             values["exit_code"] = status.exit_code
-        async with self.db.connect() as conn:
-            current = await store.get_run(conn, run.id)
-        if current is None:
-            return
-        system_logs = list(current.system_logs)
-        if status.reason:
-            system_logs.append(status.reason)
-        values["system_logs"] = system_logs
+        notes = [status.reason] if status.reason else []
+        tasks: list[Task] = []
+        progress: Progress | None = None
         if handle is not None:
-            await self._sync_progress(current, engine, rundir)
+            tasks, progress = await self._read_progress(engine, rundir)
             try:
                 values["outputs"] = await asyncio.to_thread(engine.outputs, rundir)
             except Exception as exc:
                 log.exception("collecting outputs of %s failed", run.id)
-                system_logs.append(f"collecting outputs failed: {exc!r}")
+                notes.append(f"collecting outputs failed: {exc!r}")
         async with self.db.begin() as conn:
+            current = await store.get_run(conn, run.id)
+            if current is None or not current.state.active:
+                log.info("run %s ended elsewhere", run.id)
+                return
+            if tasks and progress is not None:
+                await _save_progress(conn, run.id, tasks, progress)
             done = await store.transition(
                 conn,
                 run.id,
                 expected=ACTIVE_STATES,
                 new=final,
                 reason=status.reason,
+                system_logs=[*current.system_logs, *notes],
                 **values,
             )
             if done:
@@ -349,3 +352,14 @@ class Worker:
                     system_logs=logs,
                 ):
                     await store.unfinished_tasks_to(conn, run.id, State.SYSTEM_ERROR)
+
+
+async def _save_progress(
+    conn: AsyncConnection, run_id: str, tasks: list[Task], progress: Progress
+) -> None:
+    await store.save_tasks(conn, run_id, tasks)
+    await store.update_run(
+        conn,
+        run_id,
+        progress={"done": progress.done, "total": progress.total, "current": progress.current},
+    )
