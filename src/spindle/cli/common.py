@@ -68,6 +68,17 @@ def url_option(f: F) -> F:
     )(f)
 
 
+def poll_option(f: F) -> F:
+    return click.option(
+        "--poll",
+        type=click.FloatRange(min=0.05),
+        default=1.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Seconds between checks of the run.",
+    )(f)
+
+
 def make_client(url: str | None) -> SpindleClient:
     try:
         return SpindleClient(url)
