@@ -477,6 +477,15 @@ def test_jobs_keep_the_order_they_started_in() -> None:
     assert [j.jobid for j in fold_jobs(started)] == [5, 3, 9]
 
 
+def test_a_job_is_reported_once_its_rule_is_known(rundir: RunDir) -> None:
+    """Between ``job_started`` and the job's ``job_info`` a poll found a task with no name."""
+    engine = SnakemakeEngine("snakemake", 1)
+    write_events(rundir, EVENTS[:2])  # run_info, job_started [2, 1]
+    assert engine.progress(rundir) == []
+    write_events(rundir, EVENTS[:3])  # job 2 described
+    assert [(t.id, t.name) for t in engine.progress(rundir)] == [("2", "count[sample=a,lane=1]")]
+
+
 def test_outputs_stay_inside_the_work_folder(rundir: RunDir, tmp_path: Path) -> None:
     outside = tmp_path / "secret.txt"
     outside.write_text("secret")

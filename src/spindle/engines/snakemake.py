@@ -149,7 +149,10 @@ class SnakemakeEngine(Engine):
     # --- reading what the run left -------------------------------------------------------
 
     def progress(self, rundir: RunDir) -> list[Task]:
-        return [job.task(rundir) for job in fold_jobs(read_events(events_path(rundir)))]
+        """The jobs Snakemake has described so far. ``job_started`` comes before the job's
+        ``job_info``: a job is reported once its rule is known, never as a nameless task."""
+        jobs = fold_jobs(read_events(events_path(rundir)))
+        return [job.task(rundir) for job in jobs if job.rule]
 
     def planned_tasks(self, rundir: RunDir) -> int | None:
         counts = self.progress_counts(rundir)
