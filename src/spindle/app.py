@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 import spindle
-from spindle.api import errors, extensions, wes
+from spindle.api import accounts, errors, extensions, wes
+from spindle.auth.accounts import AccountService
+from spindle.auth.authenticator import Authenticator, check_settings
 from spindle.backends.base import Backend
 from spindle.backends.local import LocalBackend
 from spindle.config import Settings
@@ -37,6 +39,9 @@ def create_app(
     migrate: bool = True,
     catalog: Catalog | None = None,
 ) -> FastAPI:
+    # A configuration that would serve everyone without sign-in by mistake stops here.
+    check_settings(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = create_engine(settings.effective_database_url)
@@ -45,7 +50,8 @@ def create_app(
         engines = catalog or await load_catalog(settings)
         wakeup = Wakeup()
         backends = build_backends(settings)
-        app.state.settings = settings
+        app.state.accounts = AccountService(db)
+        app.state.authenticator = authenticator = Authenticator(settings, app.state.accounts)
         app.state.service = RunService(
             db=db, settings=settings, catalog=engines, wakeup=wakeup, compute_envs=list(backends)
         )
@@ -63,6 +69,7 @@ def create_app(
         finally:
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
+            await authenticator.aclose()
             await db.dispose()
 
     app = FastAPI(
@@ -71,7 +78,9 @@ def create_app(
         summary="GA4GH WES 1.1.0 workflow execution service",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     errors.install(app)
     app.include_router(wes.router)
     app.include_router(extensions.router)
+    app.include_router(accounts.router)
     return app

@@ -9,15 +9,23 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+#: Algorithms a JWT may be signed with: asymmetric ones only. ``none`` and the HMAC family
+#: (``HS*``) are never accepted, since the keys come from a public JWKS.
+JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+AuthMode = Literal["none", "basic", "oidc", "proxy-jwt"]
 
 
 def _cpu_count() -> int:
@@ -72,6 +80,64 @@ class Settings(BaseSettings):
     organization_url: str = "https://spindle.invalid/"
     auth_instructions_url: str = ""
     environment: str = "dev"
+
+    # --- authentication (docs/auth.md) ---------------------------------------------------
+    #: none (one local user, loopback only), basic, oidc or proxy-jwt.
+    auth: AuthMode = "none"
+    #: Let ``auth = "none"`` serve on an address other than loopback (everyone who reaches
+    #: it is the local user, an admin).
+    auth_none_allow_remote: bool = False
+    #: ``realm`` of the ``WWW-Authenticate`` challenges.
+    auth_realm: str = "Spindle"
+    #: GET /service-info answers without credentials (its state counts are then all zero).
+    service_info_public: bool = True
+    #: Signs session cookies (the web UI's sign-in). Empty: a random key per process, so
+    #: sessions end when Spindle restarts; set it when several servers share the load.
+    session_secret: SecretStr = SecretStr("")
+    #: Seconds a session cookie stays valid after sign-in.
+    session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
+    # JWT verification, for oidc and proxy-jwt
+    #: Expected ``iss`` claim (oidc: also where ``/.well-known/openid-configuration`` is).
+    jwt_issuer: str = ""
+    #: Expected ``aud`` claim (oidc: the client id; IAP: ``/projects/NUMBER/apps/ID``).
+    jwt_audience: str = ""
+    #: The JWKS URL. Empty in oidc mode: the ``jwks_uri`` of the issuer's discovery document.
+    jwt_jwks_url: str = ""
+    #: Signature algorithms accepted (asymmetric only).
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    #: Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``.
+    jwt_leeway_seconds: float = Field(default=30.0, ge=0)
+    #: Seconds the fetched JWKS is used before it is fetched again.
+    jwks_cache_seconds: float = Field(default=300.0, ge=0)
+    #: Least seconds between two fetches caused by an unknown key id (a token naming a key
+    #: the cached set lacks makes Spindle fetch the set again, at most this often).
+    jwks_min_refresh_seconds: float = Field(default=10.0, ge=0)
+    #: Claim holding the user's name in Spindle (stable and unique: ``sub`` or ``email``).
+    jwt_user_claim: str = "sub"
+    jwt_email_claim: str = "email"
+    jwt_name_claim: str = "name"
+    #: Claim that makes a user an admin; empty: admins are set with ``spindle users``.
+    jwt_admin_claim: str = ""
+    #: Values of ``jwt_admin_claim`` that mean admin (the claim may be a string, a list of
+    #: strings, or ``true``).
+    jwt_admin_values: list[str] = Field(default_factory=lambda: ["spindle-admin"])
+    #: proxy-jwt: the header the trusted proxy puts its signed assertion in.
+    proxy_jwt_header: str = "X-Goog-IAP-JWT-Assertion"
+    #: proxy-jwt: accept only users of this hosted domain (the ``hd`` claim); empty: any.
+    proxy_jwt_hosted_domain: str = ""
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in JWT_ALGORITHMS]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)} not accepted; choose from {', '.join(sorted(JWT_ALGORITHMS))} "
+                "(never none or HS*: keys come from a public JWKS)"
+            )
+        if not v:
+            raise ValueError("name at least one algorithm")
+        return v
 
     @field_validator("data_dir", "engines_dir")
     @classmethod

@@ -15,7 +15,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from spindle.errors import SpindleError
+from spindle.api.auth import challenges
+from spindle.config import Settings
+from spindle.errors import SpindleError, Unauthenticated
 from spindle.models.wes import ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,15 @@ def _describe_validation(exc: RequestValidationError) -> str:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(SpindleError)
-    async def spindle_error(_request: Request, exc: SpindleError) -> JSONResponse:
+    async def spindle_error(request: Request, exc: SpindleError) -> JSONResponse:
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message)
-        return error_response(exc.status_code, exc.message)
+        response = error_response(exc.status_code, exc.message)
+        if isinstance(exc, Unauthenticated):
+            settings: Settings = request.app.state.settings
+            for value in challenges(settings, exc):
+                response.headers.append("WWW-Authenticate", value)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -69,8 +76,10 @@ _DESCRIPTIONS = {
     401: "The request is unauthorized.",
     403: "The requester is not authorized to perform this action.",
     404: "The requested workflow run wasn't found.",
+    409: "The object exists already.",
     413: "The upload is larger than this service accepts.",
     500: "An unexpected error occurred.",
+    503: "A service Spindle depends on (the identity provider) did not answer.",
 }
 
 

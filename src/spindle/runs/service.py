@@ -1,6 +1,11 @@
 """The run service: what the API, the web UI and the CLI (through the API) can do with runs.
 
 It owns transactions; the repository functions in ``store`` and ``claim`` never commit.
+
+Every call takes the :class:`~spindle.domain.Caller` and is scoped by it, here and nowhere
+else: a caller who is not an admin sees and acts on their own runs only, and someone else's
+run is "not found" (404), exactly like a run that does not exist, so its existence leaks
+nothing. Admins see every run.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.config import Settings
 from spindle.db.types import utcnow
-from spindle.domain import ACTIVE_STATES, Run, State, Task
+from spindle.domain import ACTIVE_STATES, Caller, LogSpan, Run, State, Task
 from spindle.engines.registry import Catalog
 from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
 from spindle.runs import store
@@ -61,7 +66,9 @@ class RunService:
 
     # --- submit --------------------------------------------------------------------------
 
-    async def submit(self, fields: Mapping[str, str | None], uploads: Sequence[Upload]) -> Run:
+    async def submit(
+        self, fields: Mapping[str, str | None], uploads: Sequence[Upload], *, caller: Caller
+    ) -> Run:
         request = parse_request(fields)
         engine = self.catalog.resolve(
             request.workflow_type,
@@ -112,6 +119,7 @@ class RunService:
                     request=request,
                     engine=engine.name,
                     compute_env=compute_env,
+                    owner_id=caller.user_id,
                 )
                 await self.wakeup.notify(conn, "queued")
         except BaseException:
@@ -122,47 +130,55 @@ class RunService:
 
     # --- read ----------------------------------------------------------------------------
 
-    async def get(self, run_id: str) -> Run:
+    async def get(self, run_id: str, *, caller: Caller) -> Run:
         async with self.db.connect() as conn:
-            run = await store.get_run(conn, run_id)
+            run = await store.get_run(conn, run_id, owner_id=caller.owner_scope)
         if run is None:
             raise RunNotFound(run_id)
         return run
 
-    async def state(self, run_id: str) -> State:
+    async def state(self, run_id: str, *, caller: Caller) -> State:
         async with self.db.connect() as conn:
-            state = await store.get_state(conn, run_id)
+            state = await store.get_state(conn, run_id, owner_id=caller.owner_scope)
         if state is None:
             raise RunNotFound(run_id)
         return state
 
-    async def list(self, *, page_size: int | None, page_token: str | None) -> Page[Run]:
+    async def list(
+        self, *, page_size: int | None, page_token: str | None, caller: Caller
+    ) -> Page[Run]:
         size = check_page_size(page_size)
         before = decode_token("runs", page_token)
         async with self.db.connect() as conn:
-            runs = await store.list_runs(conn, before_seq=before, limit=size + 1)
+            runs = await store.list_runs(
+                conn, before_seq=before, limit=size + 1, owner_id=caller.owner_scope
+            )
         token = encode_token("runs", runs[size - 1].seq) if len(runs) > size else ""
         return Page(runs[:size], token)
 
-    async def counts(self) -> dict[str, int]:
+    async def counts(self, *, caller: Caller | None) -> dict[str, int]:
+        """Runs by state, of the runs the caller may see; nothing for an anonymous caller
+        (``None``: service-info read without credentials)."""
+        if caller is None:
+            return {}
         async with self.db.connect() as conn:
-            return await store.count_by_state(conn)
+            return await store.count_by_state(conn, owner_id=caller.owner_scope)
 
     async def tasks(
-        self, run_id: str, *, page_size: int | None, page_token: str | None
+        self, run_id: str, *, page_size: int | None, page_token: str | None, caller: Caller
     ) -> Page[Task]:
         size = check_page_size(page_size)
         after = decode_token(f"tasks:{run_id}", page_token)
         async with self.db.connect() as conn:
-            if await store.get_state(conn, run_id) is None:
+            if await store.get_state(conn, run_id, owner_id=caller.owner_scope) is None:
                 raise RunNotFound(run_id)
             rows = await store.list_tasks(conn, run_id, after_ordinal=after, limit=size + 1)
         token = encode_token(f"tasks:{run_id}", rows[size - 1][0]) if len(rows) > size else ""
         return Page([t for _, t in rows[:size]], token)
 
-    async def task(self, run_id: str, task_id: str) -> Task:
+    async def task(self, run_id: str, task_id: str, *, caller: Caller) -> Task:
         async with self.db.connect() as conn:
-            if await store.get_state(conn, run_id) is None:
+            if await store.get_state(conn, run_id, owner_id=caller.owner_scope) is None:
                 raise RunNotFound(run_id)
             task = await store.get_task(conn, run_id, task_id)
         if task is None:
@@ -170,17 +186,30 @@ class RunService:
         return task
 
     def rundir(self, run_id: str) -> RunDir:
+        """The run's folder. Unscoped: check the caller first (``state``, ``task``)."""
         return RunDir.for_run(self.settings.data_dir, run_id)
 
-    async def log_file(self, run_id: str, stream: str) -> Path:
+    async def task_log(
+        self, run_id: str, task_id: str, stream: str, *, caller: Caller
+    ) -> tuple[Path, LogSpan]:
+        """Where one task's share of the engine's ``stream`` is: the file and its span."""
+        task = await self.task(run_id, task_id, caller=caller)
         if stream not in LOG_STREAMS:
             raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
-        await self.state(run_id)
+        span = task.stdout if stream == "stdout" else task.stderr
+        if span is None:
+            raise NotFound(f"task {task_id!r} has no {stream} log")
+        return self.rundir(run_id).resolve(span.path), span
+
+    async def log_file(self, run_id: str, stream: str, *, caller: Caller) -> Path:
+        await self.state(run_id, caller=caller)
+        if stream not in LOG_STREAMS:
+            raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
         return self.rundir(run_id).logs / stream
 
-    async def run_file(self, run_id: str, path: str) -> Path:
+    async def run_file(self, run_id: str, path: str, *, caller: Caller) -> Path:
         """A file of the run, for download; refuses anything outside the run folder."""
-        await self.state(run_id)
+        await self.state(run_id, caller=caller)
         target = self.rundir(run_id).resolve(path)
         if not target.is_file():
             raise NotFound(f"run {run_id!r} has no file {path!r}")
@@ -188,12 +217,12 @@ class RunService:
 
     # --- cancel --------------------------------------------------------------------------
 
-    async def cancel(self, run_id: str) -> State:
+    async def cancel(self, run_id: str, *, caller: Caller) -> State:
         """Cancel a run. QUEUED runs are CANCELED at once; active ones become CANCELING and
         their worker stops the engine. A finished run is left as it is (no error)."""
         while True:
             async with self.db.begin() as conn:
-                state = await store.get_state(conn, run_id)
+                state = await store.get_state(conn, run_id, owner_id=caller.owner_scope)
                 if state is None:
                     raise RunNotFound(run_id)
                 if state is State.QUEUED:
