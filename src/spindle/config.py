@@ -18,6 +18,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
 
 #: Algorithms a JWT may be signed with: asymmetric ones only. ``none`` and the HMAC family
 #: (``HS*``) are never accepted, since the keys come from a public JWKS.
@@ -164,6 +165,11 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'spindle.db'}"
+
+    @property
+    def database_url_for_display(self) -> str:
+        """The database URL with its password masked, for messages and logs."""
+        return make_url(self.effective_database_url).render_as_string(hide_password=True)
 
     def engine_executable(self, name: str) -> str:
         """Path of an engine's executable: explicit setting, engines_dir, then PATH."""

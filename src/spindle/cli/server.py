@@ -10,6 +10,7 @@ import click
 import uvicorn
 
 from spindle.config import Settings
+from spindle.errors import ConfigError
 
 
 def _settings(**overrides: object) -> Settings:
@@ -34,10 +35,13 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
 
     _logging(log_level)
     settings = _settings(host=host, port=port)
-    app = create_app(settings, worker=worker)
+    try:
+        app = create_app(settings, worker=worker)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(
-        f"Spindle on http://{settings.host}:{settings.port}  "
-        f"data: {settings.data_dir}  database: {settings.effective_database_url}"
+        f"Spindle on http://{settings.host}:{settings.port}  auth: {settings.auth}  "
+        f"data: {settings.data_dir}  database: {settings.database_url_for_display}"
     )
     uvicorn.run(
         app,
@@ -109,7 +113,7 @@ def upgrade(revision: str) -> None:
             await engine.dispose()
 
     asyncio.run(run())
-    click.echo(f"database at {revision}: {settings.effective_database_url}")
+    click.echo(f"database at {revision}: {settings.database_url_for_display}")
 
 
 def register(main: click.Group) -> None:
