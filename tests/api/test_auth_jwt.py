@@ -135,6 +135,8 @@ BAD_TOKENS: dict[str, tuple[Callable[[IdentityProvider], str], str]] = {
     "no expiry": (lambda p: p.token(exp=None), "no 'exp' claim"),
     "not yet valid": (lambda p: p.token(nbf=4_000_000_000), "not valid yet"),
     "not a jwt": (lambda p: "abc.def", "not a well-formed JWT"),
+    "no user claim": (lambda p: p.token(sub=None), "no 'sub' claim"),
+    "unusable user claim": (lambda p: p.token(sub=" root\n"), "not a usable user name"),
 }
 
 

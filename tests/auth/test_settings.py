@@ -80,3 +80,19 @@ def test_only_asymmetric_algorithms_are_accepted(algorithm: str) -> None:
 def test_an_unknown_mode_is_refused() -> None:
     with pytest.raises(ValidationError):
         Settings(auth="ldap")  # type: ignore[arg-type]
+
+
+def test_an_invalid_setting_is_a_clear_error_from_serve(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["serve"],
+        env={
+            "SPINDLE_AUTH": "ldap",
+            "SPINDLE_DATA_DIR": str(tmp_path),
+            "SPINDLE_CONFIG": str(tmp_path / "none.toml"),
+        },
+    )
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: invalid settings: auth: ")
+    assert "'basic'" in result.stderr
+    assert "Traceback" not in result.output

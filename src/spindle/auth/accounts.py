@@ -230,7 +230,12 @@ class AccountService:
         """The user a verified identity-provider token names: created at the first sign-in,
         its e-mail, display name and (with an admin claim configured) admin flag kept as the
         provider says."""
-        check_name(identity.name, field="token user claim")
+        try:
+            check_name(identity.name)
+        except InvalidRequest:
+            raise Unauthenticated(
+                "the token's user claim is not a usable user name", error="invalid_token"
+            ) from None
         now = utcnow()
         async with self.db.connect() as conn:
             user = await repo.get_user_by_name(conn, identity.name)

@@ -46,12 +46,6 @@ class Credentials:
     session: str | None = None
     malformed: str | None = None
 
-    @property
-    def empty(self) -> bool:
-        return not (
-            self.basic or self.bearer or self.proxy_assertion or self.session or self.malformed
-        )
-
 
 def check_settings(settings: Settings) -> None:
     """Refuse a configuration that cannot work or would be open by mistake."""

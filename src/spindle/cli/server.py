@@ -8,14 +8,21 @@ import signal
 
 import click
 import uvicorn
+from pydantic import ValidationError
 
 from spindle.config import Settings
 from spindle.errors import ConfigError
 
 
-def _settings(**overrides: object) -> Settings:
+def load_settings(**overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise click.ClickException(f"invalid settings: {problems}") from None
 
 
 def _logging(level: str) -> None:
@@ -34,7 +41,7 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
     from spindle.app import create_app
 
     _logging(log_level)
-    settings = _settings(host=host, port=port)
+    settings = load_settings(host=host, port=port)
     try:
         app = create_app(settings, worker=worker)
     except ConfigError as exc:
@@ -57,7 +64,7 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
 def worker(log_level: str) -> None:
     """Run a worker alone (no API), against the configured database."""
     _logging(log_level)
-    asyncio.run(_run_worker(_settings()))
+    asyncio.run(_run_worker(load_settings()))
 
 
 async def _run_worker(settings: Settings) -> None:
@@ -103,7 +110,7 @@ def upgrade(revision: str) -> None:
     from spindle.db.engine import create_engine
     from spindle.db.migrate import upgrade as do_upgrade
 
-    settings = _settings()
+    settings = load_settings()
 
     async def run() -> None:
         engine = create_engine(settings.effective_database_url)

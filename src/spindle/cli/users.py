@@ -16,7 +16,7 @@ import click
 
 from spindle.auth.accounts import AccountService
 from spindle.cli.common import CliError, print_table, read_password
-from spindle.config import Settings
+from spindle.cli.server import load_settings
 from spindle.domain import User, UserStats
 from spindle.errors import SpindleError
 
@@ -27,7 +27,7 @@ def _on_database(work: Callable[[AccountService], Awaitable[T]]) -> T:
     from spindle.db.engine import create_engine
     from spindle.db.migrate import is_current
 
-    settings = Settings()
+    settings = load_settings()
 
     async def go() -> T:
         db = create_engine(settings.effective_database_url)
