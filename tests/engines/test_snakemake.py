@@ -178,8 +178,10 @@ async def test_validate_accepts_the_major_and_full_version_only(
 
 
 def test_parameters_declare_cores_with_the_configured_default() -> None:
-    (cores,) = SnakemakeEngine("snakemake", 4).parameters()
+    cores, executor, jobs = SnakemakeEngine("snakemake", 4).parameters()
     assert (cores.name, cores.type, cores.default_value) == ("cores", "int", "4")
+    assert (executor.name, executor.default_value) == ("executor", "local")
+    assert (jobs.name, jobs.type, jobs.default_value) == ("jobs", "int", "10")
 
 
 @pytest.mark.parametrize("value", ["0", "5", "two", "-1"])
@@ -233,12 +235,15 @@ def test_prepare_builds_the_command_line(rundir: RunDir) -> None:
         str((rundir.logs / EVENTS_FILE).absolute()),
     ]
     assert launch.cwd == work
-    assert launch.env == {"PYTHONPATH": str(PLUGIN_DIR), "PYTHONUNBUFFERED": "1"}
+    # The plugin is copied into the run folder (which then holds all the run needs, wherever
+    # it is started), and that folder holds the plugin package and nothing else.
+    plugin_dir = rundir.support / "snakemake"
+    assert launch.env == {"PYTHONPATH": str(plugin_dir.absolute()), "PYTHONUNBUFFERED": "1"}
     assert json.loads(rundir.params_file.read_text()) == WORDCOUNT_PARAMS
-    # The plugin folder exposes the plugin package and nothing else.
-    assert [p.name for p in PLUGIN_DIR.iterdir() if p.name != "__pycache__"] == [
-        "snakemake_logger_plugin_spindle"
-    ]
+    assert [p.name for p in plugin_dir.iterdir()] == ["snakemake_logger_plugin_spindle"]
+    package = plugin_dir / "snakemake_logger_plugin_spindle"
+    for source in (PLUGIN_DIR / "snakemake_logger_plugin_spindle").glob("*.py"):
+        assert (package / source.name).read_bytes() == source.read_bytes()
 
 
 def test_prepare_passes_an_http_url_through(rundir: RunDir) -> None:
