@@ -19,6 +19,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from spindle.compute import ComputeEnvConfig, check_env_names
+
 
 def _cpu_count() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
@@ -65,6 +67,11 @@ class Settings(BaseSettings):
     #: Cores Snakemake may use per run.
     snakemake_cores: int = Field(default_factory=_cpu_count, gt=0)
 
+    # --- compute environments ----------------------------------------------------------
+    #: Named compute environments besides ``local`` (see docs/hpc.md): TOML tables
+    #: ``[compute_envs.NAME]`` or a JSON object in ``SPINDLE_COMPUTE_ENVS``.
+    compute_envs: dict[str, ComputeEnvConfig] = Field(default_factory=dict)
+
     # --- service-info --------------------------------------------------------------------
     service_id: str = "org.spindle.wes"
     service_name: str = "Spindle"
@@ -77,6 +84,11 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("compute_envs")
+    @classmethod
+    def _env_names(cls, v: dict[str, ComputeEnvConfig]) -> dict[str, ComputeEnvConfig]:
+        return check_env_names(v)
 
     @classmethod
     def settings_customise_sources(

@@ -12,7 +12,7 @@ from spindle.backends.base import Handle
 from spindle.backends.local import LocalBackend
 from spindle.domain import State
 from spindle.storage.rundir import RunDir
-from tests.backends.contract import BackendContract, sh
+from tests.backends.contract import BackendContract, launch
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ class TestLocalBackend(BackendContract):
     async def test_vanished_process_is_system_error_with_reason(
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
-        handle = await backend.submit("run-1", sh("sleep 300", rundir), rundir)
+        handle = await backend.submit("run-1", launch(backend, "sleep 300", rundir), rundir)
         os.killpg(handle.data["pgid"], signal.SIGKILL)
         await backend.wait(handle, 5)
         status = (await backend.poll([handle]))["run-1"]
@@ -44,7 +44,9 @@ class TestLocalBackend(BackendContract):
     async def test_cancel_escalates_to_kill_when_term_is_ignored(
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
-        handle = await backend.submit("run-1", sh("trap '' TERM; sleep 300", rundir), rundir)
+        handle = await backend.submit(
+            "run-1", launch(backend, "trap '' TERM; sleep 300", rundir), rundir
+        )
         await asyncio.sleep(0.3)
         await backend.cancel(handle)
         with pytest.raises(ProcessLookupError):
@@ -53,7 +55,7 @@ class TestLocalBackend(BackendContract):
     async def test_a_recycled_pid_is_not_taken_for_the_engine(
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
-        handle = await backend.submit("run-1", sh("sleep 300", rundir), rundir)
+        handle = await backend.submit("run-1", launch(backend, "sleep 300", rundir), rundir)
         forged = Handle(
             run_id="run-1",
             backend="local",
