@@ -12,8 +12,7 @@ from fastapi import FastAPI
 
 import spindle
 from spindle.api import errors, extensions, wes
-from spindle.backends.base import Backend
-from spindle.backends.local import LocalBackend
+from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
@@ -24,10 +23,6 @@ from spindle.scheduler.listen import listen_for_wakeups
 from spindle.scheduler.worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-def build_backends(settings: Settings) -> dict[str, Backend]:
-    return {"local": LocalBackend(cancel_grace_seconds=settings.cancel_grace_seconds)}
 
 
 def create_app(
@@ -47,7 +42,14 @@ def create_app(
         backends = build_backends(settings)
         app.state.settings = settings
         app.state.service = RunService(
-            db=db, settings=settings, catalog=engines, wakeup=wakeup, compute_envs=list(backends)
+            db=db,
+            settings=settings,
+            catalog=engines,
+            wakeup=wakeup,
+            compute_envs=describe(settings),
+            file_sources={
+                name: b for name, b in backends.items() if not b.capabilities.local_files
+            },
         )
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
@@ -63,6 +65,9 @@ def create_app(
         finally:
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
+            for backend in backends.values():
+                with contextlib.suppress(Exception):
+                    await backend.close()
             await db.dispose()
 
     app = FastAPI(

@@ -71,6 +71,7 @@ _DESCRIPTIONS = {
     404: "The requested workflow run wasn't found.",
     413: "The upload is larger than this service accepts.",
     500: "An unexpected error occurred.",
+    503: "A compute environment the answer needs cannot be reached now; try again later.",
 }
 
 

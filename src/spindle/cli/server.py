@@ -57,7 +57,7 @@ def worker(log_level: str) -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from spindle.app import build_backends
+    from spindle.backends.registry import build_backends
     from spindle.db.engine import create_engine
     from spindle.db.migrate import is_current
     from spindle.engines.registry import load_catalog
