@@ -21,7 +21,7 @@ a bad environment stops Spindle at start-up with the field named.
 from __future__ import annotations
 
 import re
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
@@ -60,6 +60,12 @@ class SshTarget(_Model):
     keepalive_seconds: float = Field(default=30.0, gt=0)
     #: Seconds a connection attempt may take.
     connect_timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("key_file", "known_hosts", mode="before")
+    @classmethod
+    def _home(cls, v: object) -> object:
+        """``~/.ssh/...`` means the home folder of the user Spindle runs as."""
+        return Path(v).expanduser() if isinstance(v, str) and v.startswith("~") else v
 
 
 class SlurmEnv(_Model):

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from spindle.compute import ComputeEnvConfig, check_env_names
+from spindle.errors import ConfigError
 
 
 def _cpu_count() -> int:
@@ -120,3 +121,18 @@ class Settings(BaseSettings):
         if candidate.exists():
             return str(candidate)
         return shutil.which(name) or name
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and the TOML file (``overrides`` first), or ConfigError
+    naming every setting that is wrong, e.g. ``compute_envs.hpc.work_root: must be an
+    absolute path on the cluster, not 'x'``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None

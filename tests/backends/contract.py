@@ -117,3 +117,5 @@ class BackendContract:
         assert (await fresh_backend.attach(saved)).state in (State.QUEUED, State.RUNNING)
         status = await wait_terminal(fresh_backend, saved)
         assert status == Status(State.EXECUTOR_ERROR, exit_code=5)
+        # the first one sees the end too (and a local one reaps its child)
+        assert await wait_terminal(backend, handle) == status

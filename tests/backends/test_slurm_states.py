@@ -162,6 +162,8 @@ def test_sbatch_options_come_from_the_environment() -> None:
         "--constraint=ib",
         "/scratch/s/r1/job.sh",
     ]
+    # what the engine process uses wins over the environment's default
+    assert "--cpus-per-task=6" in sbatch_argv("r1", root, env(cpus=2), cpus=6)
     assert sbatch_argv("r1", root, env())[-2:] == [
         "--error=/scratch/s/r1/logs/slurm.out",
         "/scratch/s/r1/job.sh",

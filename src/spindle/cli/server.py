@@ -9,12 +9,16 @@ import signal
 import click
 import uvicorn
 
-from spindle.config import Settings
+from spindle.config import Settings, load_settings
+from spindle.errors import ConfigError
 
 
 def _settings(**overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return load_settings(**values)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _logging(level: str) -> None:

@@ -45,7 +45,8 @@ class Site:
     root: PurePosixPath
     #: engine commands there by engine name; absent: the engine's own executable
     executables: Mapping[str, str] = field(default_factory=dict)
-    #: CPUs the engine process gets there (None: the engine's own default)
+    #: CPUs an engine process gets there unless its run asks for more (None: the engine's
+    #: own default, e.g. ``snakemake_cores``)
     cpus: int | None = None
     #: the scheduler it may hand jobs to, if any
     cluster: Cluster | None = None
@@ -68,6 +69,9 @@ class Launch:
     argv: list[str]
     cwd: PurePath
     env: dict[str, str] = field(default_factory=dict)
+    #: CPUs the process will use (a batch backend asks its scheduler for them); None: the
+    #: site's default
+    cpus: int | None = None
 
 
 @dataclass(frozen=True)

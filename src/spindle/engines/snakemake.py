@@ -190,7 +190,7 @@ class SnakemakeEngine(Engine):
             argv += slurm_executor_arguments(site.cluster, cluster_jobs(parameters))
         # PYTHONPATH is the plugin folder alone: nothing of Spindle's environment leaks in.
         env = {"PYTHONPATH": str(site.path(rundir, plugin)), "PYTHONUNBUFFERED": "1"}
-        return Launch(argv=argv, cwd=work, env=env)
+        return Launch(argv=argv, cwd=work, env=env, cpus=cores)
 
     # --- reading what the run left -------------------------------------------------------
 

@@ -51,7 +51,10 @@ class Poller:
     def follow(self, handle: Handle) -> None:
         self._handles[handle.run_id] = handle
         self._kicked.set()
-        if self._loop is None or self._loop.done():
+        self._ensure_loop()
+
+    def _ensure_loop(self) -> None:
+        if self._handles and (self._loop is None or self._loop.done()):
             self._loop = asyncio.create_task(self._run(), name=f"poller-{self.name}")
 
     def forget(self, run_id: str) -> None:
@@ -65,6 +68,7 @@ class Poller:
     async def next(self, run_id: str) -> Outcome:
         """The outcome for ``run_id`` of the first cycle that starts after this call."""
         wanted = self._started + 1
+        self._ensure_loop()
         async with self._finished:
             await self._finished.wait_for(
                 lambda: run_id in self._results and self._results[run_id][0] >= wanted

@@ -38,6 +38,9 @@ T = TypeVar("T")
 #: Longest wait between two tries to reach a compute environment that cannot be reached
 #: (the waits double from one second up to this).
 RETRY_MAX_SECONDS = 30.0
+#: How long a run waits on a backend that can wait for its process (local) before looking
+#: again; the poller's cycles look anyway, so this only bounds one wait.
+PROCESS_WAIT_SECONDS = 3600.0
 
 #: what a task still marked unfinished becomes when its run ends this way
 _TASK_END = {
@@ -322,7 +325,8 @@ class Worker:
         cancelled = asyncio.create_task(cancel.wait())
         waiting: set[asyncio.Task[Any]] = {nxt, cancelled}
         if backend.capabilities.waits:
-            waiting.add(asyncio.create_task(backend.wait(handle, self.settings.monitor_interval)))
+            # returns early only when the process ended (it is cancelled with the others)
+            waiting.add(asyncio.create_task(backend.wait(handle, PROCESS_WAIT_SECONDS)))
         try:
             while True:
                 done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -330,7 +334,7 @@ class Worker:
                     return nxt.result()
                 if cancelled in done:
                     return None
-                poller.kick()  # the process ended (or the wait timed out): look now
+                poller.kick()  # the process ended: look now rather than at the next cycle
                 waiting -= done
         finally:
             for task in waiting:

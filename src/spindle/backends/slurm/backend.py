@@ -80,7 +80,7 @@ class SlurmBackend(Backend):
         return Site(
             root=self.root(run_id),
             executables=dict(env.engines) or {"snakemake": "snakemake", "cwltool": "cwltool"},
-            cpus=env.cpus,
+            cpus=env.cpus or 1,  # what SLURM allocates a job that asks for nothing
             cluster=Cluster(
                 scheduler="slurm",
                 partition=env.partition,
@@ -101,7 +101,8 @@ class SlurmBackend(Backend):
         text = script.render(run_id, launch, root, self.env)
         await asyncio.to_thread((rundir.root / script.SCRIPT).write_text, text)
         await self.transport.upload(rundir.root, root)
-        done = await self._command(script.sbatch_argv(run_id, root, self.env), "sbatch")
+        argv = script.sbatch_argv(run_id, root, self.env, cpus=launch.cpus)
+        done = await self._command(argv, "sbatch")
         job_id = script.parse_job_id(done.stdout)
         if job_id is None:
             raise BackendError(f"sbatch printed no job id: {done.stdout.strip()[:200]!r}")

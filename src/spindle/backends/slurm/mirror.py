@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from spindle.backends.slurm.script import EXIT_CODE_FILE
 from spindle.backends.slurm.transport import Transport
+from spindle.errors import NotFound
 from spindle.storage.files import FileStat, ListedFiles
 from spindle.storage.rundir import RunDir
 
@@ -84,7 +85,10 @@ async def listing(transport: Transport, root: PurePosixPath) -> ListedFiles:
     """The files and folders under ``work/`` and ``outputs/`` on the cluster (links followed
     when they stay inside the run folder, left out otherwise)."""
     entries: dict[PurePosixPath, FileStat] = {}
-    real_root = await transport.realpath(root)
+    try:
+        real_root = await transport.realpath(root)
+    except NotFound:  # the run never got a folder there
+        return ListedFiles(root, entries)
     pending = [PurePosixPath(f) for f in OUTPUT_FOLDERS]
     while pending and len(entries) < MAX_ENTRIES:
         folder = pending.pop()

@@ -50,7 +50,11 @@ def render(run_id: str, launch: Launch, root: PurePosixPath, env: SlurmEnv) -> s
     )
 
 
-def sbatch_argv(run_id: str, root: PurePosixPath, env: SlurmEnv) -> list[str]:
+def sbatch_argv(
+    run_id: str, root: PurePosixPath, env: SlurmEnv, *, cpus: int | None = None
+) -> list[str]:
+    """``sbatch`` for the head job: the environment's options, and ``cpus`` (what the engine
+    process uses) over the environment's default."""
     argv = [
         "sbatch",
         "--parsable",
@@ -65,7 +69,7 @@ def sbatch_argv(run_id: str, root: PurePosixPath, env: SlurmEnv) -> list[str]:
         ("qos", env.qos),
         ("time", env.time),
         ("mem", env.mem),
-        ("cpus-per-task", str(env.cpus) if env.cpus else ""),
+        ("cpus-per-task", str(cpus or env.cpus or "")),
     ):
         if value:
             argv.append(f"--{option}={value}")
