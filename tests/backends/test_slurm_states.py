@@ -10,11 +10,13 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from spindle.backends.base import Status
+from spindle.backends.slurm.backend import SlurmBackend
 from spindle.backends.slurm.script import parse_job_id, render, sbatch_argv
 from spindle.backends.slurm.states import ACTIVE, STATES, Job, parse_sacct, parse_squeue, status_of
 from spindle.compute import SlurmEnv
 from spindle.domain import State
 from spindle.engines.base import Launch
+from spindle.storage.rundir import RunDir
 
 # SLURM state, exit code the head job recorded (None: none), expected state, exit code,
 # and a piece of the reason (None: no reason)
@@ -216,3 +218,13 @@ def test_the_head_job_script_records_the_engines_exit_code(tmp_path: Path) -> No
     assert (run / "slurm_job_id").read_text() == "55\n"
     assert (run / "logs" / "stdout").read_text() == f"before\nhello world from {root}/work\n"
     assert (run / "logs" / "stderr").read_text() == "oops\n"
+
+
+def test_engines_without_a_command_are_found_by_name_on_the_cluster() -> None:
+    backend = SlurmBackend("hpc", env(engines={"snakemake": "/opt/sm/bin/snakemake"}, cpus=3))
+    site = backend.site("r1", RunDir(Path("/local/runs/r1")))
+    assert site.root == PurePosixPath("/scratch/s/r1")
+    assert site.executables == {"snakemake": "/opt/sm/bin/snakemake", "cwltool": "cwltool"}
+    assert site.cpus == 3
+    assert site.cluster is not None
+    assert site.cluster.scheduler == "slurm"

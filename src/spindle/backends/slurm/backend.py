@@ -35,7 +35,7 @@ from spindle.backends.slurm.states import (
     status_of,
 )
 from spindle.backends.slurm.transport import Completed, LocalTransport, Transport
-from spindle.compute import SlurmEnv
+from spindle.compute import ENGINE_NAMES, SlurmEnv
 from spindle.engines.base import Cluster, Launch, Site
 from spindle.errors import BackendError, NotFound, Unreachable
 from spindle.storage.files import RunFiles
@@ -79,7 +79,8 @@ class SlurmBackend(Backend):
         env = self.env
         return Site(
             root=self.root(run_id),
-            executables=dict(env.engines) or {"snakemake": "snakemake", "cwltool": "cwltool"},
+            # an engine without a command of its own is found by its name on the cluster
+            executables={**{name: name for name in ENGINE_NAMES}, **env.engines},
             cpus=env.cpus or 1,  # what SLURM allocates a job that asks for nothing
             cluster=Cluster(
                 scheduler="slurm",
