@@ -308,6 +308,22 @@ async def test_a_dropped_ssh_connection_is_unreachable_then_comes_back(
     assert status.state is State.COMPLETE
 
 
+async def test_a_connection_that_dropped_while_idle_is_opened_again(
+    cluster: Cluster, ssh_backend: SlurmBackend, tmp_path: Path
+) -> None:
+    run_id = new_run_id()
+    rundir = made_rundir(tmp_path, run_id)
+    job = launch(ssh_backend, "echo x > made.txt", rundir, run_id)
+    handle = await ssh_backend.submit(run_id, job, rundir)
+    await ssh_backend.poll([handle])
+    cluster.stop_sshd()
+    await asyncio.sleep(0.5)  # the client notices the connection is gone; nobody calls
+    cluster.start_sshd()
+    assert (await wait_terminal(ssh_backend, handle)).state is State.COMPLETE
+    files = await ssh_backend.files(handle, rundir)  # SFTP works again too
+    assert files.stat("work/made.txt") is not None
+
+
 async def test_an_unreachable_host_is_unreachable(cluster: Cluster) -> None:
     env = ssh_env(cluster)
     assert env.ssh is not None

@@ -236,6 +236,46 @@ def test_an_ssh_drop_mid_run_is_retried_and_noted(server: Server, cluster: Clust
     assert len(cluster.jobs_named(f"spindle-{run_id}")) == 1
 
 
+def test_a_submission_while_ssh_is_down_is_retried_and_downloads_wait_for_it(
+    server: Server, cluster: Cluster
+) -> None:
+    cluster.stop_sshd()
+    try:
+        run_id = submit(server.url, "snakemake", "wordcount")
+        deadline = time.monotonic() + 60
+        logs: list[str] = []
+        while time.monotonic() < deadline and not logs:
+            body = httpx.get(f"{server.url}{WES}/runs/{run_id}", timeout=10).json()
+            logs = body["run_log"].get("system_logs") or []
+            time.sleep(0.3)
+        assert body["state"] == "INITIALIZING"
+        assert logs[0].startswith("submitting to hpc failed: cannot connect to ssh://"), logs
+        assert "retrying" in logs[0]
+    finally:
+        cluster.start_sshd()
+    body = wait(server.url, run_id, FINAL)
+    assert body["state"] == "COMPLETE", body
+    assert any(
+        line.startswith("submitting to hpc succeeded after")
+        for line in body["run_log"]["system_logs"]
+    )
+    assert len(cluster.jobs_named(f"spindle-{run_id}")) == 1
+
+    # a download needs the cluster: 503 while it cannot be reached
+    [summary] = [f for f in body["outputs"]["files"] if f["basename"] == "summary.txt"]
+    cluster.stop_sshd()
+    try:
+        r = httpx.get(summary["location"], timeout=60)
+        assert r.status_code == 503
+        assert r.json()["status_code"] == 503
+        assert "ssh://" in r.json()["msg"]
+    finally:
+        cluster.start_sshd()
+    r = httpx.get(summary["location"], timeout=60)
+    assert r.status_code == 200
+    assert b"results/gamma.count:3" in r.content
+
+
 def test_snakemake_spreads_its_jobs_with_its_slurm_executor(
     server: Server, cluster: Cluster, tmp_path: Path
 ) -> None:

@@ -68,6 +68,8 @@ class SshTransport(Transport):
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
         async with self._lock:
+            if self._conn is not None and self._conn.is_closed():
+                self._drop()  # it dropped while idle (keepalives noticed, or the server left)
             if self._conn is None:
                 try:
                     self._conn = await asyncssh.connect(self.target.host, **self._options())
@@ -103,7 +105,11 @@ class SshTransport(Transport):
             yield
         except asyncssh.SFTPNoSuchFile as exc:
             raise NotFound(f"{what}: {exc.reason}") from exc
-        except (asyncssh.SFTPConnectionLost, asyncssh.SFTPEOFError) as exc:
+        except (
+            asyncssh.SFTPConnectionLost,
+            asyncssh.SFTPNoConnection,
+            asyncssh.SFTPEOFError,
+        ) as exc:
             self._drop()
             raise Unreachable(f"{what}: the connection to {self.where} dropped") from exc
         except asyncssh.SFTPError as exc:
