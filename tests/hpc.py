@@ -142,7 +142,8 @@ class Cluster:
     def jobs_named(self, name: str) -> list[tuple[str, str]]:
         """(job id, state) of every job with this name SLURM still holds."""
         out = self.slurm("squeue", "--noheader", "--states=all", "--format=%i|%T", f"--name={name}")
-        return [tuple(line.split("|", 1)) for line in out.split()]  # type: ignore[misc]
+        pairs = (line.split("|", 1) for line in out.split())
+        return [(job_id, state) for job_id, state in pairs]
 
     # --- compute environment settings ------------------------------------------------------
 
