@@ -14,8 +14,7 @@ import spindle
 from spindle.api import accounts, errors, extensions, wes
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
-from spindle.backends.base import Backend
-from spindle.backends.local import LocalBackend
+from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
@@ -26,10 +25,6 @@ from spindle.scheduler.listen import listen_for_wakeups
 from spindle.scheduler.worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-def build_backends(settings: Settings) -> dict[str, Backend]:
-    return {"local": LocalBackend(cancel_grace_seconds=settings.cancel_grace_seconds)}
 
 
 def create_app(
@@ -53,7 +48,14 @@ def create_app(
         app.state.accounts = AccountService(db)
         app.state.authenticator = authenticator = Authenticator(settings, app.state.accounts)
         app.state.service = RunService(
-            db=db, settings=settings, catalog=engines, wakeup=wakeup, compute_envs=list(backends)
+            db=db,
+            settings=settings,
+            catalog=engines,
+            wakeup=wakeup,
+            compute_envs=describe(settings),
+            file_sources={
+                name: b for name, b in backends.items() if not b.capabilities.local_files
+            },
         )
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
@@ -70,6 +72,9 @@ def create_app(
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
             await authenticator.aclose()
+            for backend in backends.values():
+                with contextlib.suppress(Exception):
+                    await backend.close()
             await db.dispose()
 
     app = FastAPI(

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +19,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 from sqlalchemy.engine import make_url
+
+from spindle.compute import ComputeEnvConfig, check_env_names
+from spindle.errors import ConfigError
 
 #: Algorithms a JWT may be signed with: asymmetric ones only. ``none`` and the HMAC family
 #: (``HS*``) are never accepted, since the keys come from a public JWKS.
@@ -73,6 +76,11 @@ class Settings(BaseSettings):
     cwltool: str = ""
     #: Cores Snakemake may use per run.
     snakemake_cores: int = Field(default_factory=_cpu_count, gt=0)
+
+    # --- compute environments ----------------------------------------------------------
+    #: Named compute environments besides ``local`` (see docs/hpc.md): TOML tables
+    #: ``[compute_envs.NAME]`` or a JSON object in ``SPINDLE_COMPUTE_ENVS``.
+    compute_envs: dict[str, ComputeEnvConfig] = Field(default_factory=dict)
 
     # --- service-info --------------------------------------------------------------------
     service_id: str = "org.spindle.wes"
@@ -145,6 +153,11 @@ class Settings(BaseSettings):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
+    @field_validator("compute_envs")
+    @classmethod
+    def _env_names(cls, v: dict[str, ComputeEnvConfig]) -> dict[str, ComputeEnvConfig]:
+        return check_env_names(v)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -180,3 +193,18 @@ class Settings(BaseSettings):
         if candidate.exists():
             return str(candidate)
         return shutil.which(name) or name
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and the TOML file (``overrides`` first), or ConfigError
+    naming every setting that is wrong, e.g. ``compute_envs.hpc.work_root: must be an
+    absolute path on the cluster, not 'x'``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

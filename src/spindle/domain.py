@@ -115,6 +115,16 @@ class Task:
 
 
 @dataclass(frozen=True)
+class ComputeEnv:
+    """A configured place to run: its name (the ``compute_env`` engine parameter), its type
+    (``local``, ``slurm``) and what service-info says of it."""
+
+    name: str
+    type: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Event:
     id: int
     run_id: str

@@ -105,3 +105,9 @@ class EngineUnavailable(SpindleError):
 
 class BackendError(SpindleError):
     """The compute environment failed to do what was asked."""
+
+
+class Unreachable(BackendError):
+    """The compute environment cannot be reached right now; Spindle retries."""
+
+    status_code = 503

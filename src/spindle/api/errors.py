@@ -79,7 +79,10 @@ _DESCRIPTIONS = {
     409: "The object exists already.",
     413: "The upload is larger than this service accepts.",
     500: "An unexpected error occurred.",
-    503: "A service Spindle depends on (the identity provider) did not answer.",
+    503: (
+        "A service the answer needs (the identity provider, a compute environment) cannot "
+        "be reached now; try again later."
+    ),
 }
 
 

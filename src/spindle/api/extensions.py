@@ -92,7 +92,7 @@ async def get_task_log_stream(
     summary="DownloadRunFile",
     response_class=FileResponse,
     responses={
-        **documented(400, 401, 403, 404, 500),
+        **documented(400, 401, 403, 404, 500, 503),
         200: {"content": {"application/octet-stream": {}}},
     },
 )
@@ -100,7 +100,8 @@ async def download_run_file(
     run_id: str, path: str, service: Service, caller: CallerDep
 ) -> FileResponse:
     """Download a file of the run (an output, or any file inside its folder) by the path
-    that output ``location`` URLs carry."""
+    that output ``location`` URLs carry. A run in a remote compute environment has the file
+    fetched from there when asked for (503 if it cannot be reached now)."""
     target = await service.run_file(run_id, path, caller=caller)
     return FileResponse(target, filename=target.name)
 

@@ -17,6 +17,7 @@ from spindle.api.links import Links
 from spindle.domain import Run, State, Task
 from spindle.errors import InvalidRequest, PayloadTooLarge
 from spindle.models import wes
+from spindle.models.extensions import ComputeEnvironment, SpindleServiceInfo
 from spindle.runs.submit import TEXT_FIELDS
 
 router = APIRouter(prefix="/ga4gh/wes/v1")
@@ -83,11 +84,11 @@ def task_log(run_id: str, task: Task, links: Links) -> wes.TaskLog:
     summary="GetServiceInfo",
     operation_id="GetServiceInfo",
     tags=["Service Info"],
-    response_model=wes.ServiceInfo,
+    response_model=SpindleServiceInfo,
     response_model_exclude_none=True,
     responses=documented(400, 401, 403, 500),
 )
-async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> wes.ServiceInfo:
+async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> SpindleServiceInfo:
     """May include information related (but not limited to) the workflow descriptor formats,
     versions supported, the WES API versions supported, and information about general
     service availability. `system_state_counts` counts the runs the caller may see (none
@@ -105,7 +106,7 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> we
             )
             for p in engine.parameters()
         )
-    return wes.ServiceInfo(
+    return SpindleServiceInfo(
         id=settings.service_id,
         name=settings.service_name,
         type=wes.ServiceType(group="org.ga4gh", artifact="wes", version="1.1.0"),
@@ -129,6 +130,10 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> we
         system_state_counts={s.value: counts.get(s.value, 0) for s in State},
         auth_instructions_url=settings.auth_instructions_url,
         tags={"compute_environments": ",".join(service.compute_envs)},
+        compute_environments=[
+            ComputeEnvironment(name=e.name, type=e.type, description=e.description)
+            for e in service.compute_envs.values()
+        ],
     )
 
 

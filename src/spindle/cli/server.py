@@ -8,8 +8,8 @@ import signal
 
 import click
 import uvicorn
-from pydantic import ValidationError
 
+from spindle import config
 from spindle.config import Settings
 from spindle.errors import ConfigError
 
@@ -17,12 +17,9 @@ from spindle.errors import ConfigError
 def load_settings(**overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**values)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise click.ClickException(f"invalid settings: {problems}") from None
+        return config.load_settings(**values)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _logging(level: str) -> None:
@@ -68,7 +65,7 @@ def worker(log_level: str) -> None:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from spindle.app import build_backends
+    from spindle.backends.registry import build_backends
     from spindle.db.engine import create_engine
     from spindle.db.migrate import is_current
     from spindle.engines.registry import load_catalog

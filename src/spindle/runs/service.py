@@ -13,18 +13,18 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.config import Settings
 from spindle.db.types import utcnow
-from spindle.domain import ACTIVE_STATES, Caller, LogSpan, Run, State, Task
+from spindle.domain import ACTIVE_STATES, Caller, ComputeEnv, LogSpan, Run, State, Task
 from spindle.engines.registry import Catalog
-from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
+from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, Unreachable
 from spindle.runs import store
 from spindle.runs.paging import check_page_size, decode_token, encode_token
 from spindle.runs.submit import (
@@ -36,6 +36,7 @@ from spindle.runs.submit import (
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
+from spindle.storage.files import FileSource
 from spindle.storage.rundir import RunDir
 
 LOG_STREAMS = ("stdout", "stderr")
@@ -56,13 +57,16 @@ class RunService:
         settings: Settings,
         catalog: Catalog,
         wakeup: Wakeup,
-        compute_envs: Collection[str] = ("local",),
+        compute_envs: Sequence[ComputeEnv] = (ComputeEnv("local", "local"),),
+        file_sources: Mapping[str, FileSource] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.catalog = catalog
         self.wakeup = wakeup
-        self.compute_envs = tuple(compute_envs)
+        self.compute_envs = {env.name: env for env in compute_envs}
+        #: per compute environment whose run folders are elsewhere: where to fetch files
+        self.file_sources = dict(file_sources or {})
 
     # --- submit --------------------------------------------------------------------------
 
@@ -85,13 +89,14 @@ class RunService:
                     + ", ".join(sorted(known)),
                 )
         compute_env = request.workflow_engine_parameters.get("compute_env", "local")
-        if compute_env not in self.compute_envs:
+        env = self.compute_envs.get(compute_env)
+        if env is None:
             raise InvalidRequest(
                 "workflow_engine_parameters",
                 f"compute_env {compute_env!r} is not configured; configured: "
                 + ", ".join(self.compute_envs),
             )
-        engine.validate(request)
+        engine.validate(request, env)
 
         run_id = str(uuid.uuid4())
         runs_root = self.settings.data_dir / "runs"
@@ -208,10 +213,24 @@ class RunService:
         return self.rundir(run_id).logs / stream
 
     async def run_file(self, run_id: str, path: str, *, caller: Caller) -> Path:
-        """A file of the run, for download; refuses anything outside the run folder."""
-        await self.state(run_id, caller=caller)
-        target = self.rundir(run_id).resolve(path)
-        if not target.is_file():
+        """A file of the run, for download; refuses anything outside the run folder. A run
+        that ran elsewhere (a cluster) has its files fetched from there when asked for: on
+        every request while it is active, once when it has ended."""
+        run = await self.get(run_id, caller=caller)
+        rundir = self.rundir(run_id)
+        target = rundir.resolve(path)
+        source = self.file_sources.get(run.compute_env)
+        fetched = run.state.terminal and await asyncio.to_thread(target.is_file)
+        if source is not None and run.handle is not None and not fetched:
+            rel = PurePosixPath(target.relative_to(rundir.root.resolve()).as_posix())
+            try:
+                await source.fetch(run.handle, rel, target)
+            except Unreachable:
+                if not await asyncio.to_thread(target.is_file):
+                    raise  # 503: the file is on a compute environment out of reach now
+            except NotFound:
+                raise NotFound(f"run {run_id!r} has no file {path!r}") from None
+        if not await asyncio.to_thread(target.is_file):
             raise NotFound(f"run {run_id!r} has no file {path!r}")
         return target
 

@@ -190,6 +190,14 @@ async def update_run(conn: AsyncConnection, run_id: str, **values: Any) -> None:
     )
 
 
+async def append_system_log(conn: AsyncConnection, run_id: str, line: str) -> None:
+    """Add one line to a run's system_logs (read and written in the caller's transaction)."""
+    row = (await conn.execute(select(runs.c.system_logs).where(runs.c.id == run_id))).one_or_none()
+    if row is None:
+        return
+    await update_run(conn, run_id, system_logs=[*(row.system_logs or []), line])
+
+
 async def add_event(
     conn: AsyncConnection,
     run_id: str,
