@@ -73,6 +73,12 @@ runs = Table(
     # adopt: active runs whose lease ran out
     Index("ix_runs_state_lease", "state", "lease_expires_at"),
     Index("ix_runs_worker_id", "worker_id"),
+    # lists filtered (or sorted) by workflow type, in submission order
+    Index("ix_runs_workflow_type_seq", "workflow_type", "seq"),
+    # dashboard: runs submitted in the last 24 h by state
+    Index("ix_runs_submitted_at_state", "submitted_at", "state"),
+    # dashboard: the most recent failures
+    Index("ix_runs_state_end_time", "state", "end_time"),
     **MYSQL_TABLE,
 )
 

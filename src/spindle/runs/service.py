@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -17,15 +18,37 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.config import Settings
 from spindle.db.types import utcnow
-from spindle.domain import ACTIVE_STATES, Run, State, Task
+from spindle.domain import (
+    ACTIVE_STATES,
+    Event,
+    Failure,
+    LogChunk,
+    LogSpan,
+    Progress,
+    Run,
+    RunRequest,
+    RunSummary,
+    State,
+    Task,
+)
+from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
-from spindle.runs import store
-from spindle.runs.paging import check_page_size, decode_token, encode_token
+from spindle.runs import logs, query, store
+from spindle.runs.paging import (
+    check_page_size,
+    decode_cursor,
+    decode_token,
+    encode_cursor,
+    encode_token,
+)
+from spindle.runs.query import RunQuery
 from spindle.runs.submit import (
     SPINDLE_PARAMETERS,
+    StagedFile,
     Upload,
     check_workflow_url,
+    copy_attachments,
     discard,
     parse_request,
     stage_uploads,
@@ -34,13 +57,22 @@ from spindle.runs.wakeup import Wakeup, notify_other_processes
 from spindle.storage.rundir import RunDir
 
 LOG_STREAMS = ("stdout", "stderr")
+#: seconds between looks at the database while following runs' events
+FOLLOW_INTERVAL = 0.5
+#: events read per look while following
+FOLLOW_BATCH = 500
 T = TypeVar("T")
+# (RunService has a method named ``list``, which hides the builtin in its annotations)
+Failures = list[Failure]
+Events = list[Event]
 
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str
+    #: the page before this one ("" on the first page; only searches page backwards)
+    prev_page_token: str = ""
 
 
 class RunService:
@@ -62,7 +94,28 @@ class RunService:
     # --- submit --------------------------------------------------------------------------
 
     async def submit(self, fields: Mapping[str, str | None], uploads: Sequence[Upload]) -> Run:
+        """A new run from RunWorkflow form fields and attachments (which keep their paths)."""
         request = parse_request(fields)
+        engine, compute_env = self._check(request)
+        max_bytes = self.settings.max_upload_bytes
+        return await self._create(
+            request,
+            engine,
+            compute_env,
+            lambda dest: stage_uploads(uploads, dest, max_bytes=max_bytes),
+        )
+
+    async def resubmit(self, run_id: str) -> Run:
+        """A new run with the same request and the same attachments as ``run_id``."""
+        old = await self.get(run_id)
+        engine, compute_env = self._check(old.request)
+        source = self.rundir(run_id).attachments
+        return await self._create(
+            old.request, engine, compute_env, lambda dest: copy_attachments(source, dest)
+        )
+
+    def _check(self, request: RunRequest) -> tuple[Engine, str]:
+        """The engine and compute environment for a request, or InvalidRequest."""
         engine = self.catalog.resolve(
             request.workflow_type,
             request.workflow_type_version,
@@ -85,7 +138,18 @@ class RunService:
                 + ", ".join(self.compute_envs),
             )
         engine.validate(request)
+        return engine, compute_env
 
+    async def _create(
+        self,
+        request: RunRequest,
+        engine: Engine,
+        compute_env: str,
+        stage: Callable[[Path], list[StagedFile]],
+    ) -> Run:
+        """Stage the attachments (``stage`` fills the folder it is given; blocking, so it
+        runs in a thread) under a temporary name, move them into place, then store the run.
+        Nothing is left behind if any step fails."""
         run_id = str(uuid.uuid4())
         runs_root = self.settings.data_dir / "runs"
         incoming = runs_root / ".incoming" / run_id
@@ -93,12 +157,7 @@ class RunService:
         try:
             staging = RunDir(incoming)
             await asyncio.to_thread(staging.create)
-            staged = await asyncio.to_thread(
-                stage_uploads,
-                uploads,
-                staging.attachments,
-                max_bytes=self.settings.max_upload_bytes,
-            )
+            staged = await asyncio.to_thread(stage, staging.attachments)
             check_workflow_url(request.workflow_url, staged)
             await asyncio.to_thread(os.replace, incoming, final.root)
         except BaseException:
@@ -144,9 +203,51 @@ class RunService:
         token = encode_token("runs", runs[size - 1].seq) if len(runs) > size else ""
         return Page(runs[:size], token)
 
+    async def search(
+        self, q: RunQuery, *, page_size: int | None = None, page_token: str | None = None
+    ) -> Page[RunSummary]:
+        """Run summaries matching ``q``, in its order, keyset-paged both ways."""
+        size = check_page_size(page_size)
+        after, back = decode_cursor(q.token_kind, page_token, q.key_width)
+        async with self.db.connect() as conn:
+            rows = await query.search(conn, q, after=after, back=back, limit=size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        if back:
+            rows.reverse()
+        if not rows:
+            return Page([], "", "")
+
+        def token(run: RunSummary, *, back: bool) -> str:
+            return encode_cursor(q.token_kind, q.key_of(run), back=back)
+
+        if back:
+            prev = token(rows[0], back=True) if more else ""
+            return Page(rows, token(rows[-1], back=False), prev)
+        prev = token(rows[0], back=True) if after is not None else ""
+        return Page(rows, token(rows[-1], back=False) if more else "", prev)
+
+    async def summary(self, run_id: str) -> RunSummary:
+        async with self.db.connect() as conn:
+            run = await query.get_summary(conn, run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
     async def counts(self) -> dict[str, int]:
+        """Runs by state (states with no runs are absent)."""
         async with self.db.connect() as conn:
             return await store.count_by_state(conn)
+
+    async def counts_since(self, since: datetime) -> dict[str, int]:
+        """Runs submitted since ``since``, by state."""
+        async with self.db.connect() as conn:
+            return await query.count_since(conn, since)
+
+    async def recent_failures(self, limit: int = 5) -> Failures:
+        """The runs that ended in EXECUTOR_ERROR or SYSTEM_ERROR last, newest first."""
+        async with self.db.connect() as conn:
+            return await query.recent_failures(conn, limit=limit)
 
     async def tasks(
         self, run_id: str, *, page_size: int | None, page_token: str | None
@@ -173,10 +274,54 @@ class RunService:
         return RunDir.for_run(self.settings.data_dir, run_id)
 
     async def log_file(self, run_id: str, stream: str) -> Path:
-        if stream not in LOG_STREAMS:
-            raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
+        _check_stream(stream)
         await self.state(run_id)
         return self.rundir(run_id).logs / stream
+
+    async def read_log(
+        self, run_id: str, stream: str, *, offset: int = 0, limit: int = logs.MAX_CHUNK
+    ) -> LogChunk:
+        """The run's engine stdout or stderr from ``offset``."""
+        path = await self.log_file(run_id, stream)
+        return await asyncio.to_thread(
+            logs.read_range, path, base=0, end=None, offset=offset, limit=limit
+        )
+
+    async def tail_log(self, run_id: str, stream: str, *, max_bytes: int) -> LogChunk:
+        """The last ``max_bytes`` of the run's stdout or stderr."""
+        path = await self.log_file(run_id, stream)
+        return await asyncio.to_thread(logs.read_tail, path, base=0, end=None, max_bytes=max_bytes)
+
+    async def _task_span(self, run_id: str, task_id: str, stream: str) -> tuple[Path, LogSpan]:
+        task = await self.task(run_id, task_id)
+        _check_stream(stream)
+        span = task.stdout if stream == "stdout" else task.stderr
+        if span is None:
+            raise NotFound(f"task {task_id!r} has no {stream} log")
+        return self.rundir(run_id).resolve(span.path), span
+
+    async def read_task_log(
+        self,
+        run_id: str,
+        task_id: str,
+        stream: str,
+        *,
+        offset: int = 0,
+        limit: int = logs.MAX_CHUNK,
+    ) -> LogChunk:
+        """One task's share of the engine output (its byte span of a log) from ``offset``."""
+        path, span = await self._task_span(run_id, task_id, stream)
+        return await asyncio.to_thread(
+            logs.read_range, path, base=span.start or 0, end=span.end, offset=offset, limit=limit
+        )
+
+    async def tail_task_log(
+        self, run_id: str, task_id: str, stream: str, *, max_bytes: int
+    ) -> LogChunk:
+        path, span = await self._task_span(run_id, task_id, stream)
+        return await asyncio.to_thread(
+            logs.read_tail, path, base=span.start or 0, end=span.end, max_bytes=max_bytes
+        )
 
     async def run_file(self, run_id: str, path: str) -> Path:
         """A file of the run, for download; refuses anything outside the run folder."""
@@ -221,3 +366,71 @@ class RunService:
                 return state
         self.wakeup.cancel_requested(run_id)
         return State.CANCELING
+
+    # --- events --------------------------------------------------------------------------
+
+    async def events(self, run_id: str, *, after_id: int = 0, limit: int = 1000) -> Events:
+        """A run's events (state changes with their reasons), oldest first."""
+        async with self.db.connect() as conn:
+            if await store.get_state(conn, run_id) is None:
+                raise RunNotFound(run_id)
+            return await store.list_events(conn, run_id, after_id=after_id, limit=limit)
+
+    async def follow(
+        self, run_id: str, *, after_id: int = 0, interval: float = FOLLOW_INTERVAL
+    ) -> AsyncIterator[Event | Progress]:
+        """A run's events after ``after_id`` as they are written, and its progress whenever
+        it changes; ends once the run has ended and its last event was given."""
+        await self.state(run_id)  # RunNotFound before the first item
+        return self._follow(run_id, after_id, interval)
+
+    async def _follow(
+        self, run_id: str, after_id: int, interval: float
+    ) -> AsyncIterator[Event | Progress]:
+        last: Progress | None = None
+        while True:
+            async with self.db.connect() as conn:
+                # the state first: a run's final event is committed with its final state,
+                # so once the state reads terminal, the events read next include that event
+                current = await store.get_progress(conn, run_id)
+                if current is None:
+                    return
+                state, progress = current
+                batch = await store.list_events(conn, run_id, after_id=after_id, limit=FOLLOW_BATCH)
+            for event in batch:
+                after_id = event.id
+                yield event
+            if progress is not None and progress != last:
+                last = progress
+                yield progress
+            if state.terminal and len(batch) < FOLLOW_BATCH:
+                return
+            if len(batch) < FOLLOW_BATCH:
+                await asyncio.sleep(interval)
+
+    async def last_event_id(self) -> int:
+        async with self.db.connect() as conn:
+            return await store.last_event_id(conn)
+
+    async def follow_all(
+        self, *, after_id: int | None = None, interval: float = FOLLOW_INTERVAL
+    ) -> AsyncIterator[Event]:
+        """Every run's events after ``after_id`` (None: after the last one written by now)
+        as they are written. Never ends by itself."""
+        position = await self.last_event_id() if after_id is None else after_id
+        return self._follow_all(position, interval)
+
+    async def _follow_all(self, position: int, interval: float) -> AsyncIterator[Event]:
+        while True:
+            async with self.db.connect() as conn:
+                batch = await store.list_all_events(conn, after_id=position, limit=FOLLOW_BATCH)
+            for event in batch:
+                position = event.id
+                yield event
+            if len(batch) < FOLLOW_BATCH:
+                await asyncio.sleep(interval)
+
+
+def _check_stream(stream: str) -> None:
+    if stream not in LOG_STREAMS:
+        raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")

@@ -79,6 +79,12 @@ def task_from_row(row: RowMapping) -> Task:
     )
 
 
+def event_from_row(row: RowMapping) -> Event:
+    return Event(
+        id=row["id"], run_id=row["run_id"], at=row["at"], kind=row["kind"], data=row["data"]
+    )
+
+
 async def insert_run(
     conn: AsyncConnection, *, run_id: str, request: RunRequest, engine: str, compute_env: str
 ) -> Run:
@@ -191,10 +197,31 @@ async def list_events(
             .limit(limit)
         )
     ).mappings()
-    return [
-        Event(id=r["id"], run_id=r["run_id"], at=r["at"], kind=r["kind"], data=r["data"])
-        for r in rows
-    ]
+    return [event_from_row(r) for r in rows]
+
+
+async def list_all_events(conn: AsyncConnection, *, after_id: int, limit: int) -> list[Event]:
+    """Every run's events after ``after_id``, oldest first."""
+    rows = (
+        await conn.execute(
+            select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+        )
+    ).mappings()
+    return [event_from_row(r) for r in rows]
+
+
+async def last_event_id(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.max(events.c.id)))).scalar_one() or 0)
+
+
+async def get_progress(conn: AsyncConnection, run_id: str) -> tuple[State, Progress | None] | None:
+    """A run's state and progress, without the rest of its row."""
+    row = (
+        await conn.execute(select(runs.c.state, runs.c.progress).where(runs.c.id == run_id))
+    ).first()
+    if row is None:
+        return None
+    return State(row.state), Progress(**row.progress) if row.progress else None
 
 
 async def save_tasks(conn: AsyncConnection, run_id: str, reported: Iterable[Task]) -> int:
