@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 import spindle
-from spindle.api import errors, extensions, wes
+from spindle.api import errors, events, extensions, wes
 from spindle.backends.base import Backend
 from spindle.backends.local import LocalBackend
 from spindle.config import Settings
@@ -22,6 +22,8 @@ from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler.listen import listen_for_wakeups
 from spindle.scheduler.worker import Worker
+from spindle.web import site
+from spindle.web.errors import error_page
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,9 @@ def create_app(
         summary="GA4GH WES 1.1.0 workflow execution service",
         lifespan=lifespan,
     )
-    errors.install(app)
+    errors.install(app, page=error_page)
     app.include_router(wes.router)
     app.include_router(extensions.router)
+    app.include_router(events.router)
+    site.install(app, settings)
     return app

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     #: Base URL clients use to reach this service, for links in responses (log, output and
     #: task URLs). Empty: derived from each request.
     public_url: str = ""
+    #: Signs the web UI's CSRF tokens. Empty: a random key per process (tokens then stop
+    #: working when it restarts, and differ between several servers).
+    secret_key: SecretStr = SecretStr("")
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Path(".spindle")
