@@ -25,19 +25,23 @@ _STREAM: dict[int | str, dict[str, Any]] = {
 
 After = Annotated[
     int | None,
-    Query(ge=0, description="Send the events after this event id (`Last-Event-ID` does too)."),
+    Query(
+        ge=0,
+        description="Send the events after this event id; a `Last-Event-ID` header (sent "
+        "by a reconnecting EventSource) takes precedence.",
+    ),
 ]
 LastEventId = Annotated[str | None, Header(include_in_schema=False)]
 
 
 def _position(after: int | None, last_event_id: str | None) -> int | None:
-    if after is not None:
-        return after
-    if last_event_id is None or last_event_id == "":
-        return None
-    if not last_event_id.isdigit():
-        raise InvalidRequest("Last-Event-ID", f"{last_event_id!r} is not an event id")
-    return int(last_event_id)
+    """Where a stream starts: after ``Last-Event-ID`` when a reconnecting EventSource sends
+    it (it is further on than the URL's ``after``), else after ``after``."""
+    if last_event_id:
+        if not last_event_id.isdigit():
+            raise InvalidRequest("Last-Event-ID", f"{last_event_id!r} is not an event id")
+        return int(last_event_id)
+    return after
 
 
 def run_event(event: Event) -> RunEvent:

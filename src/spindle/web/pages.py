@@ -93,6 +93,9 @@ async def runs_page(
     status = 200
     query = RunQuery()
     result = None
+    # before the runs are read: the page follows every event after it, so no change made
+    # while it loads is missed (one made in between is shown and sent again: harmless)
+    last_event_id = await service.last_event_id()
     try:
         query = RunQuery.parse(
             states=state, workflow_type=type, tag=tag, text=q, sort=sort, order=order
@@ -110,6 +113,7 @@ async def runs_page(
             "error": error,
             "links": links,
             "first_page": not page,
+            "last_event_id": last_event_id,
             "sort_keys": SortKey,
             "states": views.FILTER_STATES,
             "types": sorted(service.catalog.workflow_types),
@@ -127,8 +131,10 @@ async def run_row(request: Request, run_id: str, service: Service) -> HTMLRespon
 
 async def _live(service: RunService, run_id: str) -> dict[str, Any]:
     """What changes while a run goes on: state, progress, timeline, tasks, outputs."""
-    run = await service.get(run_id)
+    # events before the run: a change made in between shows in the run and comes again
+    # through the page's event stream (which starts after the last event read here)
     events = await service.events(run_id)
+    run = await service.get(run_id)
     tasks = await service.tasks(run_id, page_size=MAX_TASKS, page_token=None)
     return {
         "run": run,
