@@ -144,19 +144,28 @@ async def test_filters(service: RunService) -> None:
     b = await add(db, url="pipelines/Align.cwl", wf_type="CWL", tags={"project": "beta"})
     c = await add(db, tags={"project": "alpha"}, path=(State.INITIALIZING, State.RUNNING))
     d = await add(db, url="100%_done.cwl", wf_type="CWL", tags={"note": ""})
+    e = await add(db, tags={"Case": "Mixed", "odd": "50%_off", "note2": "x"})
 
     async def ids(**parse: Any) -> set[str]:
         seen, _ = await walk(service, RunQuery.parse(**parse), 2)
         return {r.id for r in seen}
 
-    assert await ids() == {a.id, b.id, c.id, d.id}
+    assert await ids() == {a.id, b.id, c.id, d.id, e.id}
     assert await ids(states=["CANCELED"]) == {a.id}
-    assert await ids(states=["running", "queued"]) == {b.id, c.id, d.id}
+    assert await ids(states=["running", "queued"]) == {b.id, c.id, d.id, e.id}
     assert await ids(workflow_type="CWL") == {b.id, d.id}
     assert await ids(tag="project") == {a.id, b.id, c.id}
     assert await ids(tag="project=alpha") == {a.id, c.id}
     assert await ids(tag="project=alp") == set()
     assert await ids(tag="note=") == {d.id}
+    assert await ids(tag="note") == {d.id}
+    # tags match exactly: case counts, wildcards are plain characters
+    assert await ids(tag="Case=Mixed") == {e.id}
+    assert await ids(tag="case=mixed") == set()
+    assert await ids(tag="Case=Mix") == set()
+    assert await ids(tag="odd=50%_off") == {e.id}
+    assert await ids(tag="odd=50%") == set()
+    assert await ids(tag="odd=5__0%_off") == set()
     assert await ids(tag="owner=ann", states=["CANCELED"]) == {a.id}
     assert await ids(tag="owner=ann", states=["QUEUED"]) == set()
     # free text: the id, the workflow URL, tag keys and values; case does not matter
@@ -164,10 +173,11 @@ async def test_filters(service: RunService) -> None:
     assert await ids(text="ALIGN") == {b.id}
     assert await ids(text="alpha") == {a.id, c.id}
     assert await ids(text="owner") == {a.id}
+    assert await ids(text="CASE=mixed") == {e.id}
     # LIKE wildcards are taken literally
     assert await ids(text="100%") == {d.id}
-    assert await ids(text="%") == {d.id}
-    assert await ids(text="_") == {d.id}
+    assert await ids(text="%") == {d.id, e.id}
+    assert await ids(text="_") == {d.id, e.id}
     assert await ids(text="nothing like it") == set()
     # filters combine with every order and with paging
     seen, _ = await walk(service, RunQuery.parse(workflow_type="CWL", sort="workflow"), 1)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, expect, sync_playwright
 
 from tests.api.conftest import WES, example_form
 from tests.live import live_server
@@ -172,9 +172,18 @@ def test_a_cancel_that_is_not_confirmed_does_nothing(
 ) -> None:
     run_id = api_submit(live_server, "sleep", params={"seconds": 300})
     page.goto(f"/runs/{run_id}")
-    page.once("dialog", lambda dialog: dialog.dismiss())
+    mark_page(page)
+    dialogs: list[str] = []
+
+    def dismiss(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", dismiss)
     page.click("#cancel-run")
     page.wait_for_timeout(500)
+    assert dialogs == ["Cancel this run?"]
+    assert_not_reloaded(page)  # the form was not sent
     status = httpx.get(f"{live_server}{WES}/runs/{run_id}/status", timeout=10).json()
     assert status["state"] in {"QUEUED", "INITIALIZING", "RUNNING"}
     httpx.post(f"{live_server}{WES}/runs/{run_id}/cancel", timeout=10)

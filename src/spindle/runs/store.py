@@ -16,7 +16,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from spindle.db.tables import events, runs, tasks
+from spindle.db.tables import events, run_texts, runs, tasks
 from spindle.db.types import utcnow
 from spindle.domain import Event, LogSpan, Progress, Run, RunRequest, State, Task
 
@@ -111,7 +111,20 @@ async def insert_run(
     await conn.execute(insert(runs).values(values))
     await add_event(conn, run_id, "state", {"from": None, "to": State.QUEUED.value}, at=now)
     row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().one()
+    await conn.execute(insert(run_texts).values(seq=row["seq"], text=search_text(run_id, request)))
     return run_from_row(row)
+
+
+#: characters of a run's searchable text that are kept (a TEXT column on MariaDB holds
+#: 65,535 bytes, at most 4 a character)
+MAX_SEARCH_TEXT = 16_000
+
+
+def search_text(run_id: str, request: RunRequest) -> str:
+    """What a free-text search finds a run by: its id, workflow URL and ``key=value`` tags,
+    one a line, lowercased."""
+    lines = [run_id, request.workflow_url, *(f"{k}={v}" for k, v in request.tags.items())]
+    return "\n".join(lines).lower()[:MAX_SEARCH_TEXT]
 
 
 async def get_run(conn: AsyncConnection, run_id: str) -> Run | None:
