@@ -10,6 +10,7 @@ and stops the server. Not a test: pytest does not collect it.
 from __future__ import annotations
 
 import contextlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,6 +98,7 @@ def main() -> None:
             wait(client, sleeping, FINAL)
     finally:
         _stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
     print(f"wrote {', '.join(sorted(p.name for p in OUT.glob('*.png')))} to {OUT}")
 
 
