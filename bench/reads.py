@@ -34,7 +34,8 @@ from bench.log import log
 from bench.server import Server
 from bench.stats import Row
 from spindle.db.migrate import upgrade
-from spindle.db.tables import runs
+from spindle.db.tables import LOCAL_USER, runs
+from spindle.runs.users import get_user_by_name
 
 PAGE_SIZE = 100
 #: Requests per figure before the measured ones (connections, caches).
@@ -43,7 +44,7 @@ WARMUP = 100
 STATES = (("COMPLETE", 70), ("EXECUTOR_ERROR", 15), ("CANCELED", 10), ("SYSTEM_ERROR", 5))
 
 
-def _fake_run(i: int, at: datetime, state: str, rundir: str) -> dict[str, Any]:
+def _fake_run(i: int, at: datetime, state: str, rundir: str, owner: int) -> dict[str, Any]:
     """A finished CWL run shaped like the ones Spindle stores (same JSON sizes roughly)."""
     run_id = str(uuid.uuid4())
     start = at + timedelta(seconds=1)
@@ -90,6 +91,7 @@ def _fake_run(i: int, at: datetime, state: str, rundir: str) -> dict[str, Any]:
         "handle": None,
         "worker_id": None,
         "lease_expires_at": None,
+        "owner_id": owner,
     }
 
 
@@ -98,6 +100,8 @@ async def fill(engine: AsyncEngine, total: int, rundir: str, *, chunk: int = 500
     await upgrade(engine)
     async with engine.connect() as conn:
         existing = int((await conn.execute(select(func.count()).select_from(runs))).scalar_one())
+        local = await get_user_by_name(conn, LOCAL_USER)
+    assert local is not None
     need = max(0, total - existing)
     weights = [w for _, w in STATES]
     names = [s for s, _ in STATES]
@@ -105,7 +109,9 @@ async def fill(engine: AsyncEngine, total: int, rundir: str, *, chunk: int = 500
     base = datetime.now(UTC) - timedelta(seconds=need + 60)
     for start in range(0, need, chunk):
         rows = [
-            _fake_run(i, base + timedelta(seconds=i), rng.choices(names, weights)[0], rundir)
+            _fake_run(
+                i, base + timedelta(seconds=i), rng.choices(names, weights)[0], rundir, local.id
+            )
             for i in range(start, min(need, start + chunk))
         ]
         async with engine.begin() as conn:

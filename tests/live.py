@@ -85,21 +85,21 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
     )
 
 
-def _cancel_active(url: str) -> None:
+def _cancel_active(url: str, headers: dict[str, str]) -> None:
     """Cancel every run that has not ended, and give them a moment to stop, so no engine
     process (a 300 s sleep) outlives the test session."""
-    with contextlib.suppress(httpx.HTTPError):
-        runs = httpx.get(f"{url}{API_PREFIX}/runs", params={"page_size": 1000}, timeout=10)
+    with contextlib.suppress(httpx.HTTPError, KeyError), httpx.Client(headers=headers) as http:
+        runs = http.get(f"{url}{API_PREFIX}/runs", params={"page_size": 1000}, timeout=10)
         active = [r["run_id"] for r in runs.json()["runs"] if r.get("state") not in TERMINAL]
         for run_id in active:
-            httpx.post(f"{url}{API_PREFIX}/runs/{run_id}/cancel", timeout=10)
+            http.post(f"{url}{API_PREFIX}/runs/{run_id}/cancel", timeout=10)
         deadline = time.monotonic() + CANCEL_TIMEOUT
         while active and time.monotonic() < deadline:
             time.sleep(0.2)
             active = [
                 r
                 for r in active
-                if httpx.get(f"{url}{API_PREFIX}/runs/{r}/status", timeout=10).json()["state"]
+                if http.get(f"{url}{API_PREFIX}/runs/{r}/status", timeout=10).json()["state"]
                 not in TERMINAL
             ]
 
@@ -115,16 +115,22 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=STOP_TIMEOUT)
 
 
-@pytest.fixture(scope="module")
-def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Base URL (``http://127.0.0.1:<port>``) of a real ``spindle serve`` with an embedded
-    worker, SQLite and the local backend."""
+@contextlib.contextmanager
+def running_server(
+    workdir: Path,
+    *,
+    env: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Iterator[str]:
+    """A real ``spindle serve`` with an embedded worker, SQLite and the local backend, its
+    data in ``workdir/data`` and its log in ``workdir/server.log``; yields the base URL.
+    ``env`` adds settings (``SPINDLE_AUTH``, ...); ``headers`` are the credentials teardown
+    uses to cancel what still runs."""
     engines = REPO / ".engines"
     if not (engines / "snakemake" / "bin" / "snakemake").exists():
         missing(f"snakemake is not installed in {engines} (run `make engines`)")
     if not (engines / "cwltool" / "bin" / "cwltool").exists():
         missing(f"cwltool is not installed in {engines} (run `make engines`)")
-    workdir = tmp_path_factory.mktemp("live-server")
     data_dir = workdir / "data"
     log = workdir / "server.log"
     port = free_port()
@@ -134,7 +140,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             [sys.executable, "-m", "spindle", "serve", "--port", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=_server_env(data_dir, workdir),
+            env={**_server_env(data_dir, workdir), **(env or {})},
             cwd=workdir,
         )
     try:
@@ -148,5 +154,13 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             )
     finally:
         if proc.poll() is None:
-            _cancel_active(url)
+            _cancel_active(url, headers or {})
         _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:<port>``) of a real ``spindle serve`` with an embedded
+    worker, SQLite and the local backend (no sign-in: ``auth = "none"``)."""
+    with running_server(tmp_path_factory.mktemp("live-server")) as url:
+        yield url

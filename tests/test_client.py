@@ -342,3 +342,79 @@ def test_folder_attachments_skip_hidden_and_engine_state(tmp_path: Path) -> None
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("x")
     assert [name for name, _ in folder_attachments(tmp_path)] == ["Snakefile", "rules/a.smk"]
+
+
+def _basic_header(user: str, password: str) -> str:
+    import base64
+
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No credentials in the environment; the config file (not written yet) is returned."""
+    for name in ("SPINDLE_URL", "SPINDLE_TOKEN", "SPINDLE_USERNAME", "SPINDLE_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "config.toml"
+    monkeypatch.setenv("SPINDLE_CLIENT_CONFIG", str(config))
+    return config
+
+
+async def test_credentials_from_the_config_file(no_credentials: Path, tmp_path: Path) -> None:
+    async with Recorder() as spindle, Recorder() as other:
+        await asyncio.to_thread(
+            no_credentials.write_text, f'url = "{spindle.url}"\ntoken = "from-file"\n'
+        )
+        async with SpindleClient() as client:
+            assert client.base_url == spindle.url
+            await client.download("r", tmp_path / "a", path="p")
+        # the file's token is for the file's server only
+        async with SpindleClient(other.url) as client:
+            await client.download("r", tmp_path / "b", path="p")
+        await asyncio.to_thread(
+            no_credentials.write_text, 'username = "alice"\npassword = "pa:ss ✓"\n'
+        )
+        async with SpindleClient(other.url) as client:
+            await client.download("r", tmp_path / "c", path="p")
+    assert spindle.requests[0]["authorization"] == "Bearer from-file"
+    assert "authorization" not in other.requests[0]
+    assert other.requests[1]["authorization"] == _basic_header("alice", "pa:ss ✓")
+
+
+async def test_credentials_from_arguments_then_environment(
+    no_credentials: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(no_credentials.write_text, 'token = "from-file"\n')
+    monkeypatch.setenv("SPINDLE_USERNAME", "bob")
+    monkeypatch.setenv("SPINDLE_PASSWORD", "env pass")
+    async with Recorder() as spindle:
+        async with SpindleClient(spindle.url) as client:
+            await client.download("r", tmp_path / "a", path="p")
+        async with SpindleClient(spindle.url, username="carol", password="arg") as client:
+            await client.download("r", tmp_path / "b", path="p")
+        async with SpindleClient(spindle.url, token="arg-token") as client:
+            await client.download("r", tmp_path / "c", path="p")
+    assert [r["authorization"] for r in spindle.requests] == [
+        _basic_header("bob", "env pass"),
+        _basic_header("carol", "arg"),
+        "Bearer arg-token",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('token = "unterminated', "is not valid TOML"),
+        ('tokn = "secret-value"', "unknown keys ['tokn']"),
+        ("token = 42", "token must be a string"),
+    ],
+)
+def test_a_broken_config_file_is_named_not_quoted(
+    no_credentials: Path, content: str, problem: str
+) -> None:
+    no_credentials.write_text(content)
+    with pytest.raises(ValueError, match=r"config\.toml") as err:
+        SpindleClient()
+    assert problem in str(err.value)
+    assert "secret-value" not in str(err.value)
+    assert "unterminated" not in str(err.value)

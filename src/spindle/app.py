@@ -11,9 +11,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 import spindle
-from spindle.api import errors, events, extensions, wes
-from spindle.backends.base import Backend
-from spindle.backends.local import LocalBackend
+from spindle.api import accounts, errors, events, extensions, wes
+from spindle.auth.accounts import AccountService
+from spindle.auth.authenticator import Authenticator, check_settings
+from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
@@ -28,10 +29,6 @@ from spindle.web.errors import error_page
 log = logging.getLogger(__name__)
 
 
-def build_backends(settings: Settings) -> dict[str, Backend]:
-    return {"local": LocalBackend(cancel_grace_seconds=settings.cancel_grace_seconds)}
-
-
 def create_app(
     settings: Settings,
     *,
@@ -39,6 +36,9 @@ def create_app(
     migrate: bool = True,
     catalog: Catalog | None = None,
 ) -> FastAPI:
+    # A configuration that would serve everyone without sign-in by mistake stops here.
+    check_settings(settings)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = create_engine(settings.effective_database_url)
@@ -47,9 +47,17 @@ def create_app(
         engines = catalog or await load_catalog(settings)
         wakeup = Wakeup()
         backends = build_backends(settings)
-        app.state.settings = settings
+        app.state.accounts = AccountService(db)
+        app.state.authenticator = authenticator = Authenticator(settings, app.state.accounts)
         app.state.service = RunService(
-            db=db, settings=settings, catalog=engines, wakeup=wakeup, compute_envs=list(backends)
+            db=db,
+            settings=settings,
+            catalog=engines,
+            wakeup=wakeup,
+            compute_envs=describe(settings),
+            file_sources={
+                name: b for name, b in backends.items() if not b.capabilities.local_files
+            },
         )
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
@@ -65,6 +73,10 @@ def create_app(
         finally:
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
+            await authenticator.aclose()
+            for backend in backends.values():
+                with contextlib.suppress(Exception):
+                    await backend.close()
             await db.dispose()
 
     app = FastAPI(
@@ -73,9 +85,11 @@ def create_app(
         summary="GA4GH WES 1.1.0 workflow execution service",
         lifespan=lifespan,
     )
+    app.state.settings = settings
     errors.install(app, page=error_page)
     app.include_router(wes.router)
     app.include_router(extensions.router)
     app.include_router(events.router)
+    app.include_router(accounts.router)
     site.install(app, settings)
     return app

@@ -23,10 +23,12 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
 import secrets
+import tomllib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -38,6 +40,7 @@ from pydantic import BaseModel, ValidationError
 
 import spindle
 from spindle.models import wes
+from spindle.models.accounts import NewToken, TokenInfo, TokenList, UserInfo
 from spindle.models.extensions import RunProgress
 
 #: Where the WES API lives below a server's base URL.
@@ -78,6 +81,42 @@ class SpindleConnectionError(SpindleClientError):
 def _env(name: str) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or None
+
+
+def config_path() -> Path:
+    """The client's config file: ``SPINDLE_CLIENT_CONFIG``, else
+    ``$XDG_CONFIG_HOME/spindle/config.toml`` (``~/.config/spindle/config.toml``)."""
+    explicit = _env("SPINDLE_CLIENT_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = _env("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "spindle" / "config.toml"
+
+
+#: The keys the config file may hold (all strings).
+CONFIG_KEYS = ("url", "token", "username", "password")
+
+
+def load_config(path: Path | None = None) -> dict[str, str]:
+    """The config file's settings (nothing if it does not exist). A file that is not valid
+    TOML, or holds other keys or non-strings, is a ValueError naming the file and the
+    problem, never its contents."""
+    path = path or config_path()
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        data = tomllib.loads(raw.decode())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid TOML: {type(exc).__name__}") from None
+    unknown = sorted(set(data) - set(CONFIG_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known: {', '.join(CONFIG_KEYS)}")
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: {key} must be a string")
+    return {k: v for k, v in data.items() if v}
 
 
 def _api_root(base_url: str) -> str:
@@ -208,13 +247,51 @@ def _attachment_list(attachments: Attachments) -> list[tuple[str, Path, int]]:
 # --- the client ----------------------------------------------------------------------------
 
 
+def _basic(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def _authorization(
+    origin: tuple[str, str, int | None],
+    token: str | None,
+    username: str | None,
+    password: str | None,
+    settings: Mapping[str, str],
+) -> str | None:
+    """The Authorization header value, from the first source that has credentials."""
+    if token:
+        return f"Bearer {token}"
+    if username is not None and password is not None:
+        return _basic(username, password)
+    env_token = _env("SPINDLE_TOKEN")
+    if env_token:
+        return f"Bearer {env_token}"
+    env_user, env_password = _env("SPINDLE_USERNAME"), os.environ.get("SPINDLE_PASSWORD")
+    if env_user and env_password:
+        return _basic(env_user, env_password)
+    configured = settings.get("url")
+    if configured and _origin(httpx.URL(_api_root(configured))) != origin:
+        return None  # the config file's credentials are for its own server only
+    if settings.get("token"):
+        return f"Bearer {settings['token']}"
+    if settings.get("username") and settings.get("password"):
+        return _basic(settings["username"], settings["password"])
+    return None
+
+
 class SpindleClient:
     """A connection to one Spindle server; use as ``async with SpindleClient(...) as c``.
 
     ``base_url`` is the server's root (``http://host:port``; the client adds
-    ``/ga4gh/wes/v1``), by default ``SPINDLE_URL`` or ``http://127.0.0.1:8000``. ``token``
-    is sent as ``Authorization: Bearer`` (default ``SPINDLE_TOKEN``), and only to that server:
-    a download link pointing elsewhere (a signed storage URL) is fetched without it.
+    ``/ga4gh/wes/v1``), by default ``SPINDLE_URL``, the config file's ``url``, or
+    ``http://127.0.0.1:8000``.
+
+    Credentials, the first found: ``token`` (sent as ``Authorization: Bearer``) or
+    ``username`` and ``password`` (HTTP Basic) given here; ``SPINDLE_TOKEN``;
+    ``SPINDLE_USERNAME`` and ``SPINDLE_PASSWORD``; the config file's ``token``, or its
+    ``username`` and ``password`` (used only for the config file's ``url`` when it names one).
+    They are sent only to that server: a download link pointing elsewhere (a signed storage
+    URL) is fetched without them.
     """
 
     def __init__(
@@ -222,12 +299,16 @@ class SpindleClient:
         base_url: str | None = None,
         *,
         token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
         timeout: float = 30,
+        config: Path | None = None,
     ) -> None:
-        self.api = _api_root(base_url or _env("SPINDLE_URL") or DEFAULT_URL)
+        settings = load_config(config)
+        self.api = _api_root(base_url or _env("SPINDLE_URL") or settings.get("url") or DEFAULT_URL)
         self.base_url = self.api.removesuffix(API_PREFIX)
         self._origin = _origin(httpx.URL(self.api))
-        self._token = token if token is not None else _env("SPINDLE_TOKEN")
+        self._authorization = _authorization(self._origin, token, username, password, settings)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
             follow_redirects=True,
@@ -261,19 +342,21 @@ class SpindleClient:
         params: Mapping[str, str | int] | None = None,
         headers: Mapping[str, str] | None = None,
         content: AsyncIterator[bytes] | None = None,
+        json_body: Any = None,
         stream: bool = False,
     ) -> httpx.Response:
         """Send one request; every failure becomes a SpindleClientError."""
         target = httpx.URL(url)
         all_headers = dict(headers or {})
-        if self._token and _origin(target) == self._origin:
-            all_headers["Authorization"] = f"Bearer {self._token}"
+        if self._authorization and _origin(target) == self._origin:
+            all_headers["Authorization"] = self._authorization
         request = self._http.build_request(
             method,
             target,
             params=dict(params) if params else None,
             headers=all_headers,
             content=content,
+            json=json_body,
         )
         try:
             response = await self._http.send(request, stream=stream)
@@ -442,6 +525,30 @@ class SpindleClient:
     async def get_task(self, run_id: str, task_id: str) -> wes.TaskLog:
         """``GET /runs/{run_id}/tasks/{task_id}``."""
         return await self._get(wes.TaskLog, "runs", run_id, "tasks", task_id)
+
+    # --- accounts ----------------------------------------------------------------------
+
+    async def me(self) -> UserInfo:
+        """``GET /me``: the user these credentials belong to, with their run stats."""
+        return await self._get(UserInfo, "me")
+
+    async def create_token(self, name: str, *, expires_in_days: int | None = None) -> NewToken:
+        """``POST /tokens``: a new personal API token; its ``token`` (the secret) is in this
+        answer only."""
+        body: dict[str, Any] = {"name": name}
+        if expires_in_days is not None:
+            body["expires_in_days"] = expires_in_days
+        response = await self._send("POST", self._url("tokens"), json_body=body)
+        return self._parse(NewToken, response)
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        """``GET /tokens``: the caller's tokens, without their secrets."""
+        return (await self._get(TokenList, "tokens")).tokens
+
+    async def revoke_token(self, token_id: int) -> TokenInfo:
+        """``POST /tokens/{id}/revoke``."""
+        response = await self._send("POST", self._url("tokens", str(token_id), "revoke"))
+        return self._parse(TokenInfo, response)
 
     # --- Spindle extensions ------------------------------------------------------------
 

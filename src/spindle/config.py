@@ -9,15 +9,27 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from sqlalchemy.engine import make_url
+
+from spindle.compute import ComputeEnvConfig, check_env_names
+from spindle.errors import ConfigError
+
+#: Algorithms a JWT may be signed with: asymmetric ones only. ``none`` and the HMAC family
+#: (``HS*``) are never accepted, since the keys come from a public JWKS.
+JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+AuthMode = Literal["none", "basic", "oidc", "proxy-jwt"]
 
 
 def _cpu_count() -> int:
@@ -36,8 +48,9 @@ class Settings(BaseSettings):
     #: Base URL clients use to reach this service, for links in responses (log, output and
     #: task URLs). Empty: derived from each request.
     public_url: str = ""
-    #: Signs the web UI's CSRF tokens. Empty: a random key per process (tokens then stop
-    #: working when it restarts, and differ between several servers).
+    #: Signs the web UI's session cookies (sign-in) and CSRF tokens, each purpose with its
+    #: own salt. Empty: a random key per process, so sessions end and open forms must be
+    #: reloaded when it restarts; set the same value on every server behind a load balancer.
     secret_key: SecretStr = SecretStr("")
 
     # --- storage -------------------------------------------------------------------------
@@ -68,6 +81,11 @@ class Settings(BaseSettings):
     #: Cores Snakemake may use per run.
     snakemake_cores: int = Field(default_factory=_cpu_count, gt=0)
 
+    # --- compute environments ----------------------------------------------------------
+    #: Named compute environments besides ``local`` (see docs/hpc.md): TOML tables
+    #: ``[compute_envs.NAME]`` or a JSON object in ``SPINDLE_COMPUTE_ENVS``.
+    compute_envs: dict[str, ComputeEnvConfig] = Field(default_factory=dict)
+
     # --- service-info --------------------------------------------------------------------
     service_id: str = "org.spindle.wes"
     service_name: str = "Spindle"
@@ -76,10 +94,70 @@ class Settings(BaseSettings):
     auth_instructions_url: str = ""
     environment: str = "dev"
 
+    # --- authentication (docs/auth.md) ---------------------------------------------------
+    #: none (one local user, loopback only), basic, oidc or proxy-jwt.
+    auth: AuthMode = "none"
+    #: Let ``auth = "none"`` serve on an address other than loopback (everyone who reaches
+    #: it is the local user, an admin).
+    auth_none_allow_remote: bool = False
+    #: ``realm`` of the ``WWW-Authenticate`` challenges.
+    auth_realm: str = "Spindle"
+    #: GET /service-info answers without credentials (its state counts are then all zero).
+    service_info_public: bool = True
+    #: Seconds a session cookie stays valid after sign-in.
+    session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
+    # JWT verification, for oidc and proxy-jwt
+    #: Expected ``iss`` claim (oidc: also where ``/.well-known/openid-configuration`` is).
+    jwt_issuer: str = ""
+    #: Expected ``aud`` claim (oidc: the client id; IAP: ``/projects/NUMBER/apps/ID``).
+    jwt_audience: str = ""
+    #: The JWKS URL. Empty in oidc mode: the ``jwks_uri`` of the issuer's discovery document.
+    jwt_jwks_url: str = ""
+    #: Signature algorithms accepted (asymmetric only).
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    #: Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``.
+    jwt_leeway_seconds: float = Field(default=30.0, ge=0)
+    #: Seconds the fetched JWKS is used before it is fetched again.
+    jwks_cache_seconds: float = Field(default=300.0, ge=0)
+    #: Least seconds between two fetches caused by an unknown key id (a token naming a key
+    #: the cached set lacks makes Spindle fetch the set again, at most this often).
+    jwks_min_refresh_seconds: float = Field(default=10.0, ge=0)
+    #: Claim holding the user's name in Spindle (stable and unique: ``sub`` or ``email``).
+    jwt_user_claim: str = "sub"
+    jwt_email_claim: str = "email"
+    jwt_name_claim: str = "name"
+    #: Claim that makes a user an admin; empty: admins are set with ``spindle users``.
+    jwt_admin_claim: str = ""
+    #: Values of ``jwt_admin_claim`` that mean admin (the claim may be a string, a list of
+    #: strings, or ``true``).
+    jwt_admin_values: list[str] = Field(default_factory=lambda: ["spindle-admin"])
+    #: proxy-jwt: the header the trusted proxy puts its signed assertion in.
+    proxy_jwt_header: str = "X-Goog-IAP-JWT-Assertion"
+    #: proxy-jwt: accept only users of this hosted domain (the ``hd`` claim); empty: any.
+    proxy_jwt_hosted_domain: str = ""
+
+    @field_validator("jwt_algorithms")
+    @classmethod
+    def _asymmetric(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in JWT_ALGORITHMS]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)} not accepted; choose from {', '.join(sorted(JWT_ALGORITHMS))} "
+                "(never none or HS*: keys come from a public JWKS)"
+            )
+        if not v:
+            raise ValueError("name at least one algorithm")
+        return v
+
     @field_validator("data_dir", "engines_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
+
+    @field_validator("compute_envs")
+    @classmethod
+    def _env_names(cls, v: dict[str, ComputeEnvConfig]) -> dict[str, ComputeEnvConfig]:
+        return check_env_names(v)
 
     @classmethod
     def settings_customise_sources(
@@ -102,6 +180,11 @@ class Settings(BaseSettings):
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'spindle.db'}"
 
+    @property
+    def database_url_for_display(self) -> str:
+        """The database URL with its password masked, for messages and logs."""
+        return make_url(self.effective_database_url).render_as_string(hide_password=True)
+
     def engine_executable(self, name: str) -> str:
         """Path of an engine's executable: explicit setting, engines_dir, then PATH."""
         explicit: Any = getattr(self, name, "")
@@ -111,3 +194,18 @@ class Settings(BaseSettings):
         if candidate.exists():
             return str(candidate)
         return shutil.which(name) or name
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and the TOML file (``overrides`` first), or ConfigError
+    naming every setting that is wrong, e.g. ``compute_envs.hpc.work_root: must be an
+    absolute path on the cluster, not 'x'``."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid settings: " + "; ".join(problems)) from None

@@ -85,6 +85,8 @@ class Run:
     handle: dict[str, Any] | None = None
     worker_id: str | None = None
     lease_expires_at: datetime | None = None
+    #: the user who submitted it (``users.id``)
+    owner_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,16 @@ class Task:
     stdout: LogSpan | None = None
     stderr: LogSpan | None = None
     system_logs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ComputeEnv:
+    """A configured place to run: its name (the ``compute_env`` engine parameter), its type
+    (``local``, ``slurm``) and what service-info says of it."""
+
+    name: str
+    type: str
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -158,3 +170,68 @@ class LogChunk:
     data: bytes
     start: int
     next_offset: int
+
+
+# --- users -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UserStats:
+    """A user's runs by outcome, counted from the runs table when read (never stored, so
+    they cannot drift from the runs themselves)."""
+
+    submitted: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    canceled: int = 0
+    active: int = 0
+
+
+@dataclass(frozen=True)
+class User:
+    """A user row. ``password_hash`` is an argon2 hash (never the password) or None for users
+    who sign in through an identity provider."""
+
+    id: int
+    name: str
+    created_at: datetime
+    email: str | None = None
+    display_name: str | None = None
+    last_login_at: datetime | None = None
+    preferences: dict[str, Any] = field(default_factory=dict)
+    admin: bool = False
+    disabled: bool = False
+    password_hash: str | None = field(default=None, repr=False)
+    stats: UserStats | None = None
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A personal API token as stored: its id and metadata, never the secret."""
+
+    id: int
+    user_id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None = None
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking, as the API (or the UI) established it: what the services scope every
+    read and write by. ``admin`` callers see and act on every run."""
+
+    user_id: int
+    name: str
+    admin: bool = False
+    email: str | None = None
+    display_name: str | None = None
+    #: how the caller proved who they are: none, basic, token, jwt, session
+    method: str = "none"
+
+    @property
+    def owner_scope(self) -> int | None:
+        """The owner whose runs this caller may see; None: every run (an admin)."""
+        return None if self.admin else self.user_id

@@ -64,6 +64,37 @@ class TaskNotFound(NotFound):
         super().__init__(f"task {task_id!r} of run {run_id!r} was not found")
 
 
+class Unauthenticated(SpindleError):
+    """The request needs credentials that were missing or not valid."""
+
+    status_code = 401
+
+    def __init__(self, message: str | None = None, *, error: str | None = None) -> None:
+        #: RFC 6750 error code for a bearer token that was refused (``invalid_token``,
+        #: ``invalid_request``); None when no credentials came at all. The message never
+        #: carries the credentials themselves.
+        self.error = error
+        super().__init__(message)
+
+
+class Forbidden(SpindleError):
+    """The caller is known but not allowed to do this."""
+
+    status_code = 403
+
+
+class Conflict(SpindleError):
+    """The object exists already."""
+
+    status_code = 409
+
+
+class ServiceUnavailable(SpindleError):
+    """A service Spindle depends on did not answer; try again later."""
+
+    status_code = 503
+
+
 class ConfigError(SpindleError):
     """Spindle's configuration is invalid."""
 
@@ -74,3 +105,9 @@ class EngineUnavailable(SpindleError):
 
 class BackendError(SpindleError):
     """The compute environment failed to do what was asked."""
+
+
+class Unreachable(BackendError):
+    """The compute environment cannot be reached right now; Spindle retries."""
+
+    status_code = 503

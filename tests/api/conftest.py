@@ -4,6 +4,7 @@ with its embedded worker running real engines."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -16,7 +17,9 @@ from fastapi import FastAPI
 
 from spindle.app import create_app
 from spindle.config import Settings
+from spindle.domain import Caller
 from spindle.engines.registry import Catalog, load_catalog
+from spindle.runs.service import RunService
 from tests.support import EXAMPLES, REPO
 
 WES = "/ga4gh/wes/v1"
@@ -30,25 +33,46 @@ EXAMPLE_TYPES = {
 FINAL_STATES = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED", "PREEMPTED"}
 
 
+#: The caller tests clean up as: an admin, so every user's runs are in reach.
+CLEANUP = Caller(user_id=0, name="test-cleanup", admin=True)
+
+
 async def open_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """A client of ``app`` with its lifespan running. At the end, runs a test left going
-    are cancelled and awaited, so no engine outlives its test."""
+    """``app_client`` as an async generator (for ``async for client in open_client(app)``)."""
+    async with app_client(app) as client:
+        yield client
+
+
+@contextlib.asynccontextmanager
+async def app_client(
+    app: FastAPI, headers: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of ``app`` with its lifespan running (sending ``headers`` with every
+    request). At the end, runs a test left going are cancelled and awaited, through the run
+    service as an admin, so no engine outlives its test whoever submitted it."""
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://spindle.test") as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://spindle.test", headers=headers
+        ) as c:
             try:
                 yield c
             finally:
-                await _cancel_unfinished(c)
+                await _cancel_unfinished(app.state.service)
 
 
-async def _cancel_unfinished(client: httpx.AsyncClient) -> None:
-    runs = (await client.get(f"{WES}/runs", params={"page_size": 1000})).json()["runs"]
-    unfinished = [r["run_id"] for r in runs if r["state"] not in FINAL_STATES]
+async def _cancel_unfinished(service: RunService) -> None:
+    page = await service.list(page_size=1000, page_token=None, caller=CLEANUP)
+    unfinished = [r.id for r in page.items if not r.state.terminal]
     for run_id in unfinished:
-        await client.post(f"{WES}/runs/{run_id}/cancel")
-    for run_id in unfinished:
-        await wait_state(client, run_id, FINAL_STATES, seconds=60)
+        await service.cancel(run_id, caller=CLEANUP)
+    deadline = time.monotonic() + 60
+    while unfinished and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        unfinished = [
+            r for r in unfinished if not (await service.state(r, caller=CLEANUP)).terminal
+        ]
+    assert not unfinished, f"runs {unfinished} did not end within 60 s of their cancel"
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,17 @@ import re
 import shutil
 import signal
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
 from spindle.domain import LogSpan, Run, RunRequest, State, Task
-from spindle.engines.base import Launch
+from spindle.engines.base import Launch, Site
 from spindle.engines.cwl import CwltoolEngine
 from spindle.engines.cwl_log import CwltoolLog, split_command
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
+from spindle.storage.files import ListedFiles
 from spindle.storage.rundir import RunDir
 from tests.engines import validate_with
 from tests.support import EXAMPLES
@@ -597,3 +598,43 @@ def test_outputs_of_a_run_that_printed_none(tmp_path: Path, stdout: str | None) 
     if stdout is not None:
         rundir.stdout.write_text(stdout)
     assert CwltoolEngine("cwltool").outputs(rundir) == {}
+
+
+# --- on another site (a cluster's work folder) -------------------------------------------
+
+SITE = Site(root=PurePosixPath("/scratch/spindle/run-cwl"), executables={"cwltool": "cwltool"})
+
+
+def test_prepare_for_a_site_builds_every_path_there(tmp_path: Path) -> None:
+    rundir = staged(tmp_path, "wordcount")
+    launch = CwltoolEngine("/local/cwltool").prepare(
+        make_run(example_params("wordcount")), rundir, SITE
+    )
+    there = "/scratch/spindle/run-cwl"
+    assert launch.argv[0] == "cwltool"
+    assert launch.argv[launch.argv.index("--outdir") + 1] == f"{there}/outputs"
+    assert launch.argv[-2:] == [f"{there}/attachments/workflow.cwl", f"{there}/params.json"]
+    assert launch.cwd == PurePosixPath(f"{there}/work")
+    assert launch.env["TMPDIR"] == f"{there}/work/tmp"
+    assert not any(str(tmp_path) in arg for arg in [*launch.argv, *launch.env.values()])
+    written = json.loads(rundir.params_file.read_text())  # written locally, for the site
+    assert written == {
+        "text": {"class": "File", "location": f"file://{there}/attachments/poem.txt"}
+    }
+    assert (rundir.work / "tmp").is_dir()  # made locally, copied to the site with the folder
+
+
+def test_outputs_of_a_run_on_a_site_become_run_references(tmp_path: Path) -> None:
+    rundir = staged(tmp_path)
+    there = SITE.root / "outputs"
+    printed = {
+        "out": {"class": "File", "location": f"file://{there}/a%20b.txt", "path": "x", "size": 1},
+        "local_path": {"class": "File", "location": (rundir.outputs / "x").resolve().as_uri()},
+    }
+    rundir.stdout.write_text(json.dumps(printed))
+    files = ListedFiles(SITE.root, {})
+    assert CwltoolEngine("cwltool").outputs(rundir, files) == {
+        "out": {"class": "File", "location": "run:outputs/a b.txt", "size": 1},
+        # a path on Spindle's host means nothing for a run that ran on the site
+        "local_path": {"class": "File", "location": (rundir.outputs / "x").resolve().as_uri()},
+    }

@@ -18,14 +18,14 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
 from spindle.config import Settings
-from spindle.domain import LogSpan, Run, RunRequest, State, Task
-from spindle.engines.base import Launch
+from spindle.domain import ComputeEnv, LogSpan, Run, RunRequest, State, Task
+from spindle.engines.base import Cluster, Launch, Site
 from spindle.engines.snakemake import (
     EVENTS_FILE,
     PLUGIN_DIR,
@@ -36,6 +36,7 @@ from spindle.engines.snakemake import (
     read_events,
 )
 from spindle.errors import EngineUnavailable, InvalidRequest
+from spindle.storage.files import FileStat, ListedFiles
 from spindle.storage.rundir import RunDir
 from tests.engines import validate_with
 from tests.support import EXAMPLES
@@ -178,8 +179,10 @@ async def test_validate_accepts_the_major_and_full_version_only(
 
 
 def test_parameters_declare_cores_with_the_configured_default() -> None:
-    (cores,) = SnakemakeEngine("snakemake", 4).parameters()
+    cores, executor, jobs = SnakemakeEngine("snakemake", 4).parameters()
     assert (cores.name, cores.type, cores.default_value) == ("cores", "int", "4")
+    assert (executor.name, executor.default_value) == ("executor", "local")
+    assert (jobs.name, jobs.type, jobs.default_value) == ("jobs", "int", "10")
 
 
 @pytest.mark.parametrize("value", ["0", "5", "two", "-1"])
@@ -233,12 +236,15 @@ def test_prepare_builds_the_command_line(rundir: RunDir) -> None:
         str((rundir.logs / EVENTS_FILE).absolute()),
     ]
     assert launch.cwd == work
-    assert launch.env == {"PYTHONPATH": str(PLUGIN_DIR), "PYTHONUNBUFFERED": "1"}
+    # The plugin is copied into the run folder (which then holds all the run needs, wherever
+    # it is started), and that folder holds the plugin package and nothing else.
+    plugin_dir = rundir.support / "snakemake"
+    assert launch.env == {"PYTHONPATH": str(plugin_dir.absolute()), "PYTHONUNBUFFERED": "1"}
     assert json.loads(rundir.params_file.read_text()) == WORDCOUNT_PARAMS
-    # The plugin folder exposes the plugin package and nothing else.
-    assert [p.name for p in PLUGIN_DIR.iterdir() if p.name != "__pycache__"] == [
-        "snakemake_logger_plugin_spindle"
-    ]
+    assert [p.name for p in plugin_dir.iterdir()] == ["snakemake_logger_plugin_spindle"]
+    package = plugin_dir / "snakemake_logger_plugin_spindle"
+    for source in (PLUGIN_DIR / "snakemake_logger_plugin_spindle").glob("*.py"):
+        assert (package / source.name).read_bytes() == source.read_bytes()
 
 
 def test_prepare_passes_an_http_url_through(rundir: RunDir) -> None:
@@ -477,6 +483,15 @@ def test_jobs_keep_the_order_they_started_in() -> None:
     assert [j.jobid for j in fold_jobs(started)] == [5, 3, 9]
 
 
+def test_a_job_is_reported_once_its_rule_is_known(rundir: RunDir) -> None:
+    """Between ``job_started`` and the job's ``job_info`` a poll found a task with no name."""
+    engine = SnakemakeEngine("snakemake", 1)
+    write_events(rundir, EVENTS[:2])  # run_info, job_started [2, 1]
+    assert engine.progress(rundir) == []
+    write_events(rundir, EVENTS[:3])  # job 2 described
+    assert [(t.id, t.name) for t in engine.progress(rundir)] == [("2", "count[sample=a,lane=1]")]
+
+
 def test_outputs_stay_inside_the_work_folder(rundir: RunDir, tmp_path: Path) -> None:
     outside = tmp_path / "secret.txt"
     outside.write_text("secret")
@@ -508,4 +523,124 @@ def test_outputs_stay_inside_the_work_folder(rundir: RunDir, tmp_path: Path) -> 
             "basename": "plots",
             "location": "run:work/results/plots",
         },
+    ]
+
+
+# --- on another site (a cluster's work folder) -------------------------------------------
+
+SITE_ROOT = PurePosixPath("/scratch/spindle/run-1")
+
+
+def test_prepare_for_a_site_builds_every_path_there(rundir: RunDir) -> None:
+    stage("wordcount", rundir)
+    site = Site(root=SITE_ROOT, executables={"snakemake": "snakemake"}, cpus=3)
+    launch = SnakemakeEngine("/local/snakemake", 8).prepare(make_run(), rundir, site)
+    assert launch.argv[:3] == ["snakemake", "--snakefile", f"{SITE_ROOT}/attachments/Snakefile"]
+    assert launch.argv[launch.argv.index("--directory") + 1] == f"{SITE_ROOT}/work"
+    assert launch.argv[launch.argv.index("--configfile") + 1] == f"{SITE_ROOT}/params.json"
+    assert launch.argv[launch.argv.index("--cores") + 1] == "3"  # the site's CPUs
+    assert launch.cpus == 3
+    assert launch.argv[-1] == f"{SITE_ROOT}/logs/{EVENTS_FILE}"
+    assert launch.cwd == SITE_ROOT / "work"
+    assert launch.env["PYTHONPATH"] == f"{SITE_ROOT}/support/snakemake"
+    assert "--executor" not in launch.argv
+    # the cores a run asks for win over the site's
+    asked = make_run(engine_parameters={"cores": "2"})
+    assert SnakemakeEngine("s", 8).prepare(asked, rundir, site).argv[8] == "2"
+
+
+def slurm_run(**parameters: str) -> Run:
+    return make_run(engine_parameters={"executor": "slurm", **parameters})
+
+
+@pytest.mark.parametrize(
+    ("cluster", "expected"),
+    [
+        (
+            Cluster("slurm", engine_args={"snakemake": ("--slurm-status-command", "squeue")}),
+            ["--slurm-no-account", "--slurm-status-command", "squeue"],
+        ),
+        (
+            Cluster("slurm", partition="short", account="lab", qos="high"),
+            [
+                "--default-resources",
+                "slurm_partition=short",
+                "slurm_account=lab",
+                "--slurm-qos",
+                "high",
+            ],
+        ),
+    ],
+)
+def test_the_slurm_executor_takes_the_environments_settings(
+    rundir: RunDir, cluster: Cluster, expected: list[str]
+) -> None:
+    stage("wordcount", rundir)
+    site = Site(root=SITE_ROOT, cluster=cluster)
+    argv = SnakemakeEngine("snakemake", 1).prepare(slurm_run(jobs="4"), rundir, site).argv
+    tail = argv[argv.index("--executor") :]
+    assert tail == ["--executor", "slurm", "--jobs", "4", *expected]
+
+
+def test_the_slurm_executor_needs_a_slurm_site(rundir: RunDir) -> None:
+    stage("wordcount", rundir)
+    with pytest.raises(InvalidRequest, match="needs a compute_env of type slurm"):
+        SnakemakeEngine("snakemake", 1).prepare(slurm_run(), rundir)
+
+
+@pytest.mark.parametrize(
+    ("parameters", "env", "problem"),
+    [
+        ({"executor": "slurm"}, None, "executor 'slurm' needs a compute_env of type slurm"),
+        (
+            {"executor": "slurm"},
+            ComputeEnv("local", "local"),
+            "needs a compute_env of type slurm; 'local' is local",
+        ),
+        ({"executor": "pbs"}, ComputeEnv("hpc", "slurm"), "executor must be one of local, slurm"),
+        ({"executor": "slurm", "jobs": "0"}, ComputeEnv("hpc", "slurm"), "jobs must be"),
+        ({"jobs": "many"}, None, "jobs must be an integer from 1 to 1000, got 'many'"),
+    ],
+)
+def test_validate_refuses_bad_executor_parameters(
+    parameters: dict[str, str], env: ComputeEnv | None, problem: str
+) -> None:
+    request = make_run(engine_parameters=parameters).request
+    with pytest.raises(InvalidRequest) as refused:
+        SnakemakeEngine("snakemake", 1).validate(request, env)
+    assert refused.value.field == "workflow_engine_parameters"
+    assert problem in refused.value.message
+
+
+def test_validate_accepts_the_slurm_executor_in_a_slurm_environment() -> None:
+    request = make_run(engine_parameters={"executor": "slurm", "jobs": "20"}).request
+    SnakemakeEngine("snakemake", 1).validate(request, ComputeEnv("hpc", "slurm"))
+
+
+def test_outputs_of_a_run_on_a_site_come_from_its_listing(rundir: RunDir) -> None:
+    events = [
+        {"event": "job_info", "jobid": 1, "rule_name": "r", "output": ["a.txt", "d", "gone"]},
+        {"event": "job_finished", "jobid": 1},
+        {"event": "job_info", "jobid": 2, "rule_name": "r", "output": ["alias.txt"]},
+        {"event": "job_finished", "jobid": 2},
+    ]
+    write_events(rundir, events)
+    listing = ListedFiles(
+        SITE_ROOT,
+        {
+            PurePosixPath("work/a.txt"): FileStat(PurePosixPath("work/a.txt"), False, 7),
+            PurePosixPath("work/d"): FileStat(PurePosixPath("work/d"), True, 0),
+            PurePosixPath("work/alias.txt"): FileStat(PurePosixPath("work/a.txt"), False, 7),
+        },
+    )
+    files = SnakemakeEngine("snakemake", 1).outputs(rundir, listing)["files"]
+    assert files == [
+        {
+            "class": "File",
+            "path": "a.txt",
+            "basename": "a.txt",
+            "size": 7,
+            "location": "run:work/a.txt",
+        },
+        {"class": "Directory", "path": "d", "basename": "d", "location": "run:work/d"},
     ]

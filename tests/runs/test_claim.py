@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from spindle.db.tables import events, runs
 from spindle.domain import Run, RunRequest, State
 from spindle.runs import claim, store
+from tests.runs import local_user_id
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, 250000, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
@@ -35,6 +36,7 @@ async def add_run(engine: AsyncEngine, state: State = State.QUEUED, **values: An
             ),
             engine="cwltool",
             compute_env="local",
+            owner_id=await local_user_id(conn),
         )
         await conn.execute(
             runs.update().where(runs.c.id == run.id).values(state=state.value, **values)
@@ -256,6 +258,8 @@ WORKER = Path(__file__).with_name("claim_worker.py")
 async def bulk_queue(engine: AsyncEngine, n: int) -> list[str]:
     ids = [str(uuid.uuid4()) for _ in range(n)]
     now = datetime.now(UTC)
+    async with engine.connect() as conn:
+        owner = await local_user_id(conn)
     rows = [
         {
             "id": run_id,
@@ -273,6 +277,7 @@ async def bulk_queue(engine: AsyncEngine, n: int) -> list[str]:
             "cmd": [],
             "system_logs": [],
             "outputs": {},
+            "owner_id": owner,
         }
         for run_id in ids
     ]

@@ -14,13 +14,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.config import Settings
 from spindle.db.tables import runs
-from spindle.domain import Event, Progress, Run, RunRequest, RunSummary, State, Task
+from spindle.domain import Caller, Event, Progress, Run, RunRequest, RunSummary, State, Task
 from spindle.engines.registry import Catalog
 from spindle.errors import InvalidRequest, RunNotFound
 from spindle.runs import store
 from spindle.runs.query import RunQuery, SortKey
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
+from tests.runs import local_user_id
+
+#: Sees every run: the tests of finding runs are not about who may see them (those are the
+#: ``test_scoped_*`` tests at the end).
+ADMIN = Caller(user_id=0, name="admin", admin=True)
 
 
 @pytest.fixture
@@ -40,9 +45,11 @@ async def add(
     wf_type: str = "SMK",
     tags: dict[str, str] | None = None,
     path: tuple[State, ...] = (),
+    owner_id: int | None = None,
     **values: Any,
 ) -> Run:
-    """A run moved along ``path`` (each step a compare-and-set, as the worker does)."""
+    """A run moved along ``path`` (each step a compare-and-set, as the worker does), owned by
+    ``owner_id`` (default: the local user)."""
     request = RunRequest(
         workflow_type=wf_type,
         workflow_type_version="9" if wf_type == "SMK" else "v1.2",
@@ -52,7 +59,12 @@ async def add(
     run_id = str(uuid.uuid4())
     async with engine.begin() as conn:
         run = await store.insert_run(
-            conn, run_id=run_id, request=request, engine="snakemake", compute_env="local"
+            conn,
+            run_id=run_id,
+            request=request,
+            engine="snakemake",
+            compute_env="local",
+            owner_id=await local_user_id(conn) if owner_id is None else owner_id,
         )
         current = State.QUEUED
         for state in path:
@@ -71,7 +83,7 @@ async def walk(
     pages: list[list[str]] = []
     token: str | None = None
     while True:
-        page = await service.search(query, page_size=size, page_token=token)
+        page = await service.search(query, page_size=size, page_token=token, caller=ADMIN)
         seen += page.items
         pages.append([r.id for r in page.items])
         if not page.next_page_token:
@@ -87,27 +99,39 @@ async def test_default_order_is_newest_first_and_pages_both_ways(service: RunSer
     assert pages == [newest_first[0:3], newest_first[3:6], newest_first[6:7]]
 
     # from the last page back to the first through prev tokens
-    last = await service.search(RunQuery(), page_size=3)
-    last = await service.search(RunQuery(), page_size=3, page_token=last.next_page_token)
-    last = await service.search(RunQuery(), page_size=3, page_token=last.next_page_token)
+    last = await service.search(RunQuery(), page_size=3, caller=ADMIN)
+    last = await service.search(
+        RunQuery(), page_size=3, page_token=last.next_page_token, caller=ADMIN
+    )
+    last = await service.search(
+        RunQuery(), page_size=3, page_token=last.next_page_token, caller=ADMIN
+    )
     assert [r.id for r in last.items] == pages[2]
     assert last.next_page_token == ""
-    back = await service.search(RunQuery(), page_size=3, page_token=last.prev_page_token)
+    back = await service.search(
+        RunQuery(), page_size=3, page_token=last.prev_page_token, caller=ADMIN
+    )
     assert [r.id for r in back.items] == pages[1]
-    first = await service.search(RunQuery(), page_size=3, page_token=back.prev_page_token)
+    first = await service.search(
+        RunQuery(), page_size=3, page_token=back.prev_page_token, caller=ADMIN
+    )
     assert [r.id for r in first.items] == pages[0]
     assert first.prev_page_token == ""
     # and forward again from a page reached backwards
-    again = await service.search(RunQuery(), page_size=3, page_token=first.next_page_token)
+    again = await service.search(
+        RunQuery(), page_size=3, page_token=first.next_page_token, caller=ADMIN
+    )
     assert [r.id for r in again.items] == pages[1]
 
 
 async def test_pages_neither_repeat_nor_skip_while_runs_are_added(service: RunService) -> None:
     made = [await add(service.db) for _ in range(5)]
-    page = await service.search(RunQuery(), page_size=2)
+    page = await service.search(RunQuery(), page_size=2, caller=ADMIN)
     await add(service.db)  # newer than everything: must not show up on later pages
     rest, _ = await walk(service, RunQuery(), 2)
-    second = await service.search(RunQuery(), page_size=2, page_token=page.next_page_token)
+    second = await service.search(
+        RunQuery(), page_size=2, page_token=page.next_page_token, caller=ADMIN
+    )
     assert [r.id for r in page.items + second.items] == [r.id for r in reversed(made)][:4]
     assert len(rest) == 6
 
@@ -203,29 +227,31 @@ def test_bad_query_values_name_their_field(parse: dict[str, Any], field: str) ->
 async def test_tokens_only_work_for_their_order(service: RunService) -> None:
     for _ in range(3):
         await add(service.db)
-    page = await service.search(RunQuery(), page_size=1)
+    page = await service.search(RunQuery(), page_size=1, caller=ADMIN)
     with pytest.raises(InvalidRequest) as caught:
         await service.search(
-            RunQuery(sort=SortKey.STATE), page_size=1, page_token=page.next_page_token
+            RunQuery(sort=SortKey.STATE), page_size=1, page_token=page.next_page_token, caller=ADMIN
         )
     assert caught.value.field == "page_token"
     with pytest.raises(InvalidRequest):
-        await service.search(RunQuery(descending=False), page_token=page.next_page_token)
+        await service.search(
+            RunQuery(descending=False), page_token=page.next_page_token, caller=ADMIN
+        )
     with pytest.raises(InvalidRequest):
-        await service.search(RunQuery(), page_token="garbage")
+        await service.search(RunQuery(), page_token="garbage", caller=ADMIN)
     # the API's own list tokens are not search tokens either
-    listed = await service.list(page_size=1, page_token=None)
+    listed = await service.list(page_size=1, page_token=None, caller=ADMIN)
     with pytest.raises(InvalidRequest):
-        await service.search(RunQuery(), page_token=listed.next_page_token)
+        await service.search(RunQuery(), page_token=listed.next_page_token, caller=ADMIN)
 
 
 async def test_summary(service: RunService) -> None:
     run = await add(service.db, tags={"k": "v"}, path=(State.INITIALIZING,))
-    summary = await service.summary(run.id)
+    summary = await service.summary(run.id, caller=ADMIN)
     assert (summary.id, summary.state, summary.tags) == (run.id, State.INITIALIZING, {"k": "v"})
     assert summary.submitted_at == run.submitted_at
     with pytest.raises(RunNotFound):
-        await service.summary("nope")
+        await service.summary("nope", caller=ADMIN)
 
 
 async def test_counts_and_counts_since(service: RunService) -> None:
@@ -239,9 +265,9 @@ async def test_counts_and_counts_since(service: RunService) -> None:
             .where(runs.c.id == old.id)
             .values(submitted_at=datetime.now(UTC) - timedelta(days=2))
         )
-    assert await service.counts() == {"CANCELED": 2, "QUEUED": 1}
+    assert await service.counts(caller=ADMIN) == {"CANCELED": 2, "QUEUED": 1}
     since = datetime.now(UTC) - timedelta(hours=24)
-    assert await service.counts_since(since) == {"CANCELED": 1, "QUEUED": 1}
+    assert await service.counts_since(since, caller=ADMIN) == {"CANCELED": 1, "QUEUED": 1}
 
 
 async def test_recent_failures_newest_end_first_with_their_reason_and_task(
@@ -274,7 +300,7 @@ async def test_recent_failures_newest_end_first_with_their_reason_and_task(
                 Task(id="3", name="third", state=State.EXECUTOR_ERROR, exit_code=1),
             ],
         )
-    failures = await service.recent_failures(5)
+    failures = await service.recent_failures(5, caller=ADMIN)
     assert [f.run.id for f in failures] == [lost.id, first.id]
     assert (failures[0].reason, failures[0].task, failures[0].exit_code) == (
         "the engine process vanished",
@@ -282,7 +308,7 @@ async def test_recent_failures_newest_end_first_with_their_reason_and_task(
         None,
     )
     assert (failures[1].reason, failures[1].task, failures[1].exit_code) == (None, "second", 1)
-    assert [f.run.id for f in await service.recent_failures(1)] == [lost.id]
+    assert [f.run.id for f in await service.recent_failures(1, caller=ADMIN)] == [lost.id]
 
 
 async def test_follow_gives_events_and_progress_until_the_run_ends(service: RunService) -> None:
@@ -301,7 +327,7 @@ async def test_follow_gives_events_and_progress_until_the_run_ends(service: RunS
                 conn, run.id, expected=[State.RUNNING], new=State.COMPLETE, reason="done"
             )
 
-    stream = await service.follow(run.id, interval=0.05)
+    stream = await service.follow(run.id, interval=0.05, caller=ADMIN)
     async for item in stream:
         items.append(item)
         if len(items) == 2:  # QUEUED and INITIALIZING, already written
@@ -313,16 +339,16 @@ async def test_follow_gives_events_and_progress_until_the_run_ends(service: RunS
     assert complete.data["reason"] == "done"
 
     # after a given event only the later ones, and it still ends
-    later = [i async for i in await service.follow(run.id, after_id=complete.id - 1)]
+    later = [i async for i in await service.follow(run.id, after_id=complete.id - 1, caller=ADMIN)]
     assert [i.data["to"] for i in later if isinstance(i, Event)] == ["COMPLETE"]
     with pytest.raises(RunNotFound):
-        await service.follow("nope")
+        await service.follow("nope", caller=ADMIN)
 
 
 async def test_follow_all_gives_every_runs_events_from_now(service: RunService) -> None:
     db = service.db
     await add(db, path=(State.CANCELED,))  # before: not given
-    stream = await service.follow_all(interval=0.05)
+    stream = await service.follow_all(interval=0.05, caller=ADMIN)
     first = await add(db)
     got: list[Event] = []
     async for event in stream:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from spindle.db.tables import events, runs, tasks
 from spindle.domain import LogSpan, Progress, Run, RunRequest, State, Task
 from spindle.runs import store
+from tests.runs import local_user_id
 
 
 def run_request(**overrides: Any) -> RunRequest:
@@ -39,6 +40,7 @@ async def add_run(engine: AsyncEngine, **overrides: Any) -> Run:
             request=run_request(**overrides),
             engine="snakemake",
             compute_env="local",
+            owner_id=await local_user_id(conn),
         )
 
 

@@ -16,13 +16,17 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.config import Settings
-from spindle.domain import Run, RunRequest, State
+from spindle.domain import Caller, Run, RunRequest, State
 from spindle.engines.registry import Catalog
 from spindle.runs import store
 from spindle.runs.service import RunService
 from tests.api.conftest import catalog, make_app, open_client
+from tests.runs import local_user_id
 
 __all__ = ["catalog"]  # the session's engine catalog, a fixture
+
+#: For checks made through the run service beside the pages: sees every run.
+ADMIN = Caller(user_id=0, name="admin", admin=True)
 
 
 @dataclass
@@ -70,9 +74,11 @@ async def add_run(
     tags: dict[str, str] | None = None,
     params: dict[str, Any] | None = None,
     path: tuple[State, ...] = (),
+    owner_id: int | None = None,
     **values: Any,
 ) -> Run:
-    """A run written as the service and the worker write one, moved along ``path``."""
+    """A run written as the service and the worker write one, moved along ``path``, owned by
+    ``owner_id`` (default: the local user, who is every request in ``auth = "none"``)."""
     request = RunRequest(
         workflow_type=wf_type,
         workflow_type_version="9" if wf_type == "SMK" else "v1.2",
@@ -88,6 +94,7 @@ async def add_run(
             request=request,
             engine="snakemake" if wf_type == "SMK" else "cwltool",
             compute_env="local",
+            owner_id=await local_user_id(conn) if owner_id is None else owner_id,
         )
         current = State.QUEUED
         for state in path:

@@ -1,8 +1,10 @@
-"""Every error leaves as the WES ``ErrorResponse {msg, status_code}``, from exactly here.
+"""Every error leaves as the WES ``ErrorResponse {msg, status_code}`` (or, outside the API
+prefix, as the web UI's error page), from exactly here.
 
-Spindle's own errors carry their status; FastAPI's validation errors become 400s naming the
-field; Starlette's 404/405 keep their status; anything unexpected is logged with its
-traceback and answered with a plain 500 that reveals nothing of it.
+Spindle's own errors carry their status (a 401 also its ``WWW-Authenticate`` challenges);
+FastAPI's validation errors become 400s naming the field; Starlette's 404/405 keep their
+status; anything unexpected is logged with its traceback and answered with a plain 500 that
+reveals nothing of it.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from spindle.api.auth import challenges
 from spindle.api.links import PREFIX
-from spindle.errors import SpindleError
+from spindle.config import Settings
+from spindle.errors import SpindleError, Unauthenticated
 from spindle.models.wes import ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -59,7 +63,13 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
     async def spindle_error(request: Request, exc: SpindleError) -> Response:
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message)
-        return await answer(request, exc.status_code, exc.message)
+        response = await answer(request, exc.status_code, exc.message)
+        # (a page may answer a 401 otherwise: the sign-in page's redirect)
+        if isinstance(exc, Unauthenticated) and response.status_code == 401:
+            settings: Settings = request.app.state.settings
+            for value in challenges(settings, exc):
+                response.headers.append("WWW-Authenticate", value)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -85,8 +95,13 @@ _DESCRIPTIONS = {
     401: "The request is unauthorized.",
     403: "The requester is not authorized to perform this action.",
     404: "The requested workflow run wasn't found.",
+    409: "The object exists already.",
     413: "The upload is larger than this service accepts.",
     500: "An unexpected error occurred.",
+    503: (
+        "A service the answer needs (the identity provider, a compute environment) cannot "
+        "be reached now; try again later."
+    ),
 }
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from spindle.api.auth import CallerDep
 from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.domain import Event, Progress, State
@@ -78,16 +79,21 @@ def _stream(items: AsyncIterator[Any], run_id: str = "") -> EventSourceResponse:
     "/runs/{run_id}/events",
     summary="StreamRunEvents",
     response_class=EventSourceResponse,
-    responses={**documented(400, 404, 500), **_STREAM},
+    responses={**documented(400, 401, 403, 404, 500), **_STREAM},
 )
 async def stream_run_events(
-    run_id: str, service: Service, after: After = None, last_event_id: LastEventId = None
+    run_id: str,
+    service: Service,
+    caller: CallerDep,
+    after: After = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """The run's events as server-sent events, from its first (or after `after` /
     `Last-Event-ID`), each named by its kind (`state`, `adopted`) with a `RunEvent` as data;
     and a `progress` event whenever the tasks done or running change. The stream ends once
     the run has ended and its final state event was sent."""
-    updates = await service.follow(run_id, after_id=_position(after, last_event_id) or 0)
+    position = _position(after, last_event_id) or 0
+    updates = await service.follow(run_id, after_id=position, caller=caller)
     return _stream(updates, run_id)
 
 
@@ -95,12 +101,14 @@ async def stream_run_events(
     "/events",
     summary="StreamEvents",
     response_class=EventSourceResponse,
-    responses={**documented(400, 500), **_STREAM},
+    responses={**documented(400, 401, 403, 500), **_STREAM},
 )
 async def stream_events(
-    service: Service, after: After = None, last_event_id: LastEventId = None
+    service: Service, caller: CallerDep, after: After = None, last_event_id: LastEventId = None
 ) -> EventSourceResponse:
-    """Every run's events as server-sent events, from now on (or after `after` /
-    `Last-Event-ID`), each named by its kind with a `RunEvent` as data. The stream stays
-    open; an idle one carries a keep-alive comment every 15 s."""
-    return _stream(await service.follow_all(after_id=_position(after, last_event_id)))
+    """The events of every run the caller may see (an admin: every run) as server-sent
+    events, from now on (or after `after` / `Last-Event-ID`), each named by its kind with a
+    `RunEvent` as data. The stream stays open; an idle one carries a keep-alive comment
+    every 15 s."""
+    updates = await service.follow_all(after_id=_position(after, last_event_id), caller=caller)
+    return _stream(updates)

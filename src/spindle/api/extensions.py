@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
+from spindle.api.auth import CallerDep
 from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.domain import LogChunk
@@ -40,40 +41,52 @@ Offset = Annotated[
     "/runs/{run_id}/logs/{stream}",
     summary="GetRunLogStream",
     response_class=Response,
-    responses={**documented(400, 404, 500), 200: {"content": {"text/plain": {}}}},
+    responses={**documented(400, 401, 403, 404, 500), 200: {"content": {"text/plain": {}}}},
 )
 async def get_run_log_stream(
-    run_id: str, stream: str, service: Service, offset: Offset = 0
+    run_id: str, stream: str, service: Service, caller: CallerDep, offset: Offset = 0
 ) -> Response:
     """The run's engine stdout or stderr (``stream``), from ``offset``; at most 4 MiB per
     answer."""
-    return _log_response(await service.read_log(run_id, stream, offset=offset))
+    return _log_response(await service.read_log(run_id, stream, offset=offset, caller=caller))
 
 
 @router.get(
     "/runs/{run_id}/tasks/{task_id}/logs/{stream}",
     summary="GetTaskLogStream",
     response_class=Response,
-    responses={**documented(400, 404, 500), 200: {"content": {"text/plain": {}}}},
+    responses={**documented(400, 401, 403, 404, 500), 200: {"content": {"text/plain": {}}}},
 )
 async def get_task_log_stream(
-    run_id: str, task_id: str, stream: str, service: Service, offset: Offset = 0
+    run_id: str,
+    task_id: str,
+    stream: str,
+    service: Service,
+    caller: CallerDep,
+    offset: Offset = 0,
 ) -> Response:
     """One task's share of the engine's output: the bytes the engine wrote while that task
     ran (exact when tasks run one at a time)."""
-    return _log_response(await service.read_task_log(run_id, task_id, stream, offset=offset))
+    chunk = await service.read_task_log(run_id, task_id, stream, offset=offset, caller=caller)
+    return _log_response(chunk)
 
 
 @router.get(
     "/runs/{run_id}/files/{path:path}",
     summary="DownloadRunFile",
     response_class=FileResponse,
-    responses={**documented(400, 404, 500), 200: {"content": {"application/octet-stream": {}}}},
+    responses={
+        **documented(400, 401, 403, 404, 500, 503),
+        200: {"content": {"application/octet-stream": {}}},
+    },
 )
-async def download_run_file(run_id: str, path: str, service: Service) -> FileResponse:
+async def download_run_file(
+    run_id: str, path: str, service: Service, caller: CallerDep
+) -> FileResponse:
     """Download a file of the run (an output, or any file inside its folder) by the path
-    that output ``location`` URLs carry."""
-    target = await service.run_file(run_id, path)
+    that output ``location`` URLs carry. A run in a remote compute environment has the file
+    fetched from there when asked for (503 if it cannot be reached now)."""
+    target = await service.run_file(run_id, path, caller=caller)
     return FileResponse(target, filename=target.name)
 
 
@@ -81,12 +94,12 @@ async def download_run_file(run_id: str, path: str, service: Service) -> FileRes
     "/runs/{run_id}/progress",
     summary="GetRunProgress",
     response_model=RunProgress,
-    responses=documented(404, 500),
+    responses=documented(401, 403, 404, 500),
 )
-async def get_run_progress(run_id: str, service: Service) -> RunProgress:
+async def get_run_progress(run_id: str, service: Service, caller: CallerDep) -> RunProgress:
     """Tasks done out of the total the engine planned (``total`` is null when the engine
     does not say), and the tasks running now."""
-    run = await service.get(run_id)
+    run = await service.get(run_id, caller=caller)
     p = run.progress
     return RunProgress(
         run_id=run.id,

@@ -10,12 +10,14 @@ from fastapi import APIRouter, Query, Request
 from starlette.datastructures import FormData, UploadFile
 
 import spindle
+from spindle.api.auth import CallerDep, ServiceInfoCallerDep
 from spindle.api.deps import LinksDep, Service
 from spindle.api.errors import documented
 from spindle.api.links import Links
 from spindle.domain import Run, State, Task
 from spindle.errors import InvalidRequest, PayloadTooLarge
 from spindle.models import wes
+from spindle.models.extensions import ComputeEnvironment, SpindleServiceInfo
 from spindle.runs.submit import TEXT_FIELDS
 
 router = APIRouter(prefix="/ga4gh/wes/v1")
@@ -82,17 +84,18 @@ def task_log(run_id: str, task: Task, links: Links) -> wes.TaskLog:
     summary="GetServiceInfo",
     operation_id="GetServiceInfo",
     tags=["Service Info"],
-    response_model=wes.ServiceInfo,
+    response_model=SpindleServiceInfo,
     response_model_exclude_none=True,
     responses=documented(400, 401, 403, 500),
 )
-async def get_service_info(service: Service) -> wes.ServiceInfo:
+async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> SpindleServiceInfo:
     """May include information related (but not limited to) the workflow descriptor formats,
     versions supported, the WES API versions supported, and information about general
-    service availability."""
+    service availability. `system_state_counts` counts the runs the caller may see (none
+    without credentials)."""
     settings = service.settings
     catalog = service.catalog
-    counts = await service.counts()
+    counts = await service.counts(caller=caller)
     parameters = [
         wes.DefaultWorkflowEngineParameter(name="compute_env", type="string", default_value="local")
     ]
@@ -103,7 +106,7 @@ async def get_service_info(service: Service) -> wes.ServiceInfo:
             )
             for p in engine.parameters()
         )
-    return wes.ServiceInfo(
+    return SpindleServiceInfo(
         id=settings.service_id,
         name=settings.service_name,
         type=wes.ServiceType(group="org.ga4gh", artifact="wes", version="1.1.0"),
@@ -127,6 +130,10 @@ async def get_service_info(service: Service) -> wes.ServiceInfo:
         system_state_counts={s.value: counts.get(s.value, 0) for s in State},
         auth_instructions_url=settings.auth_instructions_url,
         tags={"compute_environments": ",".join(service.compute_envs)},
+        compute_environments=[
+            ComputeEnvironment(name=e.name, type=e.type, description=e.description)
+            for e in service.compute_envs.values()
+        ],
     )
 
 
@@ -141,6 +148,7 @@ async def get_service_info(service: Service) -> wes.ServiceInfo:
 )
 async def list_runs(
     service: Service,
+    caller: CallerDep,
     page_size: Annotated[
         int | None,
         Query(description="OPTIONAL The preferred number of workflow runs to return in a page."),
@@ -152,7 +160,7 @@ async def list_runs(
 ) -> wes.RunListResponse:
     """This list should be provided in a stable ordering. Spindle lists the newest run first
     and pages by key, so a page never repeats or skips a run while others are submitted."""
-    page = await service.list(page_size=page_size, page_token=page_token)
+    page = await service.list(page_size=page_size, page_token=page_token, caller=caller)
     return wes.RunListResponse(
         runs=[
             wes.RunSummary(
@@ -211,7 +219,7 @@ def _split_form(form: FormData) -> tuple[dict[str, str | None], list[UploadFile]
     responses=documented(400, 401, 403, 413, 500),
     openapi_extra=_MULTIPART,
 )
-async def run_workflow(request: Request, service: Service) -> wes.RunId:
+async def run_workflow(request: Request, service: Service, caller: CallerDep) -> wes.RunId:
     """This endpoint creates a new workflow run and returns a `RunId` to monitor its
     progress. `workflow_url` is a path relative to the attachments (which keep their
     folders) or an http(s) URL; `workflow_params`, `tags` and `workflow_engine_parameters`
@@ -220,7 +228,7 @@ async def run_workflow(request: Request, service: Service) -> wes.RunId:
     # the form's spooled upload files are closed on leaving the block, whatever happens
     async with request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS) as form:
         fields, uploads = _split_form(form)
-        run = await service.submit(fields, uploads)
+        run = await service.submit(fields, uploads, caller=caller)
     return wes.RunId(run_id=run.id)
 
 
@@ -233,9 +241,11 @@ async def run_workflow(request: Request, service: Service) -> wes.RunId:
     response_model_exclude_none=True,
     responses=documented(401, 403, 404, 500),
 )
-async def get_run_log(run_id: str, service: Service, links: LinksDep) -> wes.RunLog:
+async def get_run_log(
+    run_id: str, service: Service, caller: CallerDep, links: LinksDep
+) -> wes.RunLog:
     """This endpoint provides detailed information about a given workflow run."""
-    run = await service.get(run_id)
+    run = await service.get(run_id, caller=caller)
     outputs: dict[str, Any] = links.outputs(run.id, run.outputs)
     return wes.RunLog(
         run_id=run.id,
@@ -265,10 +275,10 @@ async def get_run_log(run_id: str, service: Service, links: LinksDep) -> wes.Run
     response_model_exclude_none=True,
     responses=documented(401, 403, 404, 500),
 )
-async def get_run_status(run_id: str, service: Service) -> wes.RunStatus:
+async def get_run_status(run_id: str, service: Service, caller: CallerDep) -> wes.RunStatus:
     """This provides an abbreviated (and likely fast depending on implementation) status of
     the running workflow."""
-    return wes.RunStatus(run_id=run_id, state=await service.state(run_id))
+    return wes.RunStatus(run_id=run_id, state=await service.state(run_id, caller=caller))
 
 
 @router.get(
@@ -283,6 +293,7 @@ async def get_run_status(run_id: str, service: Service) -> wes.RunStatus:
 async def list_tasks(
     run_id: str,
     service: Service,
+    caller: CallerDep,
     links: LinksDep,
     page_size: Annotated[
         int | None,
@@ -295,7 +306,7 @@ async def list_tasks(
 ) -> wes.TaskListResponse:
     """This endpoint provides a paginated list of tasks that were executed as part of a
     given workflow run, in the order the engine started them."""
-    page = await service.tasks(run_id, page_size=page_size, page_token=page_token)
+    page = await service.tasks(run_id, page_size=page_size, page_token=page_token, caller=caller)
     return wes.TaskListResponse(
         task_logs=[task_log(run_id, t, links) for t in page.items],
         next_page_token=page.next_page_token,
@@ -311,10 +322,12 @@ async def list_tasks(
     response_model_exclude_none=True,
     responses=documented(401, 403, 404, 500),
 )
-async def get_task(run_id: str, task_id: str, service: Service, links: LinksDep) -> wes.TaskLog:
+async def get_task(
+    run_id: str, task_id: str, service: Service, caller: CallerDep, links: LinksDep
+) -> wes.TaskLog:
     """This endpoint provides a mechanism to retrieve information on a specific task, if it
     exists."""
-    return task_log(run_id, await service.task(run_id, task_id), links)
+    return task_log(run_id, await service.task(run_id, task_id, caller=caller), links)
 
 
 @router.post(
@@ -325,9 +338,9 @@ async def get_task(run_id: str, task_id: str, service: Service, links: LinksDep)
     response_model=wes.RunId,
     responses=documented(401, 403, 404, 500),
 )
-async def cancel_run(run_id: str, service: Service) -> wes.RunId:
+async def cancel_run(run_id: str, service: Service, caller: CallerDep) -> wes.RunId:
     """Cancel a running workflow. A QUEUED run is CANCELED at once; a running one goes
     through CANCELING to CANCELED once every process it started is gone. Cancelling a run
     that has already finished changes nothing and answers 200."""
-    await service.cancel(run_id)
+    await service.cancel(run_id, caller=caller)
     return wes.RunId(run_id=run_id)

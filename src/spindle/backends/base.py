@@ -1,21 +1,26 @@
 """The backend seam: where an engine process runs.
 
-``submit`` starts the launch and returns a :class:`Handle` that the scheduler saves before
-anything else happens; ``poll`` takes all active handles of a backend at once; ``cancel`` is
-separate; ``attach`` re-adopts a handle after Spindle restarted. Backends return statuses and
-never call back into the scheduler.
+``site`` says where a run's folder and engines are for the process (the engine builds its
+command for that); ``submit`` starts the launch and returns a :class:`Handle` that the
+scheduler saves before anything else happens; ``poll`` takes all active handles of a backend
+at once (and brings the engine's logs into the local run folder); ``cancel`` is separate;
+``attach`` re-adopts a handle after Spindle restarted; ``files`` tells what the run left in
+its folder. Backends return statuses and never call back into the scheduler.
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from spindle.domain import State
-from spindle.engines.base import Launch
+from spindle.engines.base import Launch, Site
+from spindle.errors import NotFound
+from spindle.storage.files import LocalFiles, RunFiles
 from spindle.storage.rundir import RunDir
 
 
@@ -37,7 +42,8 @@ class Handle:
 
 @dataclass(frozen=True)
 class Status:
-    """What the backend knows of a handle now."""
+    """What the backend knows of a handle now. ``QUEUED`` means the backend's own queue (a
+    SLURM job waiting): the run itself stays INITIALIZING until the backend says RUNNING."""
 
     state: State
     exit_code: int | None = None
@@ -46,15 +52,25 @@ class Status:
 
 @dataclass(frozen=True)
 class Capabilities:
-    #: processes of a run can be followed live on this host (log files, event files)
+    #: the run folder where the engine runs is the local one (nothing to copy or fetch)
     local_files: bool = True
     #: the backend can wait for a change instead of being polled
     waits: bool = False
+    #: submit only queues the launch: the run is RUNNING once ``poll`` says so (otherwise
+    #: it is RUNNING as soon as ``submit`` returns)
+    queues: bool = False
 
 
 class Backend(ABC):
+    #: the backend type (``local``, ``slurm``), also saved in each handle
     name: str
     capabilities: Capabilities = Capabilities()
+    #: seconds between polls of all its runs; None: the worker's ``monitor_interval``
+    poll_interval: float | None = None
+
+    def site(self, run_id: str, rundir: RunDir) -> Site:
+        """Where the run's engine will run and find its folder (default: ``rundir`` here)."""
+        return Site.local(rundir)
 
     @abstractmethod
     async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
@@ -75,6 +91,15 @@ class Backend(ABC):
     async def wait(self, handle: Handle, max_wait: float) -> None:
         """Return when the handle's status may have changed, or after ``max_wait`` seconds."""
         await asyncio.sleep(max_wait)
+
+    async def files(self, handle: Handle, rundir: RunDir) -> RunFiles:
+        """The run folder where the engine ran, to list its outputs (default: ``rundir``)."""
+        return LocalFiles(rundir)
+
+    async def fetch(self, handle: Mapping[str, Any], rel: PurePosixPath, dest: Path) -> None:
+        """Copy one file of the run folder where the engine ran (``rel`` inside it) to
+        ``dest``, for a download. Default: there is nothing elsewhere to fetch."""
+        raise NotFound(f"run {handle.get('run_id')!r} has no file {rel.as_posix()!r}")
 
     async def close(self) -> None:  # noqa: B027
         """Release connections. Running engine processes are left alone."""

@@ -15,8 +15,10 @@ import contextlib
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
@@ -25,15 +27,18 @@ from spindle.engines.base import Launch
 from spindle.errors import BackendError
 from spindle.storage.rundir import RunDir
 
-# $1: run folder; the rest: the engine's argv. The pid file lets a worker that died between
-# submit and saving the handle find the process again (submit is idempotent per run).
+# $1: run folder, $2: working directory; the rest: the engine's argv. The pid file lets a
+# worker that died between submit and saving the handle find the process again (submit is
+# idempotent per run). The wrapper changes directory itself because posix_spawn has no chdir.
 WRAPPER = r"""
-d=$1; shift
+d=$1; cd "$2" || exit 127; shift 2
 echo $$ > "$d/pid"
 "$@"
 code=$?
 printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code"
 """
+
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -78,46 +83,70 @@ class LocalBackend(Backend):
     def __init__(self, *, cancel_grace_seconds: float = 10.0) -> None:
         self.grace = cancel_grace_seconds
         self.host = socket.gethostname()
-        # Wrappers this process started: awaited so they are reaped and so exits are seen
-        # at once rather than at the next poll.
-        self._children: dict[str, asyncio.subprocess.Process] = {}
-        self._reapers: dict[str, asyncio.Task[int]] = {}
+        # Engines being watched, by run id: each is resolved when its wrapper exits, seen
+        # through a pidfd at once rather than at the next poll.
+        self._exits: dict[str, _ExitWatch] = {}
 
     async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
-        child = self._children.get(run_id)
-        if child is not None:
-            return self._handle(run_id, child.pid, rundir)
+        watch = self._exits.get(run_id)
+        if watch is not None:
+            return self._handle(run_id, watch.pid, rundir)
         existing = self._find_existing(run_id, rundir)
         if existing is not None:
             return existing
         rundir.logs.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **launch.env}
-        # Opening two local log files to hand to the child takes microseconds; a thread hop
-        # would only add to dispatch latency.
-        with open(rundir.stdout, "ab") as out, open(rundir.stderr, "ab") as err:  # noqa: ASYNC230
-            try:
-                proc = await asyncio.create_subprocess_exec(
-                    "/bin/sh",
-                    "-c",
-                    WRAPPER,
-                    "spindle-run",
-                    str(rundir.root),
-                    *launch.argv,
-                    cwd=launch.cwd,
-                    env=env,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=err,
-                    start_new_session=True,
-                )
-            except OSError as exc:
-                raise BackendError(f"could not start the engine: {exc}") from exc
+        # posix_spawn (vfork-like in glibc) costs the same at any server size, where a fork
+        # of the whole server (what uvloop's subprocess does) grows with its memory; it
+        # hands the child no asyncio transport that could outlive this backend. Microseconds
+        # of work: a thread hop would only add to dispatch latency.
+        try:
+            # posix_spawn returns once the child exists; it does not wait for it
+            pid = os.posix_spawn(  # noqa: ASYNC221
+                "/bin/sh",
+                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd)]
+                + [str(a) for a in launch.argv],
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, str(rundir.stdout), _LOG_FLAGS, 0o644),
+                    (os.POSIX_SPAWN_OPEN, 2, str(rundir.stderr), _LOG_FLAGS, 0o644),
+                ],
+                setsid=True,
+            )
+        except OSError as exc:
+            raise BackendError(f"could not start the engine: {exc}") from exc
         # Recorded at once (the wrapper writes it too, but later), so a second submit for
         # this run finds the first one even before the wrapper has run a line.
-        (rundir.root / "pid").write_text(f"{proc.pid}\n")
-        self._children[run_id] = proc
-        self._reapers[run_id] = asyncio.create_task(proc.wait())
-        return self._handle(run_id, proc.pid, rundir)
+        (rundir.root / "pid").write_text(f"{pid}\n")
+        self._watch(run_id, pid, child=True)
+        return self._handle(run_id, pid, rundir)
+
+    def _watch(self, run_id: str, pid: int, *, child: bool) -> None:
+        """Resolve an exit future when ``pid`` ends (our child or not: a pidfd works for
+        any process). A child of ours is reaped then, so it leaves no zombie."""
+        if run_id in self._exits:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            if child:
+                _reap(pid)
+            return
+        except OSError:
+            return  # no pidfd (an old kernel): polling still sees the exit
+        watch = _ExitWatch(pid=pid, fd=fd, child=child, ended=loop.create_future())
+
+        def on_exit() -> None:
+            loop.remove_reader(fd)
+            if child:
+                _reap(pid)
+            if not watch.ended.done():
+                watch.ended.set_result(None)
+
+        loop.add_reader(fd, on_exit)
+        self._exits[run_id] = watch
 
     def _handle(self, run_id: str, pid: int, rundir: RunDir) -> Handle:
         return Handle(
@@ -181,19 +210,31 @@ class LocalBackend(Backend):
             ),
         )
 
+    async def attach(self, handle: Handle) -> Status:
+        status = self._status(handle)
+        if status.state is State.RUNNING:
+            pid = int(handle.data["pid"])
+            self._watch(handle.run_id, pid, child=False)
+            # the pidfd was opened after the check: make sure it is still the same process
+            if _start_ticks(pid) != handle.data["start_ticks"]:
+                self._forget(handle.run_id)
+                return self._status(handle)
+        return status
+
     async def wait(self, handle: Handle, max_wait: float) -> None:
-        reaper = self._reapers.get(handle.run_id)
-        if reaper is None:
+        watch = self._exits.get(handle.run_id)
+        if watch is None:
             await asyncio.sleep(max_wait)
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(reaper), max_wait)
-        if reaper.done():
+            await asyncio.wait_for(asyncio.shield(watch.ended), max_wait)
+        if watch.ended.done():
             self._forget(handle.run_id)
 
     def _forget(self, run_id: str) -> None:
-        self._children.pop(run_id, None)
-        self._reapers.pop(run_id, None)
+        watch = self._exits.pop(run_id, None)
+        if watch is not None:
+            watch.close()
 
     async def cancel(self, handle: Handle) -> None:
         """TERM the whole process group, KILL it after the grace period, and return only
@@ -223,10 +264,10 @@ class LocalBackend(Backend):
     async def _wait_group_gone(self, run_id: str, pgid: int, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while True:
-            reaper = self._reapers.get(run_id)
-            if reaper is not None and not reaper.done():
+            watch = self._exits.get(run_id)
+            if watch is not None and not watch.ended.done():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(reaper), 0.05)
+                    await asyncio.wait_for(asyncio.shield(watch.ended), 0.05)
             if not _group_alive(pgid):
                 return True
             if time.monotonic() >= deadline:
@@ -234,7 +275,38 @@ class LocalBackend(Backend):
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:
-        for task in self._reapers.values():
-            task.cancel()
-        self._reapers.clear()
-        self._children.clear()
+        """Stop watching. Engines still running are left alone (they outlive Spindle by
+        design); a child of ours is reaped whenever it ends, by a daemon thread that
+        outlives the event loop, so it never lingers as a zombie in its process group."""
+        for run_id in list(self._exits):
+            watch = self._exits.pop(run_id)
+            watch.close(reap=False)
+            if watch.child:
+                threading.Thread(
+                    target=_reap, args=(watch.pid, 0), name=f"reap-{watch.pid}", daemon=True
+                ).start()
+
+
+@dataclass
+class _ExitWatch:
+    pid: int
+    fd: int
+    child: bool
+    ended: asyncio.Future[None]
+
+    def close(self, *, reap: bool = True) -> None:
+        with contextlib.suppress(ValueError, RuntimeError):  # loop already closed
+            asyncio.get_running_loop().remove_reader(self.fd)
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        if self.child and reap:
+            _reap(self.pid)
+        if not self.ended.done():
+            self.ended.cancel()
+
+
+def _reap(pid: int, options: int = os.WNOHANG) -> None:
+    """Collect a child's exit status (it is in the exit code file already); by default only
+    if it has ended."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, options)

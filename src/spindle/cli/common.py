@@ -68,11 +68,39 @@ def url_option(f: F) -> F:
     )(f)
 
 
-def make_client(url: str | None) -> SpindleClient:
+def poll_option(f: F) -> F:
+    return click.option(
+        "--poll",
+        type=click.FloatRange(min=0.05),
+        default=1.0,
+        show_default=True,
+        metavar="SECONDS",
+        help="Seconds between checks of the run.",
+    )(f)
+
+
+def make_client(
+    url: str | None, *, username: str | None = None, password: str | None = None
+) -> SpindleClient:
     try:
-        return SpindleClient(url)
+        return SpindleClient(url, username=username, password=password)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+
+
+def read_password(prompt: str = "Password", *, confirm: bool = False) -> str:
+    """A password from the terminal (not echoed; typed twice with ``confirm``), or, when
+    stdin is not a terminal, its first line: passwords never go on the command line, where
+    ``ps`` shows them to everyone."""
+    if sys.stdin.isatty():
+        value: str = click.prompt(
+            prompt, hide_input=True, confirmation_prompt=confirm, err=True, show_default=False
+        )
+    else:
+        value = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise CliError("the password is empty")
+    return value
 
 
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:

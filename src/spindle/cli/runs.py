@@ -18,6 +18,7 @@ from spindle.cli.common import (
     Output,
     make_client,
     outputs_of,
+    poll_option,
     print_outputs,
     print_table,
     reader_left,
@@ -157,14 +158,7 @@ def outputs(run_id: str, download_dir: Path | None, url: str | None) -> None:
 @click.argument("run_id")
 @click.option("--stderr", "use_stderr", is_flag=True, help="The engine's stderr, not stdout.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
-@click.option(
-    "--poll",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds between checks of the run.",
-)
+@poll_option
 @url_option
 def logs(run_id: str, use_stderr: bool, follow: bool, poll: float, url: str | None) -> None:
     """Write a run's engine log (stdout, or stderr) to stdout, byte for byte."""
@@ -192,14 +186,7 @@ def logs(run_id: str, use_stderr: bool, follow: bool, poll: float, url: str | No
 @click.command()
 @click.argument("run_id")
 @click.option("--wait", is_flag=True, help="Wait until the run has stopped (CANCELED).")
-@click.option(
-    "--poll",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds between checks of the run.",
-)
+@poll_option
 @url_option
 def cancel(run_id: str, wait: bool, poll: float, url: str | None) -> None:
     """Cancel a run and print its state (CANCELING until its processes are gone)."""

@@ -9,12 +9,17 @@ import signal
 import click
 import uvicorn
 
+from spindle import config
 from spindle.config import Settings
+from spindle.errors import ConfigError
 
 
-def _settings(**overrides: object) -> Settings:
+def load_settings(**overrides: object) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
-    return Settings(**values)  # type: ignore[arg-type]
+    try:
+        return config.load_settings(**values)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 def _logging(level: str) -> None:
@@ -33,11 +38,14 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
     from spindle.app import create_app
 
     _logging(log_level)
-    settings = _settings(host=host, port=port)
-    app = create_app(settings, worker=worker)
+    settings = load_settings(host=host, port=port)
+    try:
+        app = create_app(settings, worker=worker)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
     click.echo(
-        f"Spindle on http://{settings.host}:{settings.port}  "
-        f"data: {settings.data_dir}  database: {settings.effective_database_url}"
+        f"Spindle on http://{settings.host}:{settings.port}  auth: {settings.auth}  "
+        f"data: {settings.data_dir}  database: {settings.database_url_for_display}"
     )
     uvicorn.run(
         app,
@@ -53,11 +61,11 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
 def worker(log_level: str) -> None:
     """Run a worker alone (no API), against the configured database."""
     _logging(log_level)
-    asyncio.run(_run_worker(_settings()))
+    asyncio.run(_run_worker(load_settings()))
 
 
 async def _run_worker(settings: Settings) -> None:
-    from spindle.app import build_backends
+    from spindle.backends.registry import build_backends
     from spindle.db.engine import create_engine
     from spindle.db.migrate import is_current
     from spindle.engines.registry import load_catalog
@@ -99,7 +107,7 @@ def upgrade(revision: str) -> None:
     from spindle.db.engine import create_engine
     from spindle.db.migrate import upgrade as do_upgrade
 
-    settings = _settings()
+    settings = load_settings()
 
     async def run() -> None:
         engine = create_engine(settings.effective_database_url)
@@ -109,7 +117,7 @@ def upgrade(revision: str) -> None:
             await engine.dispose()
 
     asyncio.run(run())
-    click.echo(f"database at {revision}: {settings.effective_database_url}")
+    click.echo(f"database at {revision}: {settings.database_url_for_display}")
 
 
 def register(main: click.Group) -> None:

@@ -20,6 +20,7 @@ from spindle.cli.common import (
     human_size,
     make_client,
     outputs_of,
+    poll_option,
     print_outputs,
     run_async,
     url_option,
@@ -329,14 +330,7 @@ async def _submit(
     help="Another file or folder to attach (named relative to the workflow's folder).",
 )
 @click.option("--wait", is_flag=True, help="Show progress until the run ends; exit 0 if COMPLETE.")
-@click.option(
-    "--poll",
-    type=click.FloatRange(min=0.05),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Seconds between checks of the run.",
-)
+@poll_option
 @url_option
 def submit(
     workflow: str,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     ForeignKey,
     Index,
@@ -35,6 +36,44 @@ MYSQL_TABLE: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf
 
 #: SQLite only auto-increments an INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+#: The user ``auth = "none"`` acts as; migration 0002 creates it and gives it the runs that
+#: existed before users did.
+LOCAL_USER = "local"
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # the sign-in name (basic), or the value of the configured user claim (oidc, proxy-jwt)
+    Column("name", String(255), nullable=False, unique=True),
+    Column("email", String(320), nullable=True),
+    Column("display_name", String(255), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime, nullable=True),
+    Column("preferences", JSON, nullable=False),
+    Column("is_admin", Boolean, nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    # argon2 hash (PHC string); null for users who sign in through an identity provider
+    Column("password_hash", String(255), nullable=True),
+    **MYSQL_TABLE,
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    # SHA-256 (hex) of the token; the token itself is shown once and never stored
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Index("ix_api_tokens_user_id", "user_id"),
+    **MYSQL_TABLE,
+)
 
 runs = Table(
     "runs",
@@ -68,17 +107,25 @@ runs = Table(
     Column("handle", JSON, nullable=True),
     Column("worker_id", String(64), nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("owner_id", BigId, ForeignKey("users.id"), nullable=False),
     # claim: oldest QUEUED first; counts by state
     Index("ix_runs_state_seq", "state", "seq"),
     # adopt: active runs whose lease ran out
     Index("ix_runs_state_lease", "state", "lease_expires_at"),
     Index("ix_runs_worker_id", "worker_id"),
+    # a user's runs, newest first (keyset pages); a user's counts by state (and stats)
+    Index("ix_runs_owner_id_seq", "owner_id", "seq"),
+    Index("ix_runs_owner_id_state", "owner_id", "state"),
+    # the web UI (each as is for an admin, and led by owner_id for a user's own runs):
     # lists filtered (or sorted) by workflow type, in submission order
     Index("ix_runs_workflow_type_seq", "workflow_type", "seq"),
+    Index("ix_runs_owner_id_workflow_type_seq", "owner_id", "workflow_type", "seq"),
     # dashboard: runs submitted in the last 24 h, one state at a time
     Index("ix_runs_state_submitted_at", "state", "submitted_at"),
+    Index("ix_runs_owner_id_state_submitted_at", "owner_id", "state", "submitted_at"),
     # dashboard: the most recent failures
     Index("ix_runs_state_end_time", "state", "end_time"),
+    Index("ix_runs_owner_id_state_end_time", "owner_id", "state", "end_time"),
     **MYSQL_TABLE,
 )
 

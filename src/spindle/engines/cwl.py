@@ -22,7 +22,6 @@ exactly what cwltool ran with.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import threading
 from collections import OrderedDict
@@ -31,11 +30,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from spindle.domain import Run, RunRequest, Task
-from spindle.engines.base import Engine, EngineInfo, EngineParameter, Launch, ask
+from spindle.domain import ComputeEnv, Run, RunRequest, Task
+from spindle.engines.base import (
+    Engine,
+    EngineInfo,
+    EngineParameter,
+    Launch,
+    Site,
+    ask,
+    local_files,
+)
 from spindle.engines.cwl_log import CwltoolLog
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
-from spindle.storage.rundir import RunDir, safe_relative
+from spindle.storage.files import RunFiles
+from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
 #: Seconds ``cwltool --version`` may take (a cold start imports a lot).
 DETECT_TIMEOUT = 60.0
@@ -104,7 +112,7 @@ class CwltoolEngine(Engine):
 
     # --- checking and launching ----------------------------------------------------------
 
-    def validate(self, request: RunRequest) -> None:
+    def validate(self, request: RunRequest, env: ComputeEnv | None = None) -> None:
         """Refuse an unsupported CWL version, a bad ``parallel`` parameter, and relative
         inputs that leave the attachments (checked again against the real folder in
         :meth:`prepare`)."""
@@ -118,30 +126,33 @@ class CwltoolEngine(Engine):
             )
         rewrite_inputs(request.workflow_params, lambda rel, as_uri: rel.as_posix())
 
-    def prepare(self, run: Run, rundir: RunDir) -> Launch:
-        """Write ``params.json`` (relative inputs made absolute inside the attachments, see
-        the module docstring) and build the cwltool command; every path in it is absolute,
-        so the command means the same whatever folder a backend starts it from."""
+    def prepare(self, run: Run, rundir: RunDir, site: Site | None = None) -> Launch:
+        """Write ``params.json`` (relative inputs made absolute inside the attachments as the
+        site sees them, see the module docstring) and build the cwltool command; every path
+        in it is absolute, so the command means the same whatever folder a backend starts
+        it from."""
+        site = site or Site.local(rundir)
         request = run.request
         parallel = parallel_parameter(request.workflow_engine_parameters)
-        workflow = workflow_argument(request.workflow_url, rundir)
+        workflow = workflow_argument(request.workflow_url, rundir, site)
         attachments = rundir.attachments.resolve()
+        there = site.root / "attachments"
         params = rewrite_inputs(
-            request.workflow_params, lambda rel, as_uri: attached(attachments, rel, as_uri)
+            request.workflow_params,
+            lambda rel, as_uri: attached(attachments, rel, as_uri, there),
         )
-        params_file = rundir.params_file.absolute()
-        params_file.write_text(json.dumps(params, indent=2) + "\n")
-        work = rundir.work.absolute()
+        rundir.params_file.write_text(json.dumps(params, indent=2) + "\n")
         for sub in (_TMP, _JOBS, _CACHE):
-            (work / sub).mkdir(parents=True, exist_ok=True)
+            (rundir.work / sub).mkdir(parents=True, exist_ok=True)
+        work = site.path(rundir, rundir.work.absolute())
         argv = [
-            self.executable,
+            site.executables.get(self.name, self.executable),
             "--no-container",
             "--disable-color",  # colour codes would sit in the middle of every log line
             "--timestamps",  # task times come from these
             "--no-doc-cache",  # it would write to ~/.cache/salad, outside the run directory
             "--outdir",
-            str(rundir.outputs.absolute()),
+            str(site.path(rundir, rundir.outputs.absolute())),
             "--tmpdir-prefix",
             f"{work / _TMP}/",  # trailing slash: cwltool splits it into folder and prefix
             "--tmp-outdir-prefix",
@@ -149,7 +160,7 @@ class CwltoolEngine(Engine):
         ]
         if parallel:
             argv.append("--parallel")
-        argv += [workflow, str(params_file)]
+        argv += [workflow, str(site.path(rundir, rundir.params_file.absolute()))]
         env = {
             "PYTHONUNBUFFERED": "1",
             "TZ": "UTC",  # --timestamps prints local time; tools do not inherit TZ
@@ -185,16 +196,18 @@ class CwltoolEngine(Engine):
                 self._logs.popitem(last=False)
         return tasks
 
-    def outputs(self, rundir: RunDir) -> dict[str, Any]:
-        """The output object cwltool printed, with files as ``run:`` references. A run that
-        failed before printing it (empty or cut-off stdout) has no outputs: ``{}``."""
+    def outputs(self, rundir: RunDir, files: RunFiles | None = None) -> dict[str, Any]:
+        """The output object cwltool printed, with files inside the run folder (where it ran)
+        as ``run:`` references. A run that failed before printing it (empty or cut-off
+        stdout) has no outputs: ``{}``."""
         try:
             printed = json.loads(rundir.stdout.read_bytes())
         except (FileNotFoundError, ValueError):
             return {}
         if not isinstance(printed, dict):
             return {}
-        return {key: run_references(value, rundir) for key, value in printed.items()}
+        where = local_files(rundir, files)
+        return {key: run_references(value, where) for key, value in printed.items()}
 
 
 # --- launch helpers ----------------------------------------------------------------------
@@ -211,7 +224,7 @@ def parallel_parameter(engine_parameters: dict[str, str]) -> bool:
     return value == "true"
 
 
-def workflow_argument(workflow_url: str, rundir: RunDir) -> str:
+def workflow_argument(workflow_url: str, rundir: RunDir, site: Site | None = None) -> str:
     """What to give cwltool as the workflow: an http(s) URL as given, or the attachment the
     relative URL names (inside the attachments, which keep their folder layout, so the
     documents it references resolve). A ``#fragment`` picks a process inside a packed
@@ -232,7 +245,9 @@ def workflow_argument(workflow_url: str, rundir: RunDir) -> str:
         raise InvalidRequest("workflow_url", f"{workflow_url!r} leaves the attachments")
     if not path.is_file():
         raise InvalidRequest("workflow_url", f"{workflow_url!r} names no attached file")
-    return f"{path.as_uri()}#{fragment}" if fragment else str(path)
+    site = site or Site.local(rundir)
+    there = site.root / "attachments" / path.relative_to(attachments).as_posix()
+    return f"{there.as_uri()}#{fragment}" if fragment else str(there)
 
 
 #: Turns a checked relative input (and whether it was a ``location`` URI) into its new text.
@@ -263,33 +278,38 @@ def _is_absolute(ref: str, as_uri: bool) -> bool:
     return ref.startswith("/") or (as_uri and bool(urlsplit(ref).scheme))
 
 
-def attached(attachments: Path, rel: PurePosixPath, as_uri: bool) -> str:
+def attached(
+    attachments: Path, rel: PurePosixPath, as_uri: bool, there: PurePosixPath | None = None
+) -> str:
     """The absolute ``file://`` URI (for a location) or path of an input inside the
-    (resolved) attachments folder; refuses one that a symlink leads out of it."""
+    (resolved) attachments folder, as found at ``there`` (the attachments where the engine
+    runs; default: this host's); refuses one that a symlink leads out of it."""
     path = (attachments / rel).resolve()
     if not path.is_relative_to(attachments):
         raise InvalidPath(
             field="workflow_params", name=rel.as_posix(), problem="leaves the attachments"
         )
-    return path.as_uri() if as_uri else str(path)
+    target = (there or PurePosixPath(attachments)) / path.relative_to(attachments).as_posix()
+    return target.as_uri() if as_uri else str(target)
 
 
 # --- outputs -----------------------------------------------------------------------------
 
 
-def run_references(value: Any, rundir: RunDir) -> Any:
+def run_references(value: Any, files: RunFiles) -> Any:
     """A copy of cwltool's output ``value`` where each File/Directory inside the run
     directory has a ``run:`` location and no ``path`` (a server-local detail). Nested
     ``secondaryFiles`` and ``listing`` are File/Directory objects too and get the same."""
     if isinstance(value, list):
-        return [run_references(item, rundir) for item in value]
+        return [run_references(item, files) for item in value]
     if not isinstance(value, dict):
         return value
-    out = {key: run_references(item, rundir) for key, item in value.items()}
+    out = {key: run_references(item, files) for key, item in value.items()}
     if out.get("class") in ("File", "Directory"):
         out.pop("path", None)
         location = out.get("location")
         if isinstance(location, str) and urlsplit(location).scheme == "file":
-            with contextlib.suppress(ValueError):  # outside the run directory: left as is
-                out["location"] = rundir.ref(Path(unquote(urlsplit(location).path)))
+            rel = files.ref_of(unquote(urlsplit(location).path))
+            if rel is not None:  # outside the run directory: left as is
+                out["location"] = f"{RUN_FILE_SCHEME}{rel.as_posix()}"
     return out

@@ -15,22 +15,39 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
-from spindle.domain import LogSpan, Run, RunRequest, State, Task
-from spindle.engines.base import Engine, EngineInfo, EngineParameter, Launch, ask
+from spindle.domain import ComputeEnv, LogSpan, Run, RunRequest, State, Task
+from spindle.engines.base import (
+    Cluster,
+    Engine,
+    EngineInfo,
+    EngineParameter,
+    Launch,
+    Site,
+    ask,
+    local_files,
+)
 from spindle.errors import EngineUnavailable, InvalidRequest
-from spindle.storage.rundir import RunDir, safe_relative
+from spindle.storage.files import FileStat, RunFiles
+from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
 #: Folder put on Snakemake's PYTHONPATH: it holds only the logger plugin package.
 PLUGIN_DIR = Path(__file__).resolve().parent / "snakemake_logger"
-#: The plugin's name as Snakemake derives it from ``snakemake_logger_plugin_spindle``.
+#: The plugin's package and its name as Snakemake derives it from the package name.
+PLUGIN_PACKAGE = "snakemake_logger_plugin_spindle"
 PLUGIN_NAME = "spindle"
+#: Where a run's jobs run: in the engine's process ("local") or as cluster jobs of their own.
+EXECUTORS = ("local", "slurm")
+#: Cluster jobs one run may have at once with a cluster executor (default, most).
+DEFAULT_CLUSTER_JOBS = 10
+MAX_CLUSTER_JOBS = 1000
 #: Events file, relative to the run directory's ``logs/``.
 EVENTS_FILE = "snakemake-events.jsonl"
 #: Logger plugins arrived in Snakemake 9; older versions cannot report jobs to Spindle.
@@ -40,6 +57,7 @@ DETECT_TIMEOUT = 60.0
 
 _VERSION = re.compile(r"\b(\d+)\.\d+(?:\.\d+)?\S*")
 _ANNOTATION = re.compile(r" \([^()]*\)$")
+_WORK = PurePosixPath("work")
 
 
 class SnakemakeEngine(Engine):
@@ -87,14 +105,37 @@ class SnakemakeEngine(Engine):
                 type="int",
                 default_value=str(self.cores),
                 description=f"Cores Snakemake may use for this run (1 to {self.cores}).",
-            )
+            ),
+            EngineParameter(
+                name="executor",
+                type="string",
+                default_value="local",
+                description="'slurm' spreads the run's jobs over the cluster with Snakemake's "
+                "SLURM executor (only in a compute environment of type slurm).",
+            ),
+            EngineParameter(
+                name="jobs",
+                type="int",
+                default_value=str(DEFAULT_CLUSTER_JOBS),
+                description=f"With executor 'slurm': most cluster jobs at once "
+                f"(1 to {MAX_CLUSTER_JOBS}).",
+            ),
         ]
 
     # --- checking and launching ----------------------------------------------------------
 
-    def validate(self, request: RunRequest) -> None:
+    def validate(self, request: RunRequest, env: ComputeEnv | None = None) -> None:
         workflow_type_version = request.workflow_type_version
-        self.run_cores(request.workflow_engine_parameters)
+        parameters = request.workflow_engine_parameters
+        self.run_cores(parameters)
+        executor = executor_parameter(parameters)
+        cluster_jobs(parameters)
+        if executor != "local" and (env is None or env.type != executor):
+            where = f"{env.name!r} is {env.type}" if env else "the run is local"
+            raise InvalidRequest(
+                "workflow_engine_parameters",
+                f"executor {executor!r} needs a compute_env of type {executor}; {where}",
+            )
         if workflow_type_version not in self.versions:
             raise InvalidRequest(
                 "workflow_type_version",
@@ -102,11 +143,12 @@ class SnakemakeEngine(Engine):
                 + ", ".join(self.versions),
             )
 
-    def run_cores(self, engine_parameters: Mapping[str, str]) -> int:
-        """The ``cores`` a run asked for, checked against what this service allows."""
+    def run_cores(self, engine_parameters: Mapping[str, str], default: int | None = None) -> int:
+        """The ``cores`` a run asked for, checked against what this service allows; else
+        ``default`` (the site's CPUs), else the configured cores."""
         raw = engine_parameters.get("cores")
         if raw is None:
-            return self.cores
+            return default or self.cores
         try:
             cores = int(raw)
         except ValueError:
@@ -118,21 +160,23 @@ class SnakemakeEngine(Engine):
             )
         return cores
 
-    def prepare(self, run: Run, rundir: RunDir) -> Launch:
+    def prepare(self, run: Run, rundir: RunDir, site: Site | None = None) -> Launch:
+        site = site or Site.local(rundir)
         request = run.request
-        cores = self.run_cores(request.workflow_engine_parameters)
-        snakefile = snakefile_argument(request.workflow_url, rundir)
-        params_file = rundir.params_file.absolute()
-        params_file.write_text(json.dumps(request.workflow_params, indent=2) + "\n")
-        work = rundir.work.absolute()
+        parameters = request.workflow_engine_parameters
+        cores = self.run_cores(parameters, site.cpus)
+        snakefile = snakefile_argument(request.workflow_url, rundir, site)
+        rundir.params_file.write_text(json.dumps(request.workflow_params, indent=2) + "\n")
+        plugin = install_plugin(rundir)
+        work = site.path(rundir, rundir.work.absolute())
         argv = [
-            self.executable,
+            site.executables.get(self.name, self.executable),
             "--snakefile",
             snakefile,
             "--directory",
             str(work),
             "--configfile",
-            str(params_file),
+            str(site.path(rundir, rundir.params_file.absolute())),
             "--cores",
             str(cores),
             "--nocolor",
@@ -140,16 +184,21 @@ class SnakemakeEngine(Engine):
             "--logger",
             PLUGIN_NAME,
             f"--logger-{PLUGIN_NAME}-events-file",
-            str(events_path(rundir).absolute()),
+            str(site.path(rundir, events_path(rundir).absolute())),
         ]
+        if executor_parameter(parameters) == "slurm":
+            argv += slurm_executor_arguments(site.cluster, cluster_jobs(parameters))
         # PYTHONPATH is the plugin folder alone: nothing of Spindle's environment leaks in.
-        env = {"PYTHONPATH": str(PLUGIN_DIR), "PYTHONUNBUFFERED": "1"}
-        return Launch(argv=argv, cwd=work, env=env)
+        env = {"PYTHONPATH": str(site.path(rundir, plugin)), "PYTHONUNBUFFERED": "1"}
+        return Launch(argv=argv, cwd=work, env=env, cpus=cores)
 
     # --- reading what the run left -------------------------------------------------------
 
     def progress(self, rundir: RunDir) -> list[Task]:
-        return [job.task(rundir) for job in fold_jobs(read_events(events_path(rundir)))]
+        """The jobs Snakemake has described so far. ``job_started`` comes before the job's
+        ``job_info``: a job is reported once its rule is known, never as a nameless task."""
+        jobs = fold_jobs(read_events(events_path(rundir)))
+        return [job.task(rundir) for job in jobs if job.rule]
 
     def planned_tasks(self, rundir: RunDir) -> int | None:
         counts = self.progress_counts(rundir)
@@ -160,18 +209,18 @@ class SnakemakeEngine(Engine):
         total from ``run_info`` with none done, else None (Snakemake has not planned yet)."""
         return progress_counts(read_events(events_path(rundir)))
 
-    def outputs(self, rundir: RunDir) -> dict[str, Any]:
+    def outputs(self, rundir: RunDir, files: RunFiles | None = None) -> dict[str, Any]:
         jobs = fold_jobs(read_events(events_path(rundir)))
-        work = rundir.work.resolve()
+        where = local_files(rundir, files)
         found: dict[str, dict[str, Any]] = {}
         for job in jobs:
             if job.state is not State.COMPLETE:
                 continue
             for name in job.output:
-                path = output_path(work, name)
-                if path is not None:
-                    rel = path.relative_to(work).as_posix()
-                    found.setdefault(rel, file_entry(rundir, path, rel))
+                stat = output_stat(where, name)
+                if stat is not None:
+                    entry = file_entry(stat)
+                    found.setdefault(entry["path"], entry)
         return {"files": [found[rel] for rel in sorted(found)]}
 
 
@@ -191,10 +240,72 @@ def parse_version(text: str) -> str:
     return found.group(0)
 
 
-def snakefile_argument(workflow_url: str, rundir: RunDir) -> str:
+def executor_parameter(engine_parameters: Mapping[str, str]) -> str:
+    raw = engine_parameters.get("executor", "local")
+    if raw not in EXECUTORS:
+        raise InvalidRequest(
+            "workflow_engine_parameters",
+            f"executor must be one of {', '.join(EXECUTORS)}, got {raw!r}",
+        )
+    return raw
+
+
+def cluster_jobs(engine_parameters: Mapping[str, str]) -> int:
+    raw = engine_parameters.get("jobs")
+    if raw is None:
+        return DEFAULT_CLUSTER_JOBS
+    try:
+        jobs = int(raw)
+    except ValueError:
+        jobs = 0
+    if not 1 <= jobs <= MAX_CLUSTER_JOBS:
+        raise InvalidRequest(
+            "workflow_engine_parameters",
+            f"jobs must be an integer from 1 to {MAX_CLUSTER_JOBS}, got {raw!r}",
+        )
+    return jobs
+
+
+def slurm_executor_arguments(cluster: Cluster | None, jobs: int) -> list[str]:
+    """Snakemake's SLURM executor plugin, with the environment's partition, account and QoS
+    as the jobs' defaults (``--slurm-no-account`` when there is no account)."""
+    if cluster is None or cluster.scheduler != "slurm":
+        raise InvalidRequest(
+            "workflow_engine_parameters",
+            "executor 'slurm' needs a compute_env of type slurm",
+        )
+    argv = ["--executor", "slurm", "--jobs", str(jobs)]
+    resources = []
+    if cluster.partition:
+        resources.append(f"slurm_partition={cluster.partition}")
+    if cluster.account:
+        resources.append(f"slurm_account={cluster.account}")
+    else:
+        argv.append("--slurm-no-account")
+    if resources:
+        argv += ["--default-resources", *resources]
+    if cluster.qos:
+        argv += ["--slurm-qos", cluster.qos]
+    argv += cluster.engine_args.get("snakemake", ())
+    return argv
+
+
+def install_plugin(rundir: RunDir) -> Path:
+    """Copy the logger plugin package into the run folder's ``support/`` (the folder is put
+    on Snakemake's PYTHONPATH, wherever the run folder is started) and return that folder."""
+    folder = rundir.support / "snakemake"
+    package = PLUGIN_DIR / PLUGIN_PACKAGE
+    target = folder / PLUGIN_PACKAGE
+    target.mkdir(parents=True, exist_ok=True)
+    for source in package.glob("*.py"):
+        shutil.copyfile(source, target / source.name)
+    return folder.absolute()
+
+
+def snakefile_argument(workflow_url: str, rundir: RunDir, site: Site | None = None) -> str:
     """What to pass as ``--snakefile``: an http(s) URL as given (Snakemake 9 fetches it, and
     resolves its ``include:``s relative to the URL), or the attachment the relative URL names,
-    which must stay inside the attachments."""
+    which must stay inside the attachments (as the site sees it)."""
     scheme = urlsplit(workflow_url).scheme.lower()
     if scheme in ("http", "https"):
         return workflow_url
@@ -210,7 +321,8 @@ def snakefile_argument(workflow_url: str, rundir: RunDir) -> str:
         raise InvalidRequest("workflow_url", f"{workflow_url!r} leaves the attachments")
     if not path.is_file():
         raise InvalidRequest("workflow_url", f"{workflow_url!r} names no attached file")
-    return str(path)
+    site = site or Site.local(rundir)
+    return str(site.root / "attachments" / path.relative_to(attachments).as_posix())
 
 
 # --- events ------------------------------------------------------------------------------
@@ -348,32 +460,31 @@ def _span(rundir: RunDir, log: Path, start: int | None, end: int | None) -> LogS
 # --- outputs -----------------------------------------------------------------------------
 
 
-def output_path(work: Path, name: str) -> Path | None:
-    """The existing file or folder a job output names, inside ``work`` (resolved), or None.
+def output_stat(files: RunFiles, name: str) -> FileStat | None:
+    """The existing file or folder a job output names, inside ``work/``, or None.
 
     Snakemake prints flagged outputs with a note (``x.txt (pipe)``); the bare name is tried
-    when the printed one does not exist. Anything resolving outside ``work`` is ignored.
+    when the printed one does not exist. Anything leading outside ``work/`` is ignored.
     """
     for candidate in (name, _ANNOTATION.sub("", name)):
-        path = (work / candidate).resolve()
-        if path.is_relative_to(work) and path != work and path.exists():
-            return path
+        if candidate.startswith("/"):
+            continue
+        stat = files.stat(f"work/{candidate}")
+        if stat is not None and stat.path != _WORK and stat.path.is_relative_to(_WORK):
+            return stat
     return None
 
 
-def file_entry(rundir: RunDir, path: Path, rel: str) -> dict[str, Any]:
+def file_entry(stat: FileStat) -> dict[str, Any]:
     """A CWL-style File or Directory object whose location is a ``run:`` reference."""
-    if path.is_dir():
-        return {
-            "class": "Directory",
-            "path": rel,
-            "basename": path.name,
-            "location": rundir.ref(path),
-        }
+    rel = stat.path.relative_to(_WORK).as_posix()
+    location = f"{RUN_FILE_SCHEME}{stat.path.as_posix()}"
+    if stat.is_dir:
+        return {"class": "Directory", "path": rel, "basename": stat.path.name, "location": location}
     return {
         "class": "File",
         "path": rel,
-        "basename": path.name,
-        "size": path.stat().st_size,
-        "location": rundir.ref(path),
+        "basename": stat.path.name,
+        "size": stat.size,
+        "location": location,
     }

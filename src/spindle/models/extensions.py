@@ -3,9 +3,10 @@ the client."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from spindle.domain import State
+from spindle.models.wes import ServiceInfo
 
 
 class RunProgress(BaseModel):
@@ -42,3 +43,23 @@ class ProgressUpdate(BaseModel):
     done: int
     total: int | None
     current: list[str]
+
+
+class ComputeEnvironment(BaseModel):
+    """A compute environment runs can choose with the ``compute_env`` engine parameter."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The value of the compute_env engine parameter.")
+    type: str = Field(description="What runs the engines: local or slurm.")
+    description: str = Field(default="", description="Set by the operator.")
+
+
+class SpindleServiceInfo(ServiceInfo):
+    """WES ``ServiceInfo`` plus Spindle's documented extension fields (service-info allows
+    more fields than it names)."""
+
+    compute_environments: list[ComputeEnvironment] = Field(
+        description="Spindle extension: the configured compute environments; `local` is the "
+        "default."
+    )

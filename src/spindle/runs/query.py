@@ -207,6 +207,11 @@ def _after(query: RunQuery, key: list[Any], *, back: bool) -> ColumnElement[bool
     return after
 
 
+def _owner(owner_id: int | None) -> list[ColumnElement[bool]]:
+    """The runs of ``owner_id`` only (None: every run), as in ``store._owned``."""
+    return [] if owner_id is None else [runs.c.owner_id == owner_id]
+
+
 async def search(
     conn: AsyncConnection,
     query: RunQuery,
@@ -214,11 +219,13 @@ async def search(
     after: list[Any] | None,
     back: bool,
     limit: int,
+    owner_id: int | None = None,
 ) -> list[RunSummary]:
     """Up to ``limit`` runs matching ``query`` past the keyset position ``after``: in the
-    query's order, or, with ``back``, in the opposite order (the caller reverses them)."""
+    query's order, or, with ``back``, in the opposite order (the caller reverses them).
+    With ``owner_id``, that user's runs only."""
     stmt = select(*_SUMMARY_COLUMNS)
-    where = _filters(query)
+    where = _owner(owner_id) + _filters(query)
     if after is not None:
         where.append(_after(query, after, back=back))
     if where:
@@ -227,22 +234,25 @@ async def search(
     return [summary_from_row(r) for r in (await conn.execute(stmt)).mappings()]
 
 
-async def get_summary(conn: AsyncConnection, run_id: str) -> RunSummary | None:
-    row = (
-        (await conn.execute(select(*_SUMMARY_COLUMNS).where(runs.c.id == run_id)))
-        .mappings()
-        .first()
-    )
+async def get_summary(
+    conn: AsyncConnection, run_id: str, *, owner_id: int | None = None
+) -> RunSummary | None:
+    stmt = select(*_SUMMARY_COLUMNS).where(runs.c.id == run_id, *_owner(owner_id))
+    row = (await conn.execute(stmt)).mappings().first()
     return summary_from_row(row) if row else None
 
 
-async def count_since(conn: AsyncConnection, since: datetime) -> dict[str, int]:
-    """Runs submitted at or after ``since``, by state: one index range per state
-    (``ix_runs_state_submitted_at``), which every database plans well without statistics."""
+async def count_since(
+    conn: AsyncConnection, since: datetime, *, owner_id: int | None = None
+) -> dict[str, int]:
+    """Runs submitted at or after ``since`` (of ``owner_id`` only, if given), by state: one
+    index range per state (``ix_runs_state_submitted_at``, or with an owner
+    ``ix_runs_owner_id_state_submitted_at``), which every database plans well without
+    statistics."""
     stmt = union_all(
         *(
             select(runs.c.state, func.count())
-            .where(runs.c.state == state.value, runs.c.submitted_at >= since)
+            .where(*_owner(owner_id), runs.c.state == state.value, runs.c.submitted_at >= since)
             .group_by(runs.c.state)
             for state in State
         )
@@ -250,15 +260,18 @@ async def count_since(conn: AsyncConnection, since: datetime) -> dict[str, int]:
     return {state: int(n) for state, n in (await conn.execute(stmt)).all()}
 
 
-async def recent_failures(conn: AsyncConnection, *, limit: int) -> list[Failure]:
-    """The runs that failed last (by end time), each with its reason and first failed task.
-    One query per failed state, each reading ``ix_runs_state_end_time`` backwards."""
+async def recent_failures(
+    conn: AsyncConnection, *, limit: int, owner_id: int | None = None
+) -> list[Failure]:
+    """The runs that failed last (by end time), each with its reason and first failed task
+    (of ``owner_id`` only, if given). One query per failed state, each reading
+    ``ix_runs_state_end_time`` (or ``ix_runs_owner_id_state_end_time``) backwards."""
     columns = (*_SUMMARY_COLUMNS, runs.c.exit_code, runs.c.system_logs)
     rows: list[RowMapping] = []
     for state in FAILED_STATES:
         stmt = (
             select(*columns)
-            .where(runs.c.state == state.value, runs.c.end_time.is_not(None))
+            .where(*_owner(owner_id), runs.c.state == state.value, runs.c.end_time.is_not(None))
             .order_by(runs.c.end_time.desc(), runs.c.seq.desc())
             .limit(limit)
         )

@@ -1,6 +1,11 @@
 """The run service: what the API, the web UI and the CLI (through the API) can do with runs.
 
 It owns transactions; the repository functions in ``store`` and ``claim`` never commit.
+
+Every call takes the :class:`~spindle.domain.Caller` and is scoped by it, here and nowhere
+else: a caller who is not an admin sees and acts on their own runs only, and someone else's
+run is "not found" (404), exactly like a run that does not exist, so its existence leaks
+nothing. Admins see every run.
 """
 
 from __future__ import annotations
@@ -8,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,6 +25,8 @@ from spindle.config import Settings
 from spindle.db.types import utcnow
 from spindle.domain import (
     ACTIVE_STATES,
+    Caller,
+    ComputeEnv,
     Event,
     Failure,
     LogChunk,
@@ -33,8 +40,8 @@ from spindle.domain import (
 )
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
-from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
-from spindle.runs import logs, query, store
+from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, Unreachable
+from spindle.runs import feed, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
     decode_cursor,
@@ -53,14 +60,11 @@ from spindle.runs.submit import (
     parse_request,
     stage_uploads,
 )
-from spindle.runs.wakeup import Wakeup, notify_other_processes
+from spindle.runs.wakeup import Wakeup
+from spindle.storage.files import FileSource
 from spindle.storage.rundir import RunDir
 
 LOG_STREAMS = ("stdout", "stderr")
-#: seconds between looks at the database while following runs' events
-FOLLOW_INTERVAL = 0.5
-#: events read per look while following
-FOLLOW_BATCH = 500
 T = TypeVar("T")
 # (RunService has a method named ``list``, which hides the builtin in its annotations)
 Failures = list[Failure]
@@ -83,18 +87,24 @@ class RunService:
         settings: Settings,
         catalog: Catalog,
         wakeup: Wakeup,
-        compute_envs: Collection[str] = ("local",),
+        compute_envs: Sequence[ComputeEnv] = (ComputeEnv("local", "local"),),
+        file_sources: Mapping[str, FileSource] | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.catalog = catalog
         self.wakeup = wakeup
-        self.compute_envs = tuple(compute_envs)
+        self.compute_envs = {env.name: env for env in compute_envs}
+        #: per compute environment whose run folders are elsewhere: where to fetch files
+        self.file_sources = dict(file_sources or {})
 
     # --- submit --------------------------------------------------------------------------
 
-    async def submit(self, fields: Mapping[str, str | None], uploads: Sequence[Upload]) -> Run:
-        """A new run from RunWorkflow form fields and attachments (which keep their paths)."""
+    async def submit(
+        self, fields: Mapping[str, str | None], uploads: Sequence[Upload], *, caller: Caller
+    ) -> Run:
+        """A new run of the caller's from RunWorkflow form fields and attachments (which keep
+        their paths)."""
         request = parse_request(fields)
         engine, compute_env = self._check(request)
         max_bytes = self.settings.max_upload_bytes
@@ -103,15 +113,21 @@ class RunService:
             engine,
             compute_env,
             lambda dest: stage_uploads(uploads, dest, max_bytes=max_bytes),
+            owner_id=caller.user_id,
         )
 
-    async def resubmit(self, run_id: str) -> Run:
-        """A new run with the same request and the same attachments as ``run_id``."""
-        old = await self.get(run_id)
+    async def resubmit(self, run_id: str, *, caller: Caller) -> Run:
+        """A new run with the same request and the same attachments as ``run_id`` (which the
+        caller must be able to see), owned by the caller."""
+        old = await self.get(run_id, caller=caller)
         engine, compute_env = self._check(old.request)
         source = self.rundir(run_id).attachments
         return await self._create(
-            old.request, engine, compute_env, lambda dest: copy_attachments(source, dest)
+            old.request,
+            engine,
+            compute_env,
+            lambda dest: copy_attachments(source, dest),
+            owner_id=caller.user_id,
         )
 
     def _check(self, request: RunRequest) -> tuple[Engine, str]:
@@ -131,13 +147,14 @@ class RunService:
                     + ", ".join(sorted(known)),
                 )
         compute_env = request.workflow_engine_parameters.get("compute_env", "local")
-        if compute_env not in self.compute_envs:
+        env = self.compute_envs.get(compute_env)
+        if env is None:
             raise InvalidRequest(
                 "workflow_engine_parameters",
                 f"compute_env {compute_env!r} is not configured; configured: "
                 + ", ".join(self.compute_envs),
             )
-        engine.validate(request)
+        engine.validate(request, env)
         return engine, compute_env
 
     async def _create(
@@ -146,6 +163,8 @@ class RunService:
         engine: Engine,
         compute_env: str,
         stage: Callable[[Path], list[StagedFile]],
+        *,
+        owner_id: int,
     ) -> Run:
         """Stage the attachments (``stage`` fills the folder it is given; blocking, so it
         runs in a thread) under a temporary name, move them into place, then store the run.
@@ -171,8 +190,9 @@ class RunService:
                     request=request,
                     engine=engine.name,
                     compute_env=compute_env,
+                    owner_id=owner_id,
                 )
-                await notify_other_processes(conn, "queued")
+                await self.wakeup.notify(conn, "queued")
         except BaseException:
             await asyncio.to_thread(discard, final.root)
             raise
@@ -181,36 +201,48 @@ class RunService:
 
     # --- read ----------------------------------------------------------------------------
 
-    async def get(self, run_id: str) -> Run:
+    async def get(self, run_id: str, *, caller: Caller) -> Run:
         async with self.db.connect() as conn:
-            run = await store.get_run(conn, run_id)
+            run = await store.get_run(conn, run_id, owner_id=caller.owner_scope)
         if run is None:
             raise RunNotFound(run_id)
         return run
 
-    async def state(self, run_id: str) -> State:
+    async def state(self, run_id: str, *, caller: Caller) -> State:
         async with self.db.connect() as conn:
-            state = await store.get_state(conn, run_id)
+            state = await store.get_state(conn, run_id, owner_id=caller.owner_scope)
         if state is None:
             raise RunNotFound(run_id)
         return state
 
-    async def list(self, *, page_size: int | None, page_token: str | None) -> Page[Run]:
+    async def list(
+        self, *, page_size: int | None, page_token: str | None, caller: Caller
+    ) -> Page[Run]:
         size = check_page_size(page_size)
         before = decode_token("runs", page_token)
         async with self.db.connect() as conn:
-            runs = await store.list_runs(conn, before_seq=before, limit=size + 1)
+            runs = await store.list_runs(
+                conn, before_seq=before, limit=size + 1, owner_id=caller.owner_scope
+            )
         token = encode_token("runs", runs[size - 1].seq) if len(runs) > size else ""
         return Page(runs[:size], token)
 
     async def search(
-        self, q: RunQuery, *, page_size: int | None = None, page_token: str | None = None
+        self,
+        q: RunQuery,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        caller: Caller,
     ) -> Page[RunSummary]:
-        """Run summaries matching ``q``, in its order, keyset-paged both ways."""
+        """Summaries of the runs the caller may see that match ``q``, in its order,
+        keyset-paged both ways."""
         size = check_page_size(page_size)
         after, back = decode_cursor(q.token_kind, page_token, q.key_width)
         async with self.db.connect() as conn:
-            rows = await query.search(conn, q, after=after, back=back, limit=size + 1)
+            rows = await query.search(
+                conn, q, after=after, back=back, limit=size + 1, owner_id=caller.owner_scope
+            )
         more = len(rows) > size
         rows = rows[:size]
         if back:
@@ -227,43 +259,47 @@ class RunService:
         prev = token(rows[0], back=True) if after is not None else ""
         return Page(rows, token(rows[-1], back=False) if more else "", prev)
 
-    async def summary(self, run_id: str) -> RunSummary:
+    async def summary(self, run_id: str, *, caller: Caller) -> RunSummary:
         async with self.db.connect() as conn:
-            run = await query.get_summary(conn, run_id)
+            run = await query.get_summary(conn, run_id, owner_id=caller.owner_scope)
         if run is None:
             raise RunNotFound(run_id)
         return run
 
-    async def counts(self) -> dict[str, int]:
-        """Runs by state (states with no runs are absent)."""
+    async def counts(self, *, caller: Caller | None) -> dict[str, int]:
+        """Runs by state, of the runs the caller may see (states with no runs are absent);
+        nothing for an anonymous caller (``None``: service-info read without credentials)."""
+        if caller is None:
+            return {}
         async with self.db.connect() as conn:
-            return await store.count_by_state(conn)
+            return await store.count_by_state(conn, owner_id=caller.owner_scope)
 
-    async def counts_since(self, since: datetime) -> dict[str, int]:
-        """Runs submitted since ``since``, by state."""
+    async def counts_since(self, since: datetime, *, caller: Caller) -> dict[str, int]:
+        """Runs the caller may see submitted since ``since``, by state."""
         async with self.db.connect() as conn:
-            return await query.count_since(conn, since)
+            return await query.count_since(conn, since, owner_id=caller.owner_scope)
 
-    async def recent_failures(self, limit: int = 5) -> Failures:
-        """The runs that ended in EXECUTOR_ERROR or SYSTEM_ERROR last, newest first."""
+    async def recent_failures(self, limit: int = 5, *, caller: Caller) -> Failures:
+        """The runs the caller may see that ended in EXECUTOR_ERROR or SYSTEM_ERROR last,
+        newest first."""
         async with self.db.connect() as conn:
-            return await query.recent_failures(conn, limit=limit)
+            return await query.recent_failures(conn, limit=limit, owner_id=caller.owner_scope)
 
     async def tasks(
-        self, run_id: str, *, page_size: int | None, page_token: str | None
+        self, run_id: str, *, page_size: int | None, page_token: str | None, caller: Caller
     ) -> Page[Task]:
         size = check_page_size(page_size)
         after = decode_token(f"tasks:{run_id}", page_token)
         async with self.db.connect() as conn:
-            if await store.get_state(conn, run_id) is None:
+            if await store.get_state(conn, run_id, owner_id=caller.owner_scope) is None:
                 raise RunNotFound(run_id)
             rows = await store.list_tasks(conn, run_id, after_ordinal=after, limit=size + 1)
         token = encode_token(f"tasks:{run_id}", rows[size - 1][0]) if len(rows) > size else ""
         return Page([t for _, t in rows[:size]], token)
 
-    async def task(self, run_id: str, task_id: str) -> Task:
+    async def task(self, run_id: str, task_id: str, *, caller: Caller) -> Task:
         async with self.db.connect() as conn:
-            if await store.get_state(conn, run_id) is None:
+            if await store.get_state(conn, run_id, owner_id=caller.owner_scope) is None:
                 raise RunNotFound(run_id)
             task = await store.get_task(conn, run_id, task_id)
         if task is None:
@@ -271,29 +307,43 @@ class RunService:
         return task
 
     def rundir(self, run_id: str) -> RunDir:
+        """The run's folder. Unscoped: check the caller first (``state``, ``task``)."""
         return RunDir.for_run(self.settings.data_dir, run_id)
 
-    async def log_file(self, run_id: str, stream: str) -> Path:
+    # --- logs and files ------------------------------------------------------------------
+
+    async def log_file(self, run_id: str, stream: str, *, caller: Caller) -> Path:
+        await self.state(run_id, caller=caller)
         _check_stream(stream)
-        await self.state(run_id)
         return self.rundir(run_id).logs / stream
 
     async def read_log(
-        self, run_id: str, stream: str, *, offset: int = 0, limit: int = logs.MAX_CHUNK
+        self,
+        run_id: str,
+        stream: str,
+        *,
+        offset: int = 0,
+        limit: int = logs.MAX_CHUNK,
+        caller: Caller,
     ) -> LogChunk:
         """The run's engine stdout or stderr from ``offset``."""
-        path = await self.log_file(run_id, stream)
+        path = await self.log_file(run_id, stream, caller=caller)
         return await asyncio.to_thread(
             logs.read_range, path, base=0, end=None, offset=offset, limit=limit
         )
 
-    async def tail_log(self, run_id: str, stream: str, *, max_bytes: int) -> LogChunk:
+    async def tail_log(
+        self, run_id: str, stream: str, *, max_bytes: int, caller: Caller
+    ) -> LogChunk:
         """The last ``max_bytes`` of the run's stdout or stderr."""
-        path = await self.log_file(run_id, stream)
+        path = await self.log_file(run_id, stream, caller=caller)
         return await asyncio.to_thread(logs.read_tail, path, base=0, end=None, max_bytes=max_bytes)
 
-    async def _task_span(self, run_id: str, task_id: str, stream: str) -> tuple[Path, LogSpan]:
-        task = await self.task(run_id, task_id)
+    async def task_log(
+        self, run_id: str, task_id: str, stream: str, *, caller: Caller
+    ) -> tuple[Path, LogSpan]:
+        """Where one task's share of the engine's ``stream`` is: the file and its span."""
+        task = await self.task(run_id, task_id, caller=caller)
         _check_stream(stream)
         span = task.stdout if stream == "stdout" else task.stderr
         if span is None:
@@ -308,37 +358,52 @@ class RunService:
         *,
         offset: int = 0,
         limit: int = logs.MAX_CHUNK,
+        caller: Caller,
     ) -> LogChunk:
         """One task's share of the engine output (its byte span of a log) from ``offset``."""
-        path, span = await self._task_span(run_id, task_id, stream)
+        path, span = await self.task_log(run_id, task_id, stream, caller=caller)
         return await asyncio.to_thread(
             logs.read_range, path, base=span.start or 0, end=span.end, offset=offset, limit=limit
         )
 
     async def tail_task_log(
-        self, run_id: str, task_id: str, stream: str, *, max_bytes: int
+        self, run_id: str, task_id: str, stream: str, *, max_bytes: int, caller: Caller
     ) -> LogChunk:
-        path, span = await self._task_span(run_id, task_id, stream)
+        path, span = await self.task_log(run_id, task_id, stream, caller=caller)
         return await asyncio.to_thread(
             logs.read_tail, path, base=span.start or 0, end=span.end, max_bytes=max_bytes
         )
 
-    async def run_file(self, run_id: str, path: str) -> Path:
-        """A file of the run, for download; refuses anything outside the run folder."""
-        await self.state(run_id)
-        target = self.rundir(run_id).resolve(path)
-        if not target.is_file():
+    async def run_file(self, run_id: str, path: str, *, caller: Caller) -> Path:
+        """A file of the run, for download; refuses anything outside the run folder. A run
+        that ran elsewhere (a cluster) has its files fetched from there when asked for: on
+        every request while it is active, once when it has ended."""
+        run = await self.get(run_id, caller=caller)
+        rundir = self.rundir(run_id)
+        target = rundir.resolve(path)
+        source = self.file_sources.get(run.compute_env)
+        fetched = run.state.terminal and await asyncio.to_thread(target.is_file)
+        if source is not None and run.handle is not None and not fetched:
+            rel = PurePosixPath(target.relative_to(rundir.root.resolve()).as_posix())
+            try:
+                await source.fetch(run.handle, rel, target)
+            except Unreachable:
+                if not await asyncio.to_thread(target.is_file):
+                    raise  # 503: the file is on a compute environment out of reach now
+            except NotFound:
+                raise NotFound(f"run {run_id!r} has no file {path!r}") from None
+        if not await asyncio.to_thread(target.is_file):
             raise NotFound(f"run {run_id!r} has no file {path!r}")
         return target
 
     # --- cancel --------------------------------------------------------------------------
 
-    async def cancel(self, run_id: str) -> State:
+    async def cancel(self, run_id: str, *, caller: Caller) -> State:
         """Cancel a run. QUEUED runs are CANCELED at once; active ones become CANCELING and
         their worker stops the engine. A finished run is left as it is (no error)."""
         while True:
             async with self.db.begin() as conn:
-                state = await store.get_state(conn, run_id)
+                state = await store.get_state(conn, run_id, owner_id=caller.owner_scope)
                 if state is None:
                     raise RunNotFound(run_id)
                 if state is State.QUEUED:
@@ -360,7 +425,7 @@ class RunService:
                         new=State.CANCELING,
                         reason="cancel requested",
                     ):
-                        await notify_other_processes(conn, f"cancel:{run_id}")
+                        await self.wakeup.notify(conn, f"cancel:{run_id}")
                         break
                     continue
                 return state
@@ -369,66 +434,42 @@ class RunService:
 
     # --- events --------------------------------------------------------------------------
 
-    async def events(self, run_id: str, *, after_id: int = 0, limit: int = 1000) -> Events:
+    async def events(
+        self, run_id: str, *, after_id: int = 0, limit: int = 1000, caller: Caller
+    ) -> Events:
         """A run's events (state changes with their reasons), oldest first."""
         async with self.db.connect() as conn:
-            if await store.get_state(conn, run_id) is None:
+            if await store.get_state(conn, run_id, owner_id=caller.owner_scope) is None:
                 raise RunNotFound(run_id)
             return await store.list_events(conn, run_id, after_id=after_id, limit=limit)
 
     async def follow(
-        self, run_id: str, *, after_id: int = 0, interval: float = FOLLOW_INTERVAL
+        self,
+        run_id: str,
+        *,
+        after_id: int = 0,
+        interval: float = feed.INTERVAL,
+        caller: Caller,
     ) -> AsyncIterator[Event | Progress]:
         """A run's events after ``after_id`` as they are written, and its progress whenever
         it changes; ends once the run has ended and its last event was given."""
-        await self.state(run_id)  # RunNotFound before the first item
-        return self._follow(run_id, after_id, interval)
-
-    async def _follow(
-        self, run_id: str, after_id: int, interval: float
-    ) -> AsyncIterator[Event | Progress]:
-        last: Progress | None = None
-        while True:
-            async with self.db.connect() as conn:
-                # the state first: a run's final event is committed with its final state,
-                # so once the state reads terminal, the events read next include that event
-                current = await store.get_progress(conn, run_id)
-                if current is None:
-                    return
-                state, progress = current
-                batch = await store.list_events(conn, run_id, after_id=after_id, limit=FOLLOW_BATCH)
-            for event in batch:
-                after_id = event.id
-                yield event
-            if progress is not None and progress != last:
-                last = progress
-                yield progress
-            if state.terminal and len(batch) < FOLLOW_BATCH:
-                return
-            if len(batch) < FOLLOW_BATCH:
-                await asyncio.sleep(interval)
+        await self.state(run_id, caller=caller)  # RunNotFound before the first item
+        return feed.follow_run(self.db, run_id, after_id=after_id, interval=interval)
 
     async def last_event_id(self) -> int:
+        """The newest event's id (of any run: a position in the stream, not a run's data)."""
         async with self.db.connect() as conn:
             return await store.last_event_id(conn)
 
     async def follow_all(
-        self, *, after_id: int | None = None, interval: float = FOLLOW_INTERVAL
+        self, *, after_id: int | None = None, interval: float = feed.INTERVAL, caller: Caller
     ) -> AsyncIterator[Event]:
-        """Every run's events after ``after_id`` (None: after the last one written by now)
-        as they are written. Never ends by itself."""
+        """The events of every run the caller may see after ``after_id`` (None: after the
+        last one written by now) as they are written. Never ends by itself."""
         position = await self.last_event_id() if after_id is None else after_id
-        return self._follow_all(position, interval)
-
-    async def _follow_all(self, position: int, interval: float) -> AsyncIterator[Event]:
-        while True:
-            async with self.db.connect() as conn:
-                batch = await store.list_all_events(conn, after_id=position, limit=FOLLOW_BATCH)
-            for event in batch:
-                position = event.id
-                yield event
-            if len(batch) < FOLLOW_BATCH:
-                await asyncio.sleep(interval)
+        return feed.follow_all(
+            self.db, owner_id=caller.owner_scope, position=position, interval=interval
+        )
 
 
 def _check_stream(stream: str) -> None:

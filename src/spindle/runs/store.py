@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from spindle.db.tables import events, run_texts, runs, tasks
 from spindle.db.types import utcnow
 from spindle.domain import Event, LogSpan, Progress, Run, RunRequest, State, Task
+
+T = TypeVar("T", bound=tuple[Any, ...])
 
 
 def run_from_row(row: RowMapping) -> Run:
@@ -49,6 +51,7 @@ def run_from_row(row: RowMapping) -> Run:
         handle=row["handle"],
         worker_id=row["worker_id"],
         lease_expires_at=row["lease_expires_at"],
+        owner_id=row["owner_id"],
     )
 
 
@@ -85,12 +88,25 @@ def event_from_row(row: RowMapping) -> Event:
     )
 
 
+def _owned(stmt: Select[T], owner_id: int | None) -> Select[T]:
+    """Only the runs of ``owner_id`` (None: every run). Every read that a caller's scope
+    limits goes through here."""
+    return stmt if owner_id is None else stmt.where(runs.c.owner_id == owner_id)
+
+
 async def insert_run(
-    conn: AsyncConnection, *, run_id: str, request: RunRequest, engine: str, compute_env: str
+    conn: AsyncConnection,
+    *,
+    run_id: str,
+    request: RunRequest,
+    engine: str,
+    compute_env: str,
+    owner_id: int,
 ) -> Run:
     now = utcnow()
     values: dict[str, Any] = {
         "id": run_id,
+        "owner_id": owner_id,
         "state": State.QUEUED.value,
         "workflow_type": request.workflow_type,
         "workflow_type_version": request.workflow_type_version,
@@ -127,29 +143,36 @@ def search_text(run_id: str, request: RunRequest) -> str:
     return "\n".join(lines).lower()[:MAX_SEARCH_TEXT]
 
 
-async def get_run(conn: AsyncConnection, run_id: str) -> Run | None:
-    row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().first()
+async def get_run(conn: AsyncConnection, run_id: str, *, owner_id: int | None = None) -> Run | None:
+    """The run, if it exists and (with ``owner_id``) belongs to that user."""
+    stmt = _owned(select(runs).where(runs.c.id == run_id), owner_id)
+    row = (await conn.execute(stmt)).mappings().first()
     return run_from_row(row) if row else None
 
 
-async def get_state(conn: AsyncConnection, run_id: str) -> State | None:
-    value = (
-        await conn.execute(select(runs.c.state).where(runs.c.id == run_id))
-    ).scalar_one_or_none()
+async def get_state(
+    conn: AsyncConnection, run_id: str, *, owner_id: int | None = None
+) -> State | None:
+    """The run's state, if it exists and (with ``owner_id``) belongs to that user."""
+    stmt = _owned(select(runs.c.state).where(runs.c.id == run_id), owner_id)
+    value = (await conn.execute(stmt)).scalar_one_or_none()
     return State(value) if value is not None else None
 
 
-async def list_runs(conn: AsyncConnection, *, before_seq: int | None, limit: int) -> list[Run]:
-    """Newest first, keyset-paged on ``seq`` (stable while runs are added)."""
-    stmt = select(runs).order_by(runs.c.seq.desc()).limit(limit)
+async def list_runs(
+    conn: AsyncConnection, *, before_seq: int | None, limit: int, owner_id: int | None = None
+) -> list[Run]:
+    """Newest first, keyset-paged on ``seq`` (stable while runs are added); with
+    ``owner_id``, that user's runs only."""
+    stmt = _owned(select(runs).order_by(runs.c.seq.desc()).limit(limit), owner_id)
     if before_seq is not None:
         stmt = stmt.where(runs.c.seq < before_seq)
     rows = (await conn.execute(stmt)).mappings().all()
     return [run_from_row(r) for r in rows]
 
 
-async def count_by_state(conn: AsyncConnection) -> dict[str, int]:
-    stmt = select(runs.c.state, func.count()).group_by(runs.c.state)
+async def count_by_state(conn: AsyncConnection, *, owner_id: int | None = None) -> dict[str, int]:
+    stmt = _owned(select(runs.c.state, func.count()).group_by(runs.c.state), owner_id)
     return {state: int(n) for state, n in (await conn.execute(stmt)).all()}
 
 
@@ -186,6 +209,14 @@ async def update_run(conn: AsyncConnection, run_id: str, **values: Any) -> None:
     )
 
 
+async def append_system_log(conn: AsyncConnection, run_id: str, line: str) -> None:
+    """Add one line to a run's system_logs (read and written in the caller's transaction)."""
+    row = (await conn.execute(select(runs.c.system_logs).where(runs.c.id == run_id))).one_or_none()
+    if row is None:
+        return
+    await update_run(conn, run_id, system_logs=[*(row.system_logs or []), line])
+
+
 async def add_event(
     conn: AsyncConnection,
     run_id: str,
@@ -213,13 +244,22 @@ async def list_events(
     return [event_from_row(r) for r in rows]
 
 
-async def list_all_events(conn: AsyncConnection, *, after_id: int, limit: int) -> list[Event]:
-    """Every run's events after ``after_id``, oldest first."""
-    rows = (
-        await conn.execute(
-            select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-        )
-    ).mappings()
+async def list_all_events(
+    conn: AsyncConnection,
+    *,
+    after_id: int,
+    upto_id: int | None = None,
+    limit: int,
+    owner_id: int | None = None,
+) -> list[Event]:
+    """The events with ids after ``after_id`` (and up to ``upto_id``) of every run, or with
+    ``owner_id`` of that user's runs only, oldest first."""
+    stmt = select(events).where(events.c.id > after_id)
+    if upto_id is not None:
+        stmt = stmt.where(events.c.id <= upto_id)
+    if owner_id is not None:
+        stmt = stmt.join(runs, runs.c.id == events.c.run_id).where(runs.c.owner_id == owner_id)
+    rows = (await conn.execute(stmt.order_by(events.c.id).limit(limit))).mappings()
     return [event_from_row(r) for r in rows]
 
 

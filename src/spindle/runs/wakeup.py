@@ -9,6 +9,7 @@ event. Everywhere else polling is the fallback.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -18,6 +19,9 @@ CHANNEL = "spindle_wakeup"
 
 class Wakeup:
     def __init__(self) -> None:
+        #: Names this process in its notifications, so it can ignore its own echo (it was
+        #: woken in-process already).
+        self.sender = uuid.uuid4().hex
         self.queued = asyncio.Event()
         self._cancels: dict[str, asyncio.Event] = {}
 
@@ -35,15 +39,19 @@ class Wakeup:
     def forget(self, run_id: str) -> None:
         self._cancels.pop(run_id, None)
 
+    async def notify(self, conn: AsyncConnection, message: str) -> None:
+        """Tell workers in other processes (``queued`` or ``cancel:<run id>``): on
+        PostgreSQL a ``pg_notify``, delivered when ``conn`` commits."""
+        if conn.dialect.name == "postgresql":
+            payload = f"{self.sender} {message}"
+            await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
+
     def deliver(self, payload: str) -> None:
-        """A message from another process (``queued`` or ``cancel:<run id>``)."""
-        if payload == "queued":
+        """A notification as it arrives: ``<sender> <message>``. Our own are ignored."""
+        sender, _, message = payload.partition(" ")
+        if sender == self.sender:
+            return
+        if message == "queued":
             self.run_queued()
-        elif payload.startswith("cancel:"):
-            self.cancel_requested(payload.removeprefix("cancel:"))
-
-
-async def notify_other_processes(conn: AsyncConnection, payload: str) -> None:
-    """Send ``payload`` to listening workers on PostgreSQL when ``conn`` commits."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": payload})
+        elif message.startswith("cancel:"):
+            self.cancel_requested(message.removeprefix("cancel:"))

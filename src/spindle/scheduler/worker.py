@@ -14,10 +14,11 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from spindle.backends.base import Backend, Handle, Status
 from spindle.config import Settings
@@ -25,12 +26,21 @@ from spindle.db.types import utcnow
 from spindle.domain import ACTIVE_STATES, Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
-from spindle.errors import SpindleError
+from spindle.errors import SpindleError, Unreachable
 from spindle.runs import claim, store
 from spindle.runs.wakeup import Wakeup
+from spindle.scheduler.poller import Outcome, Poller, Trouble
 from spindle.storage.rundir import RunDir
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Longest wait between two tries to reach a compute environment that cannot be reached
+#: (the waits double from one second up to this).
+RETRY_MAX_SECONDS = 30.0
+#: How long a run waits on a backend that can wait for its process (local) before looking
+#: again; the poller's cycles look anyway, so this only bounds one wait.
+PROCESS_WAIT_SECONDS = 3600.0
 
 #: what a task still marked unfinished becomes when its run ends this way
 _TASK_END = {
@@ -65,6 +75,7 @@ class Worker:
         self.id = worker_id or new_worker_id()
         self.capacity = settings.max_concurrent_runs
         self._active: dict[str, asyncio.Task[None]] = {}
+        self._pollers: dict[str, Poller] = {}
         self._slot_free = asyncio.Event()
         self._lease = timedelta(seconds=settings.lease_seconds)
 
@@ -73,10 +84,17 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker %s started (capacity %d)", self.id, self.capacity)
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        loop = asyncio.get_running_loop()
+        next_adoption = loop.time()
         try:
             while not stop.is_set():
                 self.wakeup.queued.clear()
-                await self._fill()
+                # Orphans are looked for at start and then on the poll timer: a lease runs
+                # for many poll intervals, so a submission's wake-up need not pay for it.
+                adopt = loop.time() >= next_adoption
+                if adopt:
+                    next_adoption = loop.time() + self.settings.poll_interval
+                await self._fill(adopt=adopt)
                 await self._sleep(stop)
         finally:
             heartbeat.cancel()
@@ -96,9 +114,9 @@ class Worker:
         for task in pending:
             task.cancel()
 
-    async def _fill(self) -> None:
+    async def _fill(self, *, adopt: bool) -> None:
         """Adopt orphans first (they already run somewhere), then claim queued runs."""
-        while len(self._active) < self.capacity:
+        while adopt and len(self._active) < self.capacity:
             run = await self._take(claim.adopt_expired)
             if run is None:
                 break
@@ -169,6 +187,8 @@ class Worker:
                         run_ids=[t.get_name().removeprefix("run-") for t in tasks],
                         lease_until=utcnow(),
                     )
+        for poller in self._pollers.values():
+            await poller.close()
         for backend in self.backends.values():
             await backend.close()
 
@@ -182,7 +202,7 @@ class Worker:
             if run.handle is not None:
                 handle = Handle.from_json(run.handle)
             elif run.state is State.CANCELING:
-                await self._finish(run, engine, rundir, Status(State.CANCELED), None)
+                await self._finish(run, engine, backend, rundir, Status(State.CANCELED), None)
                 return
             else:
                 handle = await self._launch(run, engine, backend, rundir)
@@ -206,21 +226,35 @@ class Worker:
                 f"compute environment {run.compute_env!r} is not configured"
             ) from None
 
+    def _poller(self, run: Run, backend: Backend) -> Poller:
+        poller = self._pollers.get(run.compute_env)
+        if poller is None:
+            interval = backend.poll_interval or self.settings.monitor_interval
+            poller = Poller(run.compute_env, backend, interval, RETRY_MAX_SECONDS)
+            self._pollers[run.compute_env] = poller
+        return poller
+
     async def _launch(self, run: Run, engine: Engine, backend: Backend, rundir: RunDir) -> Handle:
-        launch = await asyncio.to_thread(engine.prepare, run, rundir)
-        handle = await backend.submit(run.id, launch, rundir)
+        site = backend.site(run.id, rundir)
+        launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+        handle = await self._retrying(
+            run.id,
+            f"submitting to {run.compute_env}",
+            lambda: backend.submit(run.id, launch, rundir),
+        )
         async with self.db.begin() as conn:
             await store.update_run(conn, run.id, handle=handle.to_json(), cmd=launch.argv)
-            started = await store.transition(
-                conn,
-                run.id,
-                expected=[State.INITIALIZING],
-                new=State.RUNNING,
-                start_time=utcnow(),
-            )
-        if not started:
-            # cancelled while we were starting it: the handle is saved, stop it now
-            log.info("run %s was cancelled during start-up", run.id)
+            if not backend.capabilities.queues:
+                started = await store.transition(
+                    conn,
+                    run.id,
+                    expected=[State.INITIALIZING],
+                    new=State.RUNNING,
+                    start_time=utcnow(),
+                )
+                if not started:
+                    # cancelled while we were starting it: the handle is saved, stop it now
+                    log.info("run %s was cancelled during start-up", run.id)
         return handle
 
     async def _monitor(
@@ -234,100 +268,180 @@ class Worker:
         adopted: bool,
     ) -> None:
         cancel = self.wakeup.cancel_event(run.id)
-        first = True
-        while True:
-            status = (
-                await backend.attach(handle)
-                if (adopted and first)
-                else (await backend.poll([handle]))[run.id]
-            )
-            first = False
-            await self._sync_progress(run, engine, rundir)
-            if status.state.terminal or status.state is State.SYSTEM_ERROR:
-                await self._finish(run, engine, rundir, status, handle)
-                return
-            async with self.db.connect() as conn:
-                state = await store.get_state(conn, run.id)
-            if state is State.CANCELING:
-                await backend.cancel(handle)
-                await self._finish(run, engine, rundir, Status(State.CANCELED), handle)
-                return
-            if state is None or not state.active:
-                return  # someone else finished it
-            if state is State.INITIALIZING and status.state is State.RUNNING:
-                # adopted before the previous owner recorded the start
-                async with self.db.begin() as conn:
-                    await store.transition(
-                        conn,
-                        run.id,
-                        expected=[State.INITIALIZING],
-                        new=State.RUNNING,
-                        start_time=utcnow(),
+        poller = self._poller(run, backend)
+        poller.follow(handle)
+        trouble: Trouble | None = None
+        try:
+            outcome: Outcome | None = None
+            if adopted:
+                outcome = await self._retrying(
+                    run.id, f"re-attaching in {run.compute_env}", lambda: backend.attach(handle)
+                )
+            while True:
+                if outcome is None:
+                    outcome = await self._next(poller, backend, handle, cancel)
+                if isinstance(outcome, Trouble):
+                    if trouble is None:
+                        await self._note(
+                            run.id,
+                            f"cannot follow the run in {run.compute_env}: {outcome.message}; "
+                            f"retrying (next in {outcome.retry_in:g} s)",
+                        )
+                    trouble = outcome
+                elif trouble is not None:
+                    await self._note(run.id, f"reached {run.compute_env} again")
+                    trouble = None
+                status = outcome if isinstance(outcome, Status) else None
+                outcome = None
+                if status is not None and status.state.terminal:
+                    # _finish reads the engine's progress once, with the final state
+                    await self._finish(run, engine, backend, rundir, status, handle)
+                    return
+                await self._sync_progress(run, engine, rundir)
+                async with self.db.connect() as conn:
+                    state = await store.get_state(conn, run.id)
+                if state is State.CANCELING:
+                    await self._retrying(
+                        run.id, f"cancelling in {run.compute_env}", lambda: backend.cancel(handle)
                     )
-            waiter = asyncio.create_task(backend.wait(handle, self.settings.monitor_interval))
-            canceller = asyncio.create_task(cancel.wait())
-            await asyncio.wait([waiter, canceller], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            canceller.cancel()
+                    await self._finish(run, engine, backend, rundir, Status(State.CANCELED), handle)
+                    return
+                if state is None or not state.active:
+                    return  # someone else finished it
+                if state is State.INITIALIZING and status and status.state is State.RUNNING:
+                    # the backend started it (a queued job runs now, or we adopted the run
+                    # before the previous owner recorded the start)
+                    async with self.db.begin() as conn:
+                        await store.transition(
+                            conn,
+                            run.id,
+                            expected=[State.INITIALIZING],
+                            new=State.RUNNING,
+                            start_time=utcnow(),
+                        )
+        finally:
+            poller.forget(run.id)
 
-    async def _sync_progress(self, run: Run, engine: Engine, rundir: RunDir) -> list[Task]:
+    async def _next(
+        self, poller: Poller, backend: Backend, handle: Handle, cancel: asyncio.Event
+    ) -> Outcome | None:
+        """The next poll outcome for the run, or None when a cancel was requested first. A
+        backend that can wait for its process (local) hurries the poller when it ends."""
+        nxt = asyncio.create_task(poller.next(handle.run_id))
+        cancelled = asyncio.create_task(cancel.wait())
+        waiting: set[asyncio.Task[Any]] = {nxt, cancelled}
+        if backend.capabilities.waits:
+            # returns early only when the process ended (it is cancelled with the others)
+            waiting.add(asyncio.create_task(backend.wait(handle, PROCESS_WAIT_SECONDS)))
+        try:
+            while True:
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if nxt in done:
+                    return nxt.result()
+                if cancelled in done:
+                    return None
+                poller.kick()  # the process ended: look now rather than at the next cycle
+                waiting -= done
+        finally:
+            for task in waiting:
+                task.cancel()
+
+    async def _retrying(self, run_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, retried with backoff while the compute environment cannot be reached
+        (submit, cancel and attach are safe to repeat); the first failure and the recovery
+        are noted in the run's system_logs."""
+        delay = 1.0
+        failures = 0
+        while True:
+            try:
+                result = await call()
+            except Unreachable as exc:
+                failures += 1
+                if failures == 1:
+                    await self._note(
+                        run_id, f"{what} failed: {exc.message}; retrying (next in {delay:g} s)"
+                    )
+                log.warning("run %s: %s failed (%s); retrying in %g s", run_id, what, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_SECONDS, delay * 2)
+                continue
+            if failures:
+                await self._note(run_id, f"{what} succeeded after {failures + 1} attempts")
+            return result
+
+    async def _note(self, run_id: str, line: str) -> None:
+        """Add a line to the run's system_logs (what Spindle had to deal with)."""
+        log.info("run %s: %s", run_id, line)
+        with contextlib.suppress(Exception):
+            async with self.db.begin() as conn:
+                await store.append_system_log(conn, run_id, line)
+
+    async def _sync_progress(self, run: Run, engine: Engine, rundir: RunDir) -> None:
+        tasks, progress = await self._read_progress(engine, rundir)
+        if tasks:
+            async with self.db.begin() as conn:
+                await _save_progress(conn, run.id, tasks, progress)
+
+    @staticmethod
+    async def _read_progress(engine: Engine, rundir: RunDir) -> tuple[list[Task], Progress]:
         tasks = await asyncio.to_thread(engine.progress, rundir)
-        if not tasks:
-            return tasks
-        done = sum(1 for t in tasks if t.state is State.COMPLETE)
-        total = engine.planned_tasks(rundir)
         progress = Progress(
-            done=done,
-            total=total,
+            done=sum(1 for t in tasks if t.state is State.COMPLETE),
+            total=engine.planned_tasks(rundir) if tasks else None,
             current=[t.name for t in tasks if t.state is State.RUNNING],
         )
-        async with self.db.begin() as conn:
-            await store.save_tasks(conn, run.id, tasks)
-            await store.update_run(
-                conn,
-                run.id,
-                progress={
-                    "done": progress.done,
-                    "total": progress.total,
-                    "current": progress.current,
-                },
-            )
-        return tasks
+        return tasks, progress
 
     async def _finish(
         self,
         run: Run,
         engine: Engine,
+        backend: Backend,
         rundir: RunDir,
         status: Status,
         handle: Handle | None,
     ) -> None:
+        """Read the engine's last progress and its outputs, then write them, the final state
+        and the closing of unfinished tasks in one transaction."""
         final = status.state
         values: dict[str, Any] = {"end_time": utcnow()}
         if status.exit_code is not None:
             values["exit_code"] = status.exit_code
-        async with self.db.connect() as conn:
-            current = await store.get_run(conn, run.id)
-        if current is None:
-            return
-        system_logs = list(current.system_logs)
-        if status.reason:
-            system_logs.append(status.reason)
-        values["system_logs"] = system_logs
+        notes = [status.reason] if status.reason else []
+        tasks: list[Task] = []
+        progress: Progress | None = None
         if handle is not None:
-            await self._sync_progress(current, engine, rundir)
+            tasks, progress = await self._read_progress(engine, rundir)
             try:
-                values["outputs"] = await asyncio.to_thread(engine.outputs, rundir)
+                files = await self._retrying(
+                    run.id,
+                    f"listing the run's files in {run.compute_env}",
+                    lambda: backend.files(handle, rundir),
+                )
+                values["outputs"] = await asyncio.to_thread(engine.outputs, rundir, files)
             except Exception as exc:
                 log.exception("collecting outputs of %s failed", run.id)
-                system_logs.append(f"collecting outputs failed: {exc!r}")
+                notes.append(f"collecting outputs failed: {exc!r}")
         async with self.db.begin() as conn:
+            current = await store.get_run(conn, run.id)
+            if current is None or not current.state.active:
+                log.info("run %s ended elsewhere", run.id)
+                return
+            if tasks and progress is not None:
+                await _save_progress(conn, run.id, tasks, progress)
+            if (
+                current.start_time is None
+                and handle is not None
+                and final not in (State.CANCELED, State.SYSTEM_ERROR)
+            ):
+                values["start_time"] = values["end_time"]  # it ran between two looks
             done = await store.transition(
                 conn,
                 run.id,
                 expected=ACTIVE_STATES,
                 new=final,
                 reason=status.reason,
+                system_logs=[*current.system_logs, *notes],
                 **values,
             )
             if done:
@@ -349,3 +463,14 @@ class Worker:
                     system_logs=logs,
                 ):
                     await store.unfinished_tasks_to(conn, run.id, State.SYSTEM_ERROR)
+
+
+async def _save_progress(
+    conn: AsyncConnection, run_id: str, tasks: list[Task], progress: Progress
+) -> None:
+    await store.save_tasks(conn, run_id, tasks)
+    await store.update_run(
+        conn,
+        run_id,
+        progress={"done": progress.done, "total": progress.total, "current": progress.current},
+    )

@@ -73,6 +73,12 @@ class RunDir:
     def params_file(self) -> Path:
         return self.root / "params.json"
 
+    @property
+    def support(self) -> Path:
+        """Spindle's own helper files for the engine (e.g. Snakemake's logger plugin), copied
+        in so that the folder holds everything the run needs wherever it is started."""
+        return self.root / "support"
+
     def create(self) -> None:
         for d in (self.attachments, self.work, self.outputs, self.logs):
             d.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from spindle.errors import InvalidRequest, PayloadTooLarge
 from spindle.runs.service import RunService
 from spindle.web import views
 from spindle.web.csrf import FIELD
-from spindle.web.deps import Service
+from spindle.web.deps import PageCaller, Service
 from spindle.web.render import render, web_of
 
 router = APIRouter(include_in_schema=False)
@@ -150,13 +150,13 @@ def _submit_page(
 
 
 @router.get("/submit", response_class=HTMLResponse)
-async def submit_form(request: Request, service: Service) -> HTMLResponse:
+async def submit_form(request: Request, service: Service, _caller: PageCaller) -> HTMLResponse:
     choices = _choices(service)
     return _submit_page(request, service, {"workflow": choices[0][0] if choices else ""}, {})
 
 
 @router.post("/submit", response_class=HTMLResponse)
-async def submit(request: Request, service: Service) -> Response:
+async def submit(request: Request, service: Service, caller: PageCaller) -> Response:
     length = request.headers.get("content-length", "")
     max_bytes = service.settings.max_upload_bytes
     if length.isdigit() and int(length) > max_bytes + (1 << 20):
@@ -174,7 +174,7 @@ async def submit(request: Request, service: Service) -> Response:
             )
         }
         try:
-            run = await service.submit(_fields(form), _uploads(form))
+            run = await service.submit(_fields(form), _uploads(form), caller=caller)
         except InvalidRequest as exc:
             field = _FORM_FIELD.get(exc.field, "")
             message = exc.problem if field else exc.message
@@ -191,14 +191,18 @@ async def _checked(request: Request) -> None:
 
 
 @router.post("/runs/{run_id}/cancel")
-async def cancel(request: Request, run_id: str, service: Service) -> RedirectResponse:
+async def cancel(
+    request: Request, run_id: str, service: Service, caller: PageCaller
+) -> RedirectResponse:
     await _checked(request)
-    await service.cancel(run_id)
+    await service.cancel(run_id, caller=caller)
     return RedirectResponse(views.run_url(run_id), status_code=303)
 
 
 @router.post("/runs/{run_id}/resubmit")
-async def resubmit(request: Request, run_id: str, service: Service) -> RedirectResponse:
+async def resubmit(
+    request: Request, run_id: str, service: Service, caller: PageCaller
+) -> RedirectResponse:
     await _checked(request)
-    run = await service.resubmit(run_id)
+    run = await service.resubmit(run_id, caller=caller)
     return RedirectResponse(views.run_url(run.id), status_code=303)

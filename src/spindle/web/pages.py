@@ -11,11 +11,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from spindle.db.types import utcnow
+from spindle.domain import Caller
 from spindle.errors import InvalidRequest
 from spindle.runs.query import RunQuery, SortKey
 from spindle.runs.service import RunService
 from spindle.web import views
-from spindle.web.deps import Service
+from spindle.web.deps import PageCaller, Service
 from spindle.web.render import render
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -31,11 +32,11 @@ FAILURES_SHOWN = 5
 
 
 @router.get("/")
-async def dashboard(request: Request, service: Service) -> HTMLResponse:
+async def dashboard(request: Request, service: Service, caller: PageCaller) -> HTMLResponse:
     now = utcnow()
-    counts = await service.counts()
-    day = await service.counts_since(now - timedelta(hours=24))
-    failures = await service.recent_failures(FAILURES_SHOWN)
+    counts = await service.counts(caller=caller)
+    day = await service.counts_since(now - timedelta(hours=24), caller=caller)
+    failures = await service.recent_failures(FAILURES_SHOWN, caller=caller)
     return render(
         request,
         "dashboard.html",
@@ -72,6 +73,7 @@ class ListLinks:
 async def runs_page(
     request: Request,
     service: Service,
+    caller: PageCaller,
     state: Annotated[list[str], Query()] = [],  # noqa: B006 (FastAPI copies query defaults)
     type: str = "",
     tag: str = "",
@@ -100,7 +102,9 @@ async def runs_page(
         query = RunQuery.parse(
             states=state, workflow_type=type, tag=tag, text=q, sort=sort, order=order
         )
-        result = await service.search(query, page_size=PAGE_SIZE, page_token=page or None)
+        result = await service.search(
+            query, page_size=PAGE_SIZE, page_token=page or None, caller=caller
+        )
     except InvalidRequest as exc:
         error, status = exc.message, 400
     return render(
@@ -124,18 +128,20 @@ async def runs_page(
 
 
 @router.get("/runs/{run_id}/row")
-async def run_row(request: Request, run_id: str, service: Service) -> HTMLResponse:
+async def run_row(
+    request: Request, run_id: str, service: Service, caller: PageCaller
+) -> HTMLResponse:
     """One row of the runs table, for pages that update it live."""
-    return render(request, "_row.html", {"run": await service.summary(run_id)})
+    return render(request, "_row.html", {"run": await service.summary(run_id, caller=caller)})
 
 
-async def _live(service: RunService, run_id: str) -> dict[str, Any]:
+async def _live(service: RunService, run_id: str, caller: Caller) -> dict[str, Any]:
     """What changes while a run goes on: state, progress, timeline, tasks, outputs."""
     # events before the run: a change made in between shows in the run and comes again
     # through the page's event stream (which starts after the last event read here)
-    events = await service.events(run_id)
-    run = await service.get(run_id)
-    tasks = await service.tasks(run_id, page_size=MAX_TASKS, page_token=None)
+    events = await service.events(run_id, caller=caller)
+    run = await service.get(run_id, caller=caller)
+    tasks = await service.tasks(run_id, page_size=MAX_TASKS, page_token=None, caller=caller)
     return {
         "run": run,
         "events": [e for e in events if e.kind == "state"],
@@ -147,29 +153,35 @@ async def _live(service: RunService, run_id: str) -> dict[str, Any]:
 
 
 @router.get("/runs/{run_id}")
-async def run_page(request: Request, run_id: str, service: Service) -> HTMLResponse:
-    live = await _live(service, run_id)
+async def run_page(
+    request: Request, run_id: str, service: Service, caller: PageCaller
+) -> HTMLResponse:
+    live = await _live(service, run_id, caller)
     logs = {
-        stream: await service.tail_log(run_id, stream, max_bytes=RUN_LOG_TAIL)
+        stream: await service.tail_log(run_id, stream, max_bytes=RUN_LOG_TAIL, caller=caller)
         for stream in ("stdout", "stderr")
     }
     return render(request, "run.html", {**live, "logs": logs}, nav="runs")
 
 
 @router.get("/runs/{run_id}/live")
-async def run_live(request: Request, run_id: str, service: Service) -> HTMLResponse:
+async def run_live(
+    request: Request, run_id: str, service: Service, caller: PageCaller
+) -> HTMLResponse:
     """The parts of a run page that change, for the page to refresh without reloading."""
-    return render(request, "_live.html", await _live(service, run_id))
+    return render(request, "_live.html", await _live(service, run_id, caller))
 
 
 @router.get("/runs/{run_id}/tasks/{task_id}")
-async def task_page(request: Request, run_id: str, task_id: str, service: Service) -> HTMLResponse:
-    run = await service.summary(run_id)
-    task = await service.task(run_id, task_id)
+async def task_page(
+    request: Request, run_id: str, task_id: str, service: Service, caller: PageCaller
+) -> HTMLResponse:
+    run = await service.summary(run_id, caller=caller)
+    task = await service.task(run_id, task_id, caller=caller)
     logs = {}
     for stream, span in (("stdout", task.stdout), ("stderr", task.stderr)):
         if span is not None:
             logs[stream] = await service.tail_task_log(
-                run_id, task_id, stream, max_bytes=TASK_LOG_TAIL
+                run_id, task_id, stream, max_bytes=TASK_LOG_TAIL, caller=caller
             )
     return render(request, "task.html", {"run": run, "task": task, "logs": logs}, nav="runs")

@@ -1,7 +1,10 @@
 """web UI: indexes for run lists and the dashboard, and the run_texts search table
 
+Each index comes twice: as is, for an admin (who sees every run), and led by ``owner_id``,
+for everyone else (whose every query is limited to their own runs).
+
 Revision ID: 0004
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-30 10:00:00
 """
 
@@ -14,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -34,6 +37,17 @@ def upgrade() -> None:
         batch_op.create_index("ix_runs_workflow_type_seq", ["workflow_type", "seq"], unique=False)
         batch_op.create_index("ix_runs_state_submitted_at", ["state", "submitted_at"], unique=False)
         batch_op.create_index("ix_runs_state_end_time", ["state", "end_time"], unique=False)
+        batch_op.create_index(
+            "ix_runs_owner_id_workflow_type_seq", ["owner_id", "workflow_type", "seq"], unique=False
+        )
+        batch_op.create_index(
+            "ix_runs_owner_id_state_submitted_at",
+            ["owner_id", "state", "submitted_at"],
+            unique=False,
+        )
+        batch_op.create_index(
+            "ix_runs_owner_id_state_end_time", ["owner_id", "state", "end_time"], unique=False
+        )
 
     run_texts = op.create_table(
         "run_texts",
@@ -81,6 +95,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("run_texts")
     with op.batch_alter_table("runs", schema=None) as batch_op:
+        batch_op.drop_index("ix_runs_owner_id_state_end_time")
+        batch_op.drop_index("ix_runs_owner_id_state_submitted_at")
+        batch_op.drop_index("ix_runs_owner_id_workflow_type_seq")
         batch_op.drop_index("ix_runs_state_end_time")
         batch_op.drop_index("ix_runs_state_submitted_at")
         batch_op.drop_index("ix_runs_workflow_type_seq")

@@ -1,0 +1,1 @@
+"""SLURM compute environments (see :mod:`spindle.backends.slurm.backend`)."""
