@@ -14,6 +14,11 @@ sees it (send → whole HTML read), the server's CPU per page is measured from /
   (no index: a top-N sort over every row);
 * ``GET /runs/{id}``: run pages of runs drawn at random, and the fragment a run page
   refreshes itself with.
+
+Every figure is taken twice, signed in (``auth = "basic"``, the session cookie of the sign-in
+form, as a browser sends it): as an admin, who sees every run, and as a user who owns one
+run in ten (the runs are shared out among ten users), whose every query is limited to their
+own runs.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.log import log
 from bench.reads import batch, fill, per
 from bench.server import Server
 from bench.stats import Row
-from spindle.db.tables import events, run_texts, runs, tasks
+from spindle.auth.accounts import AccountService
+from spindle.db.tables import events, run_texts, runs, tasks, users
 from spindle.domain import RunRequest
 from spindle.runs.paging import encode_cursor
 from spindle.runs.store import search_text
@@ -40,6 +46,11 @@ from spindle.runs.store import search_text
 WARMUP = 20
 #: Runs whose pages are loaded (drawn at random).
 SAMPLE = 200
+#: Users the runs are shared out among (run ``seq`` goes to user ``seq % USERS``).
+USERS = 10
+#: Who the pages are loaded as: an admin, and one of the users.
+ADMIN, USER = "root", "user0"
+PASSWORD = "bench password"  # noqa: S105 (a throwaway user of a throwaway database)
 
 
 def _events_and_tasks(run: Any, rundir: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -128,26 +139,50 @@ def _write_logs(server: Server, run_ids: list[str]) -> None:
         (logs / "stderr").write_text(line * 200)  # ~11 KiB
 
 
-async def measure(server: Server, *, size: int, requests: int, time_limit: float) -> list[Row]:
-    t0 = time.perf_counter()
-    added = await fill(server.engine, size, str(server.runs_dir))
-    history = await fill_history(server.engine, str(server.runs_dir))
-    log(
-        f"pages: filled {added:,} runs and the history of {history:,} in "
-        f"{time.perf_counter() - t0:.1f} s (table: {size:,})"
-    )
+async def share_out(server: Server) -> None:
+    """Make the users (once) and give each one run in ``USERS``, by ``seq``."""
+    accounts = AccountService(server.engine)
     async with server.engine.connect() as conn:
-        ids_seqs = (await conn.execute(select(runs.c.id, runs.c.seq))).all()
-    rng = random.Random(size)  # noqa: S311 (reproducible sample, not secrets)
-    sample = rng.sample(ids_seqs, min(SAMPLE, len(ids_seqs)))
-    _write_logs(server, [r.id for r in sample])
+        have = set((await conn.execute(select(users.c.name))).scalars())
+    if ADMIN not in have:
+        await accounts.add_user(ADMIN, password=PASSWORD, admin=True)
+    for n in range(USERS):
+        if f"user{n}" not in have:
+            await accounts.add_user(f"user{n}", password=PASSWORD)
+    async with server.engine.begin() as conn:
+        ids = dict((await conn.execute(select(users.c.name, users.c.id))).all())
+        for n in range(USERS):
+            await conn.execute(
+                update(runs).where(runs.c.seq % USERS == n).values(owner_id=ids[f"user{n}"])
+            )
+    if server.engine.dialect.name == "postgresql":
+        async with server.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("VACUUM ANALYZE runs"))
+
+
+async def signed_in(server: Server, name: str) -> httpx.AsyncClient:
+    """A client holding ``name``'s session cookie, from the sign-in form."""
+    client = httpx.AsyncClient(base_url=server.url, timeout=30.0)
+    form = await client.get("/login")
+    token = form.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    r = await client.post(
+        "/login",
+        data={"csrf_token": token, "name": name, "password": PASSWORD, "next": "/"},
+        headers={"Origin": server.url},
+    )
+    if r.status_code != 303:
+        raise RuntimeError(f"signing in as {name} answered {r.status_code}: {r.text[:300]}")
+    return client
+
+
+def figures(base: str, ids_seqs: list[Any], sample: list[Any]) -> list[tuple[str, list[str], str]]:
     one = sample[0].id
     seqs = sorted(s for _, s in ids_seqs)
     deep = [
         encode_cursor("runs:submitted:desc", [seqs[len(seqs) // 4 + k]]) for k in range(0, 50, 5)
     ]
-    base = server.url
-    figures: list[tuple[str, list[str], str]] = [
+    return [
         ("GET / (dashboard)", [f"{base}/"], ""),
         ("GET /runs first page", [f"{base}/runs"], "50 runs a page"),
         ("GET /runs deep page", [f"{base}/runs?page={quote(t)}" for t in deep], "a quarter in"),
@@ -159,30 +194,67 @@ async def measure(server: Server, *, size: int, requests: int, time_limit: float
         ("GET /runs/{id} (run page)", [f"{base}/runs/{r.id}" for r in sample], "2 tasks, 4 events"),
         ("GET /runs/{id}/live (fragment)", [f"{base}/runs/{r.id}/live" for r in sample], ""),
     ]
-    label = f"pages {size // 1000}k" if size >= 1000 else f"pages {size}"
+
+
+async def measure(server: Server, *, size: int, requests: int, time_limit: float) -> list[Row]:
+    t0 = time.perf_counter()
+    added = await fill(server.engine, size, str(server.runs_dir))
+    history = await fill_history(server.engine, str(server.runs_dir))
+    await share_out(server)
+    log(
+        f"pages: filled {added:,} runs and the history of {history:,} in "
+        f"{time.perf_counter() - t0:.1f} s (table: {size:,}, {USERS} users)"
+    )
+    if server.settings.get("SPINDLE_AUTH") != "basic":
+        await server.stop()
+        server.settings["SPINDLE_AUTH"] = "basic"
+        await server.start()
+    async with server.engine.connect() as conn:
+        ids_seqs = (await conn.execute(select(runs.c.id, runs.c.seq))).all()
+        user_id = (await conn.execute(select(users.c.id).where(users.c.name == USER))).scalar_one()
+        own = (
+            await conn.execute(select(runs.c.id, runs.c.seq).where(runs.c.owner_id == user_id))
+        ).all()
+    rng = random.Random(size)  # noqa: S311 (reproducible sample, not secrets)
+    sample = rng.sample(ids_seqs, min(SAMPLE, len(ids_seqs)))
+    own_sample = rng.sample(own, min(SAMPLE, len(own)))
+    _write_logs(server, [r.id for r in sample + own_sample])
+    size_label = f"{size // 1000}k" if size >= 1000 else str(size)
+    who = [
+        (ADMIN, f"pages {size_label}, admin", figures(server.url, ids_seqs, sample)),
+        (USER, f"pages {size_label}, user", figures(server.url, own, own_sample)),
+    ]
     rows: list[Row] = []
-    per_figure = time_limit / len(figures)
-    async with httpx.AsyncClient(timeout=30.0) as client:
-        for name, urls, note in figures:
-            check = await client.get(urls[0])
-            if check.status_code != 200 or not ("<h1>" in check.text or "run-state" in check.text):
-                raise RuntimeError(f"{urls[0]} answered {check.status_code}: {check.text[:300]}")
-            await batch(client, urls, total=WARMUP, concurrency=1, time_limit=per_figure)
-            cpu0 = await server.cpu()
-            b = await batch(client, urls, total=requests, concurrency=1, time_limit=per_figure)
-            use = cpu0.until(await server.cpu())
-            if b.errors:
-                note = f"{note}, {b.errors} errors".lstrip(", ")
-            rows.append(
-                Row.of(
-                    server.db.kind,
-                    label,
-                    name,
-                    b.latencies,
-                    rate=b.rate,
-                    cpu=per(use.server, len(b.latencies)),
-                    db_cpu=per(use.db, len(b.latencies)),
-                    note=note,
+    per_figure = time_limit / sum(len(f) for _, _, f in who)
+    for name, label, page_figures in who:
+        client = await signed_in(server, name)
+        try:
+            for measure_name, urls, note in page_figures:
+                check = await client.get(urls[0])
+                if check.status_code != 200 or not (
+                    "<h1>" in check.text or "run-state" in check.text
+                ):
+                    raise RuntimeError(
+                        f"{urls[0]} answered {check.status_code}: {check.text[:300]}"
+                    )
+                await batch(client, urls, total=WARMUP, concurrency=1, time_limit=per_figure)
+                cpu0 = await server.cpu()
+                b = await batch(client, urls, total=requests, concurrency=1, time_limit=per_figure)
+                use = cpu0.until(await server.cpu())
+                if b.errors:
+                    note = f"{note}, {b.errors} errors".lstrip(", ")
+                rows.append(
+                    Row.of(
+                        server.db.kind,
+                        label,
+                        measure_name,
+                        b.latencies,
+                        rate=b.rate,
+                        cpu=per(use.server, len(b.latencies)),
+                        db_cpu=per(use.db, len(b.latencies)),
+                        note=note,
+                    )
                 )
-            )
+        finally:
+            await client.aclose()
     return rows

@@ -4,6 +4,7 @@ written through the store, as the worker writes them."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -120,3 +121,47 @@ def text(page: BeautifulSoup, selector: str) -> str:
     found = page.select_one(selector)
     assert found is not None, selector
     return " ".join(found.get_text(" ").split())
+
+
+# --- signed in -------------------------------------------------------------------------------
+
+ORIGIN = "http://spindle.test"
+PASSWORDS = {"alice": "alice's secret", "bob": "bob's secret", "root": "root's secret"}
+
+
+def browser(app: FastAPI) -> httpx.AsyncClient:
+    """Another client of the same app with a cookie jar of its own, sending the Origin a
+    browser sends with a form's POST."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url=ORIGIN, headers={"Origin": ORIGIN}
+    )
+
+
+@contextlib.asynccontextmanager
+async def basic_site(settings: Settings, catalog: Catalog, **overrides: Any) -> AsyncIterator[Site]:
+    """The app in ``auth = "basic"`` without a worker, with the users alice, bob and root
+    (an admin); the client has not signed in."""
+    values = {**settings.model_dump(), "auth": "basic", **overrides}
+    app = make_app(Settings(**values), catalog, worker=False)
+    async with app.router.lifespan_context(app):
+        for name, password in PASSWORDS.items():
+            await app.state.accounts.add_user(name, password=password, admin=name == "root")
+        async with browser(app) as client:
+            yield Site(client, app)
+
+
+async def sign_in(
+    client: httpx.AsyncClient, name: str, password: str | None = None, next_path: str = ""
+) -> httpx.Response:
+    """The sign-in form filled in and sent, as a browser does (the page first, for its CSRF
+    token and cookie)."""
+    form = BeautifulSoup((await client.get("/login")).text, "html.parser")
+    return await client.post(
+        "/login",
+        data={
+            "csrf_token": csrf_token(form),
+            "name": name,
+            "password": PASSWORDS[name] if password is None else password,
+            "next": next_path,
+        },
+    )

@@ -1,5 +1,6 @@
 """The error page: what an HTML route answers for 404, 405, 500 and every refused request,
-in the look of the other pages (the API keeps answering WES ErrorResponse)."""
+in the look of the other pages (the API keeps answering WES ErrorResponse). A page that needs
+sign-in answers the way to sign in instead (``spindle.web.signin``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from spindle.web.render import SECURITY_HEADERS, render
+from spindle.web.signin import sign_in_needed
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,8 @@ async def error_page(request: Request, status: int, message: str) -> Response:
     except ValueError:
         title = "Error"
     try:
+        if status == 401:
+            return sign_in_needed(request, message)
         page: HTMLResponse = render(
             request,
             "error.html",

@@ -1,6 +1,6 @@
 """Turning a template and its values into an HTML response, with what every page shares:
-the service's name and version for the navigation bar, the CSRF token for its forms, and the
-security headers of every HTML answer."""
+the service's name and version for the navigation bar, who is signed in, the CSRF token for
+its forms, and the security headers of every HTML answer."""
 
 from __future__ import annotations
 
@@ -65,6 +65,10 @@ class Web:
     templates: Jinja2Templates
     csrf: Csrf
     service_name: str
+    #: the ``auth`` setting: none, basic, oidc or proxy-jwt
+    auth_mode: str
+    #: where people learn how to sign in (``auth_instructions_url``; may be empty)
+    instructions_url: str
 
 
 def web_of(request: Request) -> Web:
@@ -86,6 +90,9 @@ def render(
         "service_name": web.service_name,
         "version": spindle.__version__,
         "nav": nav,
+        # set by the page's caller dependency; None on pages anyone may see (sign-in, errors)
+        "caller": getattr(request.state, "caller", None),
+        "auth_mode": web.auth_mode,
         "csrf_token": token,
         "now": utcnow(),
         **context,

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from spindle.config import Settings
-from spindle.web import forms, pages
+from spindle.web import forms, pages, signin, tokens
 from spindle.web.csrf import Csrf
 from spindle.web.render import Web, environment
 
@@ -24,7 +24,11 @@ def install(app: FastAPI, settings: Settings) -> None:
         templates=Jinja2Templates(env=environment()),
         csrf=Csrf(secret),
         service_name=settings.service_name,
+        auth_mode=settings.auth,
+        instructions_url=settings.auth_instructions_url,
     )
     app.include_router(pages.router)
     app.include_router(forms.router)
+    app.include_router(signin.router)
+    app.include_router(tokens.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
