@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from spindle.auth.accounts import AccountService, caller_for
 from spindle.config import Settings
 from spindle.db.tables import runs
 from spindle.domain import Caller, Event, Progress, Run, RunRequest, RunSummary, State, Task
@@ -363,3 +364,103 @@ async def test_follow_all_gives_every_runs_events_from_now(service: RunService) 
         (second.id, "CANCELED"),
     ]
     assert await service.last_event_id() == got[-1].id
+
+
+# --- who sees what ---------------------------------------------------------------------------
+
+
+async def two_users(db: AsyncEngine) -> tuple[Caller, Caller]:
+    accounts = AccountService(db)
+    return (
+        caller_for(await accounts.add_user("alice"), "basic"),
+        caller_for(await accounts.add_user("bob"), "basic"),
+    )
+
+
+async def test_scoped_search_summary_and_dashboard_figures(service: RunService) -> None:
+    db = service.db
+    alice, bob = await two_users(db)
+    now = datetime.now(UTC)
+    ended = (State.INITIALIZING, State.RUNNING, State.EXECUTOR_ERROR)
+    mine = [
+        await add(db, owner_id=alice.user_id, tags={"p": "x"}),
+        await add(db, owner_id=alice.user_id, path=ended, end_time=now - timedelta(minutes=9)),
+    ]
+    theirs = [
+        await add(db, owner_id=bob.user_id, tags={"p": "x"}, url="workflow.cwl", wf_type="CWL"),
+        await add(db, owner_id=bob.user_id, path=ended, end_time=now - timedelta(minutes=1)),
+    ]
+    everyone = {r.id for r in mine + theirs}
+    queries = [
+        RunQuery(),
+        RunQuery(states=frozenset({State.EXECUTOR_ERROR})),
+        RunQuery(tag_key="p", tag_value="x"),
+        RunQuery(sort=SortKey.STATE),
+        RunQuery(sort=SortKey.WORKFLOW, descending=False),
+        RunQuery(workflow_type="CWL"),
+    ]
+    for caller, own in ((alice, mine), (bob, theirs), (ADMIN, mine + theirs)):
+        ids = {r.id for r in own}
+        for q in queries:
+            seen = {r.id for r in (await service.search(q, caller=caller)).items}
+            assert seen <= ids, (caller.name, q)
+            everyone_seen = {r.id for r in (await service.search(q, caller=ADMIN)).items}
+            assert seen == everyone_seen & ids, (caller.name, q)
+        # a search by someone else's run id finds nothing
+        for run in mine + theirs:
+            found = await service.search(RunQuery(text=run.id), caller=caller)
+            assert [r.id for r in found.items] == ([run.id] if run.id in ids else [])
+        for run_id in everyone:
+            if run_id in ids:
+                assert (await service.summary(run_id, caller=caller)).id == run_id
+            else:
+                with pytest.raises(RunNotFound):
+                    await service.summary(run_id, caller=caller)
+        counts = await service.counts(caller=caller)
+        assert sum(counts.values()) == len(ids)
+        day = await service.counts_since(now - timedelta(hours=1), caller=caller)
+        assert day == counts
+        failures = await service.recent_failures(5, caller=caller)
+        assert [f.run.id for f in failures] == [
+            r.id
+            for r in sorted(own, key=lambda r: r.seq, reverse=True)
+            if r.id in {mine[1].id, theirs[1].id}
+        ]
+
+
+async def test_scoped_events_and_follows(service: RunService) -> None:
+    db = service.db
+    alice, bob = await two_users(db)
+    own = await add(db, owner_id=alice.user_id, path=(State.CANCELED,))
+    other = await add(db, owner_id=bob.user_id, path=(State.CANCELED,))
+    assert [e.data["to"] for e in await service.events(own.id, caller=alice)] == [
+        "QUEUED",
+        "CANCELED",
+    ]
+    for call in (
+        service.events(other.id, caller=alice),
+        service.follow(other.id, caller=alice),
+    ):
+        with pytest.raises(RunNotFound):
+            await call
+    assert len([i async for i in await service.follow(other.id, caller=ADMIN)]) == 2
+
+    # the all-runs stream gives alice her own runs' events only, though bob's come between
+    stream = await service.follow_all(interval=0.05, caller=alice)
+    got: list[Event] = []
+    theirs = await add(db, owner_id=bob.user_id, path=(State.CANCELED,))
+    mine = await add(db, owner_id=alice.user_id)
+    async for event in stream:
+        got.append(event)
+        if len(got) == 1:
+            for _ in range(3):
+                await add(db, owner_id=bob.user_id, path=(State.CANCELED,))
+            later = await add(db, owner_id=alice.user_id, path=(State.CANCELED,))
+        if len(got) == 3:
+            break
+    assert [(e.run_id, e.data["to"]) for e in got] == [
+        (mine.id, "QUEUED"),
+        (later.id, "QUEUED"),
+        (later.id, "CANCELED"),
+    ]
+    assert theirs.id not in {e.run_id for e in got}
