@@ -153,9 +153,15 @@ async def test_an_admin_has_a_badge(basic: Site) -> None:
 
 async def test_the_cookie_is_secure_over_https(settings: Settings, catalog: Catalog) -> None:
     async with basic_site(settings, catalog, public_url="https://wes.example.org") as site:
-        r = await sign_in(site.client, "bob")
-        assert r.status_code == 303
-        assert "; secure" in cookie_header(r, SESSION).lower()
+        # (the proxy in front speaks HTTPS; a Secure cookie only comes back over HTTPS)
+        public = "https://wes.example.org"
+        transport = httpx.ASGITransport(app=site.app)
+        async with httpx.AsyncClient(transport=transport, base_url=public) as client:
+            form = await client.get("/login")
+            assert "; secure" in cookie_header(form, "spindle_csrf").lower()
+            r = await sign_in(client, "bob")
+            assert r.status_code == 303
+            assert "; secure" in cookie_header(r, SESSION).lower()
 
 
 @pytest.mark.parametrize(

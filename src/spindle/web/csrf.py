@@ -15,6 +15,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from starlette.requests import Request
 from starlette.responses import Response
 
+from spindle.config import Settings
 from spindle.errors import SpindleError
 
 COOKIE = "spindle_csrf"
@@ -57,11 +58,14 @@ class Csrf:
 
 
 def set_cookie(response: Response, request: Request, value: str) -> None:
+    """Secure when Spindle is served over HTTPS, as the session cookie (``public_url``, which
+    a reverse proxy in front makes the one to go by, or the request's own scheme)."""
+    settings: Settings = request.app.state.settings
     response.set_cookie(
         COOKIE,
         value,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=(settings.public_url or str(request.base_url)).startswith("https://"),
         path="/",
     )
