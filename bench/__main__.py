@@ -14,12 +14,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import dispatch, e2e, reads
+from bench import dispatch, e2e, pages, reads
 from bench.log import log
 from bench.server import DEFAULT_PG_ADMIN_URL, DbKind, remove_tree, running_server
 from bench.stats import Row, render_markdown, render_text
 
-BENCHES = ("dispatch", "reads", "e2e")
+BENCHES = ("dispatch", "reads", "e2e", "pages")
 DATABASES: tuple[DbKind, ...] = ("sqlite", "postgresql")
 
 
@@ -27,7 +27,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Measure Spindle against a real server: dispatch latency, read latency "
-        "and throughput, end-to-end overhead over plain cwltool.",
+        "and throughput, end-to-end overhead over plain cwltool, web UI page loads.",
     )
     p.add_argument(
         "--quick",
@@ -46,6 +46,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sizes", help="comma-separated table sizes for reads (default 1000,100000)")
     p.add_argument("--requests", type=int, help="requests per read figure (default 2000)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    p.add_argument(
+        "--page-requests",
+        type=int,
+        help="page loads per web UI figure, one at a time (default 200)",
+    )
     p.add_argument("--e2e-reps", type=int, help="end-to-end rounds (default 5)")
     p.add_argument(
         "--e2e-poll",
@@ -72,6 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     quick = args.quick
     args.dispatch_n = args.dispatch_n or (10 if quick else 30)
     args.requests = args.requests or (500 if quick else 2000)
+    args.page_requests = args.page_requests or (50 if quick else 200)
     args.e2e_reps = args.e2e_reps or (3 if quick else 5)
     sizes = args.sizes or ("1000,10000" if quick else "1000,100000")
     args.sizes = sorted(int(s) for s in sizes.split(",") if s.strip())
@@ -110,6 +116,12 @@ async def run_db(kind: DbKind, root: Path, args: argparse.Namespace) -> list[Row
                     concurrency=args.concurrency,
                     time_limit=args.time_limit,
                 )
+        if "pages" in args.only:
+            for size in args.sizes:
+                log(f"{kind}: web UI pages at {size:,} runs, {args.page_requests} loads per figure")
+                rows += await pages.measure(
+                    server, size=size, requests=args.page_requests, time_limit=args.time_limit
+                )
     return rows
 
 
@@ -135,7 +147,8 @@ async def main(args: argparse.Namespace) -> int:
     print(f"Spindle benchmark — {header}")
     print(
         f"concurrency {args.concurrency} · {args.requests} requests per read figure · "
-        f"{args.dispatch_n} dispatches · {args.e2e_reps} end-to-end rounds · took {took:.0f} s"
+        f"{args.dispatch_n} dispatches · {args.e2e_reps} end-to-end rounds · "
+        f"{args.page_requests} loads per page figure · took {took:.0f} s"
     )
     print()
     print(render_markdown(rows) if args.markdown else render_text(rows))

@@ -124,6 +124,8 @@ class Server:
         self.data_dir = data_dir
         self.db = db
         self.log = log
+        #: settings beyond the defaults, as SPINDLE_* variables (``pages`` signs in: basic)
+        self.settings: dict[str, str] = {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.url}{WES}"
@@ -162,6 +164,7 @@ class Server:
             SPINDLE_PORT=str(self.port),
             SPINDLE_ENGINES_DIR=str(REPO / ".engines"),
         )
+        env.update(self.settings)
         if self.db.kind == "postgresql":
             env["SPINDLE_DATABASE_URL"] = self.db.url
         return env

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 import spindle
-from spindle.api import accounts, errors, extensions, wes
+from spindle.api import accounts, errors, events, extensions, wes
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
 from spindle.backends.registry import build_backends, describe
@@ -23,6 +23,8 @@ from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler.listen import listen_for_wakeups
 from spindle.scheduler.worker import Worker
+from spindle.web import site
+from spindle.web.errors import error_page
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    errors.install(app)
+    errors.install(app, page=error_page)
     app.include_router(wes.router)
     app.include_router(extensions.router)
+    app.include_router(events.router)
     app.include_router(accounts.router)
+    site.install(app, settings)
     return app

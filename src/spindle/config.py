@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     #: Base URL clients use to reach this service, for links in responses (log, output and
     #: task URLs). Empty: derived from each request.
     public_url: str = ""
+    #: Signs the web UI's session cookies (sign-in) and CSRF tokens, each purpose with its
+    #: own salt. Empty: a random key per process, so sessions end and open forms must be
+    #: reloaded when it restarts; set the same value on every server behind a load balancer.
+    secret_key: SecretStr = SecretStr("")
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Path(".spindle")
@@ -100,9 +104,6 @@ class Settings(BaseSettings):
     auth_realm: str = "Spindle"
     #: GET /service-info answers without credentials (its state counts are then all zero).
     service_info_public: bool = True
-    #: Signs session cookies (the web UI's sign-in). Empty: a random key per process, so
-    #: sessions end when Spindle restarts; set it when several servers share the load.
-    session_secret: SecretStr = SecretStr("")
     #: Seconds a session cookie stays valid after sign-in.
     session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
     # JWT verification, for oidc and proxy-jwt

@@ -133,6 +133,45 @@ class Event:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class RunSummary:
+    """The columns a list of runs shows: a run without its request body, logs or outputs."""
+
+    id: str
+    seq: int
+    state: State
+    workflow_type: str
+    workflow_type_version: str
+    workflow_url: str
+    engine: str
+    tags: dict[str, str]
+    submitted_at: datetime
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A run that ended in EXECUTOR_ERROR or SYSTEM_ERROR, with what is known of why."""
+
+    run: RunSummary
+    exit_code: int | None
+    #: Spindle's last word on it (the last of ``system_logs``), if any
+    reason: str | None
+    #: the first task the engine reported failed, if any
+    task: str | None
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Bytes of a log file from ``start``; ``next_offset`` is where to read on from (both
+    offsets relative to the log, or to the task's span of it)."""
+
+    data: bytes
+    start: int
+    next_offset: int
+
+
 # --- users -----------------------------------------------------------------------------------
 
 

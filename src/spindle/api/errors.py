@@ -1,26 +1,33 @@
-"""Every error leaves as the WES ``ErrorResponse {msg, status_code}``, from exactly here.
+"""Every error leaves as the WES ``ErrorResponse {msg, status_code}`` (or, outside the API
+prefix, as the web UI's error page), from exactly here.
 
-Spindle's own errors carry their status; FastAPI's validation errors become 400s naming the
-field; Starlette's 404/405 keep their status; anything unexpected is logged with its
-traceback and answered with a plain 500 that reveals nothing of it.
+Spindle's own errors carry their status (a 401 also its ``WWW-Authenticate`` challenges);
+FastAPI's validation errors become 400s naming the field; Starlette's 404/405 keep their
+status; anything unexpected is logged with its traceback and answered with a plain 500 that
+reveals nothing of it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spindle.api.auth import challenges
+from spindle.api.links import PREFIX
 from spindle.config import Settings
 from spindle.errors import SpindleError, Unauthenticated
 from spindle.models.wes import ErrorResponse
 
 log = logging.getLogger(__name__)
+
+#: Renders an error as a page for the routes outside the API (the web UI's error page).
+ErrorPage = Callable[[Request, int, str], Awaitable[Response]]
 
 
 def error_response(
@@ -40,35 +47,47 @@ def _describe_validation(exc: RequestValidationError) -> str:
     return "; ".join(problems) or "the request is malformed"
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
+    """Errors under the API prefix answer ErrorResponse; with ``page``, errors on any other
+    path (the web UI's) answer the page it renders."""
+
+    async def answer(
+        request: Request, status: int, msg: str, headers: dict[str, str] | None = None
+    ) -> Response:
+        path = request.url.path
+        if page is not None and path != PREFIX and not path.startswith(PREFIX + "/"):
+            return await page(request, status, msg)
+        return error_response(status, msg, headers=headers)
+
     @app.exception_handler(SpindleError)
-    async def spindle_error(request: Request, exc: SpindleError) -> JSONResponse:
+    async def spindle_error(request: Request, exc: SpindleError) -> Response:
         if exc.status_code >= 500:
             log.error("request failed: %s", exc.message)
-        response = error_response(exc.status_code, exc.message)
-        if isinstance(exc, Unauthenticated):
+        response = await answer(request, exc.status_code, exc.message)
+        # (a page may answer a 401 otherwise: the sign-in page's redirect)
+        if isinstance(exc, Unauthenticated) and response.status_code == 401:
             settings: Settings = request.app.state.settings
             for value in challenges(settings, exc):
                 response.headers.append("WWW-Authenticate", value)
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, _describe_validation(exc))
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return await answer(request, 400, _describe_validation(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         msg = str(exc.detail)
         if exc.status_code == 404 and msg == "Not Found":
             msg = f"no such path: {request.url.path}"
         elif exc.status_code == 405:
             msg = f"method {request.method} is not allowed on {request.url.path}"
-        return error_response(exc.status_code, msg, headers=getattr(exc, "headers", None))
+        return await answer(request, exc.status_code, msg, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
-        return error_response(500, "an unexpected error occurred; see the server log")
+        return await answer(request, 500, "an unexpected error occurred; see the server log")
 
 
 _DESCRIPTIONS = {

@@ -3,8 +3,6 @@ WES responses link to, and run progress. See docs/api.md."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -13,32 +11,19 @@ from fastapi.responses import FileResponse, Response
 from spindle.api.auth import CallerDep
 from spindle.api.deps import Service
 from spindle.api.errors import documented
+from spindle.domain import LogChunk
 from spindle.models.extensions import RunProgress
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
 
-#: most bytes one log request returns; clients follow with ``offset``
-MAX_LOG_CHUNK = 4 << 20
 NEXT_OFFSET = "X-Spindle-Next-Offset"
 
 
-def _read_range(path: Path, start: int, end: int | None) -> bytes:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(start)
-            limit = MAX_LOG_CHUNK if end is None else max(0, min(end - start, MAX_LOG_CHUNK))
-            return fh.read(limit)
-    except FileNotFoundError:
-        return b""
-
-
-async def _log_response(path: Path, base: int, end: int | None, offset: int) -> Response:
-    start = base + offset
-    data = await asyncio.to_thread(_read_range, path, start, end)
+def _log_response(chunk: LogChunk) -> Response:
     return Response(
-        data,
+        chunk.data,
         media_type="text/plain; charset=utf-8",
-        headers={NEXT_OFFSET: str(offset + len(data))},
+        headers={NEXT_OFFSET: str(chunk.next_offset)},
     )
 
 
@@ -63,8 +48,7 @@ async def get_run_log_stream(
 ) -> Response:
     """The run's engine stdout or stderr (``stream``), from ``offset``; at most 4 MiB per
     answer."""
-    path = await service.log_file(run_id, stream, caller=caller)
-    return await _log_response(path, 0, None, offset)
+    return _log_response(await service.read_log(run_id, stream, offset=offset, caller=caller))
 
 
 @router.get(
@@ -83,8 +67,8 @@ async def get_task_log_stream(
 ) -> Response:
     """One task's share of the engine's output: the bytes the engine wrote while that task
     ran (exact when tasks run one at a time)."""
-    path, span = await service.task_log(run_id, task_id, stream, caller=caller)
-    return await _log_response(path, span.start or 0, span.end, offset)
+    chunk = await service.read_task_log(run_id, task_id, stream, offset=offset, caller=caller)
+    return _log_response(chunk)
 
 
 @router.get(

@@ -87,7 +87,7 @@ class Authenticator:
         self.mode = settings.auth
         self.accounts = accounts
         self.sessions = SessionSigner(
-            settings.session_secret.get_secret_value(), settings.session_max_age_seconds
+            settings.secret_key.get_secret_value(), settings.session_max_age_seconds
         )
         self._http: httpx.AsyncClient | None = None
         self.verifier: JwtVerifier | None = None

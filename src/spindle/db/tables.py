@@ -116,6 +116,16 @@ runs = Table(
     # a user's runs, newest first (keyset pages); a user's counts by state (and stats)
     Index("ix_runs_owner_id_seq", "owner_id", "seq"),
     Index("ix_runs_owner_id_state", "owner_id", "state"),
+    # the web UI (each as is for an admin, and led by owner_id for a user's own runs):
+    # lists filtered (or sorted) by workflow type, in submission order
+    Index("ix_runs_workflow_type_seq", "workflow_type", "seq"),
+    Index("ix_runs_owner_id_workflow_type_seq", "owner_id", "workflow_type", "seq"),
+    # dashboard: runs submitted in the last 24 h, one state at a time
+    Index("ix_runs_state_submitted_at", "state", "submitted_at"),
+    Index("ix_runs_owner_id_state_submitted_at", "owner_id", "state", "submitted_at"),
+    # dashboard: the most recent failures
+    Index("ix_runs_state_end_time", "state", "end_time"),
+    Index("ix_runs_owner_id_state_end_time", "owner_id", "state", "end_time"),
     **MYSQL_TABLE,
 )
 
@@ -148,5 +158,22 @@ events = Table(
     Column("kind", String(32), nullable=False),
     Column("data", JSON, nullable=False),
     Index("ix_events_run_id_id", "run_id", "id"),
+    **MYSQL_TABLE,
+)
+
+run_texts = Table(
+    "run_texts",
+    metadata,
+    # What a free-text search of runs reads: the run id, workflow URL and tags, lowercased,
+    # in a narrow table of its own, so a search that matches few runs reads ~100 bytes a run
+    # instead of the whole wide runs row (written with the run, never changed).
+    Column(
+        "seq",
+        BigId,
+        ForeignKey("runs.seq", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("text", Text, nullable=False),
     **MYSQL_TABLE,
 )

@@ -21,6 +21,30 @@ class RunProgress(BaseModel):
     current: list[str] = Field(description="Names of the tasks running now.")
 
 
+class RunEvent(BaseModel):
+    """One event of a run (the ``data`` of an SSE event named by its ``kind``): every state
+    change writes one, with the reason where there is one."""
+
+    id: int = Field(description="Event id; increasing, and the SSE id to resume after.")
+    run_id: str
+    at: str = Field(description="When it happened, ISO 8601 in UTC with microseconds.")
+    kind: str = Field(
+        description="`state` for a state change; `adopted` when another worker took the run over."
+    )
+    state: State | None = Field(description="The new state, for `state` events.")
+    reason: str | None = Field(description="Why, where Spindle knows (e.g. a cancel request).")
+    data: dict[str, object] = Field(description="Everything the event recorded.")
+
+
+class ProgressUpdate(BaseModel):
+    """The ``data`` of a ``progress`` SSE event: sent when a run's progress changes."""
+
+    run_id: str
+    done: int
+    total: int | None
+    current: list[str]
+
+
 class ComputeEnvironment(BaseModel):
     """A compute environment runs can choose with the ``compute_env`` engine parameter."""
 

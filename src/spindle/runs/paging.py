@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from typing import Any
 
 from spindle.errors import InvalidRequest
 
@@ -29,6 +30,37 @@ def decode_token(kind: str, token: str | None) -> int | None:
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         pass
     raise InvalidRequest("page_token", "is not a page token this service issued")
+
+
+def encode_cursor(kind: str, key: list[Any], *, back: bool = False) -> str:
+    """A token for a keyset over several columns (``key``: the values of the row to page
+    from); ``back`` pages towards the start (the previous page)."""
+    data = {"v": 1, "k": kind, "after": key, "back": back}
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(kind: str, token: str | None, width: int) -> tuple[list[Any] | None, bool]:
+    """The key and direction of a token from :func:`encode_cursor`; ``(None, False)`` for no
+    token. A token of another kind (another sort order) or key width is a 400."""
+    if not token:
+        return None, False
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        key = data["after"]
+        if (
+            data["v"] == 1
+            and data["k"] == kind
+            and isinstance(key, list)
+            and len(key) == width
+            and all(isinstance(v, str | int) and not isinstance(v, bool) for v in key)
+            and isinstance(data["back"], bool)
+        ):
+            return key, data["back"]
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        pass
+    raise InvalidRequest("page_token", "is not a page token this service issued for this order")
 
 
 def check_page_size(page_size: int | None) -> int:

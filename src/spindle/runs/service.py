@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Generic, TypeVar
 
@@ -22,15 +23,39 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.config import Settings
 from spindle.db.types import utcnow
-from spindle.domain import ACTIVE_STATES, Caller, ComputeEnv, LogSpan, Run, State, Task
+from spindle.domain import (
+    ACTIVE_STATES,
+    Caller,
+    ComputeEnv,
+    Event,
+    Failure,
+    LogChunk,
+    LogSpan,
+    Progress,
+    Run,
+    RunRequest,
+    RunSummary,
+    State,
+    Task,
+)
+from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, Unreachable
-from spindle.runs import store
-from spindle.runs.paging import check_page_size, decode_token, encode_token
+from spindle.runs import feed, logs, query, store
+from spindle.runs.paging import (
+    check_page_size,
+    decode_cursor,
+    decode_token,
+    encode_cursor,
+    encode_token,
+)
+from spindle.runs.query import RunQuery
 from spindle.runs.submit import (
     SPINDLE_PARAMETERS,
+    StagedFile,
     Upload,
     check_workflow_url,
+    copy_attachments,
     discard,
     parse_request,
     stage_uploads,
@@ -41,12 +66,17 @@ from spindle.storage.rundir import RunDir
 
 LOG_STREAMS = ("stdout", "stderr")
 T = TypeVar("T")
+# (RunService has a method named ``list``, which hides the builtin in its annotations)
+Failures = list[Failure]
+Events = list[Event]
 
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str
+    #: the page before this one ("" on the first page; only searches page backwards)
+    prev_page_token: str = ""
 
 
 class RunService:
@@ -73,7 +103,35 @@ class RunService:
     async def submit(
         self, fields: Mapping[str, str | None], uploads: Sequence[Upload], *, caller: Caller
     ) -> Run:
+        """A new run of the caller's from RunWorkflow form fields and attachments (which keep
+        their paths)."""
         request = parse_request(fields)
+        engine, compute_env = self._check(request)
+        max_bytes = self.settings.max_upload_bytes
+        return await self._create(
+            request,
+            engine,
+            compute_env,
+            lambda dest: stage_uploads(uploads, dest, max_bytes=max_bytes),
+            owner_id=caller.user_id,
+        )
+
+    async def resubmit(self, run_id: str, *, caller: Caller) -> Run:
+        """A new run with the same request and the same attachments as ``run_id`` (which the
+        caller must be able to see), owned by the caller."""
+        old = await self.get(run_id, caller=caller)
+        engine, compute_env = self._check(old.request)
+        source = self.rundir(run_id).attachments
+        return await self._create(
+            old.request,
+            engine,
+            compute_env,
+            lambda dest: copy_attachments(source, dest),
+            owner_id=caller.user_id,
+        )
+
+    def _check(self, request: RunRequest) -> tuple[Engine, str]:
+        """The engine and compute environment for a request, or InvalidRequest."""
         engine = self.catalog.resolve(
             request.workflow_type,
             request.workflow_type_version,
@@ -97,7 +155,20 @@ class RunService:
                 + ", ".join(self.compute_envs),
             )
         engine.validate(request, env)
+        return engine, compute_env
 
+    async def _create(
+        self,
+        request: RunRequest,
+        engine: Engine,
+        compute_env: str,
+        stage: Callable[[Path], list[StagedFile]],
+        *,
+        owner_id: int,
+    ) -> Run:
+        """Stage the attachments (``stage`` fills the folder it is given; blocking, so it
+        runs in a thread) under a temporary name, move them into place, then store the run.
+        Nothing is left behind if any step fails."""
         run_id = str(uuid.uuid4())
         runs_root = self.settings.data_dir / "runs"
         incoming = runs_root / ".incoming" / run_id
@@ -105,12 +176,7 @@ class RunService:
         try:
             staging = RunDir(incoming)
             await asyncio.to_thread(staging.create)
-            staged = await asyncio.to_thread(
-                stage_uploads,
-                uploads,
-                staging.attachments,
-                max_bytes=self.settings.max_upload_bytes,
-            )
+            staged = await asyncio.to_thread(stage, staging.attachments)
             check_workflow_url(request.workflow_url, staged)
             await asyncio.to_thread(os.replace, incoming, final.root)
         except BaseException:
@@ -124,7 +190,7 @@ class RunService:
                     request=request,
                     engine=engine.name,
                     compute_env=compute_env,
-                    owner_id=caller.user_id,
+                    owner_id=owner_id,
                 )
                 await self.wakeup.notify(conn, "queued")
         except BaseException:
@@ -161,13 +227,63 @@ class RunService:
         token = encode_token("runs", runs[size - 1].seq) if len(runs) > size else ""
         return Page(runs[:size], token)
 
+    async def search(
+        self,
+        q: RunQuery,
+        *,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        caller: Caller,
+    ) -> Page[RunSummary]:
+        """Summaries of the runs the caller may see that match ``q``, in its order,
+        keyset-paged both ways."""
+        size = check_page_size(page_size)
+        after, back = decode_cursor(q.token_kind, page_token, q.key_width)
+        async with self.db.connect() as conn:
+            rows = await query.search(
+                conn, q, after=after, back=back, limit=size + 1, owner_id=caller.owner_scope
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        if back:
+            rows.reverse()
+        if not rows:
+            return Page([], "", "")
+
+        def token(run: RunSummary, *, back: bool) -> str:
+            return encode_cursor(q.token_kind, q.key_of(run), back=back)
+
+        if back:
+            prev = token(rows[0], back=True) if more else ""
+            return Page(rows, token(rows[-1], back=False), prev)
+        prev = token(rows[0], back=True) if after is not None else ""
+        return Page(rows, token(rows[-1], back=False) if more else "", prev)
+
+    async def summary(self, run_id: str, *, caller: Caller) -> RunSummary:
+        async with self.db.connect() as conn:
+            run = await query.get_summary(conn, run_id, owner_id=caller.owner_scope)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
     async def counts(self, *, caller: Caller | None) -> dict[str, int]:
-        """Runs by state, of the runs the caller may see; nothing for an anonymous caller
-        (``None``: service-info read without credentials)."""
+        """Runs by state, of the runs the caller may see (states with no runs are absent);
+        nothing for an anonymous caller (``None``: service-info read without credentials)."""
         if caller is None:
             return {}
         async with self.db.connect() as conn:
             return await store.count_by_state(conn, owner_id=caller.owner_scope)
+
+    async def counts_since(self, since: datetime, *, caller: Caller) -> dict[str, int]:
+        """Runs the caller may see submitted since ``since``, by state."""
+        async with self.db.connect() as conn:
+            return await query.count_since(conn, since, owner_id=caller.owner_scope)
+
+    async def recent_failures(self, limit: int = 5, *, caller: Caller) -> Failures:
+        """The runs the caller may see that ended in EXECUTOR_ERROR or SYSTEM_ERROR last,
+        newest first."""
+        async with self.db.connect() as conn:
+            return await query.recent_failures(conn, limit=limit, owner_id=caller.owner_scope)
 
     async def tasks(
         self, run_id: str, *, page_size: int | None, page_token: str | None, caller: Caller
@@ -194,23 +310,69 @@ class RunService:
         """The run's folder. Unscoped: check the caller first (``state``, ``task``)."""
         return RunDir.for_run(self.settings.data_dir, run_id)
 
+    # --- logs and files ------------------------------------------------------------------
+
+    async def log_file(self, run_id: str, stream: str, *, caller: Caller) -> Path:
+        await self.state(run_id, caller=caller)
+        _check_stream(stream)
+        return self.rundir(run_id).logs / stream
+
+    async def read_log(
+        self,
+        run_id: str,
+        stream: str,
+        *,
+        offset: int = 0,
+        limit: int = logs.MAX_CHUNK,
+        caller: Caller,
+    ) -> LogChunk:
+        """The run's engine stdout or stderr from ``offset``."""
+        path = await self.log_file(run_id, stream, caller=caller)
+        return await asyncio.to_thread(
+            logs.read_range, path, base=0, end=None, offset=offset, limit=limit
+        )
+
+    async def tail_log(
+        self, run_id: str, stream: str, *, max_bytes: int, caller: Caller
+    ) -> LogChunk:
+        """The last ``max_bytes`` of the run's stdout or stderr."""
+        path = await self.log_file(run_id, stream, caller=caller)
+        return await asyncio.to_thread(logs.read_tail, path, base=0, end=None, max_bytes=max_bytes)
+
     async def task_log(
         self, run_id: str, task_id: str, stream: str, *, caller: Caller
     ) -> tuple[Path, LogSpan]:
         """Where one task's share of the engine's ``stream`` is: the file and its span."""
         task = await self.task(run_id, task_id, caller=caller)
-        if stream not in LOG_STREAMS:
-            raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
+        _check_stream(stream)
         span = task.stdout if stream == "stdout" else task.stderr
         if span is None:
             raise NotFound(f"task {task_id!r} has no {stream} log")
         return self.rundir(run_id).resolve(span.path), span
 
-    async def log_file(self, run_id: str, stream: str, *, caller: Caller) -> Path:
-        await self.state(run_id, caller=caller)
-        if stream not in LOG_STREAMS:
-            raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
-        return self.rundir(run_id).logs / stream
+    async def read_task_log(
+        self,
+        run_id: str,
+        task_id: str,
+        stream: str,
+        *,
+        offset: int = 0,
+        limit: int = logs.MAX_CHUNK,
+        caller: Caller,
+    ) -> LogChunk:
+        """One task's share of the engine output (its byte span of a log) from ``offset``."""
+        path, span = await self.task_log(run_id, task_id, stream, caller=caller)
+        return await asyncio.to_thread(
+            logs.read_range, path, base=span.start or 0, end=span.end, offset=offset, limit=limit
+        )
+
+    async def tail_task_log(
+        self, run_id: str, task_id: str, stream: str, *, max_bytes: int, caller: Caller
+    ) -> LogChunk:
+        path, span = await self.task_log(run_id, task_id, stream, caller=caller)
+        return await asyncio.to_thread(
+            logs.read_tail, path, base=span.start or 0, end=span.end, max_bytes=max_bytes
+        )
 
     async def run_file(self, run_id: str, path: str, *, caller: Caller) -> Path:
         """A file of the run, for download; refuses anything outside the run folder. A run
@@ -269,3 +431,47 @@ class RunService:
                 return state
         self.wakeup.cancel_requested(run_id)
         return State.CANCELING
+
+    # --- events --------------------------------------------------------------------------
+
+    async def events(
+        self, run_id: str, *, after_id: int = 0, limit: int = 1000, caller: Caller
+    ) -> Events:
+        """A run's events (state changes with their reasons), oldest first."""
+        async with self.db.connect() as conn:
+            if await store.get_state(conn, run_id, owner_id=caller.owner_scope) is None:
+                raise RunNotFound(run_id)
+            return await store.list_events(conn, run_id, after_id=after_id, limit=limit)
+
+    async def follow(
+        self,
+        run_id: str,
+        *,
+        after_id: int = 0,
+        interval: float = feed.INTERVAL,
+        caller: Caller,
+    ) -> AsyncIterator[Event | Progress]:
+        """A run's events after ``after_id`` as they are written, and its progress whenever
+        it changes; ends once the run has ended and its last event was given."""
+        await self.state(run_id, caller=caller)  # RunNotFound before the first item
+        return feed.follow_run(self.db, run_id, after_id=after_id, interval=interval)
+
+    async def last_event_id(self) -> int:
+        """The newest event's id (of any run: a position in the stream, not a run's data)."""
+        async with self.db.connect() as conn:
+            return await store.last_event_id(conn)
+
+    async def follow_all(
+        self, *, after_id: int | None = None, interval: float = feed.INTERVAL, caller: Caller
+    ) -> AsyncIterator[Event]:
+        """The events of every run the caller may see after ``after_id`` (None: after the
+        last one written by now) as they are written. Never ends by itself."""
+        position = await self.last_event_id() if after_id is None else after_id
+        return feed.follow_all(
+            self.db, owner_id=caller.owner_scope, position=position, interval=interval
+        )
+
+
+def _check_stream(stream: str) -> None:
+    if stream not in LOG_STREAMS:
+        raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")

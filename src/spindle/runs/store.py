@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from spindle.db.tables import events, runs, tasks
+from spindle.db.tables import events, run_texts, runs, tasks
 from spindle.db.types import utcnow
 from spindle.domain import Event, LogSpan, Progress, Run, RunRequest, State, Task
 
@@ -82,6 +82,12 @@ def task_from_row(row: RowMapping) -> Task:
     )
 
 
+def event_from_row(row: RowMapping) -> Event:
+    return Event(
+        id=row["id"], run_id=row["run_id"], at=row["at"], kind=row["kind"], data=row["data"]
+    )
+
+
 def _owned(stmt: Select[T], owner_id: int | None) -> Select[T]:
     """Only the runs of ``owner_id`` (None: every run). Every read that a caller's scope
     limits goes through here."""
@@ -121,7 +127,20 @@ async def insert_run(
     await conn.execute(insert(runs).values(values))
     await add_event(conn, run_id, "state", {"from": None, "to": State.QUEUED.value}, at=now)
     row = (await conn.execute(select(runs).where(runs.c.id == run_id))).mappings().one()
+    await conn.execute(insert(run_texts).values(seq=row["seq"], text=search_text(run_id, request)))
     return run_from_row(row)
+
+
+#: characters of a run's searchable text that are kept (a TEXT column on MariaDB holds
+#: 65,535 bytes, at most 4 a character)
+MAX_SEARCH_TEXT = 16_000
+
+
+def search_text(run_id: str, request: RunRequest) -> str:
+    """What a free-text search finds a run by: its id, workflow URL and ``key=value`` tags,
+    one a line, lowercased."""
+    lines = [run_id, request.workflow_url, *(f"{k}={v}" for k, v in request.tags.items())]
+    return "\n".join(lines).lower()[:MAX_SEARCH_TEXT]
 
 
 async def get_run(conn: AsyncConnection, run_id: str, *, owner_id: int | None = None) -> Run | None:
@@ -222,10 +241,40 @@ async def list_events(
             .limit(limit)
         )
     ).mappings()
-    return [
-        Event(id=r["id"], run_id=r["run_id"], at=r["at"], kind=r["kind"], data=r["data"])
-        for r in rows
-    ]
+    return [event_from_row(r) for r in rows]
+
+
+async def list_all_events(
+    conn: AsyncConnection,
+    *,
+    after_id: int,
+    upto_id: int | None = None,
+    limit: int,
+    owner_id: int | None = None,
+) -> list[Event]:
+    """The events with ids after ``after_id`` (and up to ``upto_id``) of every run, or with
+    ``owner_id`` of that user's runs only, oldest first."""
+    stmt = select(events).where(events.c.id > after_id)
+    if upto_id is not None:
+        stmt = stmt.where(events.c.id <= upto_id)
+    if owner_id is not None:
+        stmt = stmt.join(runs, runs.c.id == events.c.run_id).where(runs.c.owner_id == owner_id)
+    rows = (await conn.execute(stmt.order_by(events.c.id).limit(limit))).mappings()
+    return [event_from_row(r) for r in rows]
+
+
+async def last_event_id(conn: AsyncConnection) -> int:
+    return int((await conn.execute(select(func.max(events.c.id)))).scalar_one() or 0)
+
+
+async def get_progress(conn: AsyncConnection, run_id: str) -> tuple[State, Progress | None] | None:
+    """A run's state and progress, without the rest of its row."""
+    row = (
+        await conn.execute(select(runs.c.state, runs.c.progress).where(runs.c.id == run_id))
+    ).first()
+    if row is None:
+        return None
+    return State(row.state), Progress(**row.progress) if row.progress else None
 
 
 async def save_tasks(conn: AsyncConnection, run_id: str, reported: Iterable[Task]) -> int:

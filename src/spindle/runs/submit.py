@@ -150,5 +150,18 @@ def stage_uploads(uploads: Sequence[Upload], dest: Path, *, max_bytes: int) -> l
     return staged
 
 
+def copy_attachments(source: Path, dest: Path) -> list[StagedFile]:
+    """Copy another run's attachments into ``dest`` (to submit it again). Blocking."""
+    staged: list[StagedFile] = []
+    if source.is_dir():
+        shutil.copytree(source, dest, symlinks=True, dirs_exist_ok=True)
+        for path in sorted(dest.rglob("*")):
+            if path.is_file():
+                staged.append(
+                    StagedFile(name=path.relative_to(dest).as_posix(), size=path.stat().st_size)
+                )
+    return staged
+
+
 def discard(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,114 @@
+"""Server-sent event streams over the events table (a documented extension, see
+docs/api.md): one run's events and progress until it ends, or every run's events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from spindle.api.auth import CallerDep
+from spindle.api.deps import Service
+from spindle.api.errors import documented
+from spindle.domain import Event, Progress, State
+from spindle.errors import InvalidRequest
+from spindle.models.extensions import ProgressUpdate, RunEvent
+
+router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
+
+#: seconds between keep-alive comments on an idle stream
+PING_SECONDS = 15
+_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."}
+}
+
+After = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        description="Send the events after this event id; a `Last-Event-ID` header (sent "
+        "by a reconnecting EventSource) takes precedence.",
+    ),
+]
+LastEventId = Annotated[str | None, Header(include_in_schema=False)]
+
+
+def _position(after: int | None, last_event_id: str | None) -> int | None:
+    """Where a stream starts: after ``Last-Event-ID`` when a reconnecting EventSource sends
+    it (it is further on than the URL's ``after``), else after ``after``."""
+    if last_event_id:
+        if not last_event_id.isdigit():
+            raise InvalidRequest("Last-Event-ID", f"{last_event_id!r} is not an event id")
+        return int(last_event_id)
+    return after
+
+
+def run_event(event: Event) -> RunEvent:
+    to = event.data.get("to") if event.kind == "state" else None
+    return RunEvent(
+        id=event.id,
+        run_id=event.run_id,
+        at=event.at.isoformat().replace("+00:00", "Z"),
+        kind=event.kind,
+        state=State(to) if to else None,
+        reason=event.data.get("reason"),
+        data=event.data,
+    )
+
+
+def _sse(item: Event | Progress, run_id: str) -> ServerSentEvent:
+    if isinstance(item, Event):
+        return ServerSentEvent(
+            data=run_event(item).model_dump_json(), event=item.kind, id=str(item.id)
+        )
+    update = ProgressUpdate(run_id=run_id, done=item.done, total=item.total, current=item.current)
+    return ServerSentEvent(data=update.model_dump_json(), event="progress")
+
+
+def _stream(items: AsyncIterator[Any], run_id: str = "") -> EventSourceResponse:
+    async def body() -> AsyncIterator[ServerSentEvent]:
+        async for item in items:
+            yield _sse(item, item.run_id if isinstance(item, Event) else run_id)
+
+    return EventSourceResponse(body(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    summary="StreamRunEvents",
+    response_class=EventSourceResponse,
+    responses={**documented(400, 401, 403, 404, 500), **_STREAM},
+)
+async def stream_run_events(
+    run_id: str,
+    service: Service,
+    caller: CallerDep,
+    after: After = None,
+    last_event_id: LastEventId = None,
+) -> EventSourceResponse:
+    """The run's events as server-sent events, from its first (or after `after` /
+    `Last-Event-ID`), each named by its kind (`state`, `adopted`) with a `RunEvent` as data;
+    and a `progress` event whenever the tasks done or running change. The stream ends once
+    the run has ended and its final state event was sent."""
+    position = _position(after, last_event_id) or 0
+    updates = await service.follow(run_id, after_id=position, caller=caller)
+    return _stream(updates, run_id)
+
+
+@router.get(
+    "/events",
+    summary="StreamEvents",
+    response_class=EventSourceResponse,
+    responses={**documented(400, 401, 403, 500), **_STREAM},
+)
+async def stream_events(
+    service: Service, caller: CallerDep, after: After = None, last_event_id: LastEventId = None
+) -> EventSourceResponse:
+    """The events of every run the caller may see (an admin: every run) as server-sent
+    events, from now on (or after `after` / `Last-Event-ID`), each named by its kind with a
+    `RunEvent` as data. The stream stays open; an idle one carries a keep-alive comment
+    every 15 s."""
+    updates = await service.follow_all(after_id=_position(after, last_event_id), caller=caller)
+    return _stream(updates)

@@ -1,0 +1,40 @@
+"""Reading a run's log files: a range from an offset (to follow a live log), or the end of
+one (what a page shows first). Blocking file reads: call them through ``asyncio.to_thread``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spindle.domain import LogChunk
+
+#: most bytes one read returns; readers follow with the next offset
+MAX_CHUNK = 4 << 20
+
+
+def read_range(path: Path, *, base: int, end: int | None, offset: int, limit: int) -> LogChunk:
+    """The bytes of ``path`` from ``base + offset``, up to ``end`` (exclusive, None: the
+    end of the file) and at most ``limit``. Offsets in the answer are relative to ``base``.
+    A file that does not exist yet reads as empty."""
+    start = base + offset
+    limit = min(limit, MAX_CHUNK)
+    if end is not None:
+        limit = max(0, min(end - start, limit))
+    try:
+        with path.open("rb") as fh:
+            fh.seek(start)
+            data = fh.read(limit)
+    except FileNotFoundError:
+        data = b""
+    return LogChunk(data=data, start=offset, next_offset=offset + len(data))
+
+
+def read_tail(path: Path, *, base: int, end: int | None, max_bytes: int) -> LogChunk:
+    """The last ``max_bytes`` of ``path`` (or of its span ``base``..``end``)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return LogChunk(data=b"", start=0, next_offset=0)
+    stop = size if end is None else min(end, size)
+    length = max(0, stop - base)
+    offset = max(0, length - max_bytes)
+    return read_range(path, base=base, end=stop, offset=offset, limit=max_bytes)

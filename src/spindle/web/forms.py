@@ -1,0 +1,208 @@
+"""The UI's state-changing forms: submit a run, cancel one, submit one again. Every POST
+checks its CSRF token before anything happens; validation errors come back next to the
+field they concern."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any
+
+import yaml
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import FormData, UploadFile
+
+from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.runs.service import RunService
+from spindle.web import views
+from spindle.web.csrf import FIELD
+from spindle.web.deps import PageCaller, Service
+from spindle.web.render import render, web_of
+
+router = APIRouter(include_in_schema=False)
+
+#: form parts beyond these many are refused before they are read
+MAX_FORM_PARTS = 10_000
+
+#: where the service's field names show up on the submit form
+_FORM_FIELD = {
+    "workflow_type": "workflow",
+    "workflow_type_version": "workflow",
+    "workflow_engine": "workflow",
+    "workflow_engine_version": "workflow",
+    "workflow_attachment": "workflow_attachment",
+    "workflow_url": "workflow_url",
+    "workflow_params": "workflow_params",
+    "tags": "tags",
+    "workflow_engine_parameters": "workflow_engine_parameters",
+}
+
+
+@dataclass(frozen=True)
+class Renamed:
+    """An upload under another name (a folder's files, without the folder's own name)."""
+
+    filename: str
+    file: IO[bytes]
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _mapping_lines(field: str, text: str) -> dict[str, str]:
+    """``key=value`` lines (blank lines ignored) as a dict; a bad line is an InvalidRequest."""
+    out: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, eq, value = line.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise InvalidRequest(field, f"line {number}: {line.strip()!r} is not key=value")
+        if key in out:
+            raise InvalidRequest(field, f"line {number}: {key!r} is given twice")
+        out[key] = value.strip()
+    return out
+
+
+def _params(text: str) -> dict[str, Any]:
+    """Workflow parameters written as JSON or YAML (JSON is YAML too): a mapping."""
+    if not text.strip():
+        return {}
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "cannot be read"
+        raise InvalidRequest(
+            "workflow_params", f"is not valid JSON or YAML: {problem}{where}"
+        ) from None
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest(
+            "workflow_params", f"must be a mapping of names to values, not {type(value).__name__}"
+        )
+    # YAML dates and the like become the text they were written as
+    loaded: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    return loaded
+
+
+def _uploads(form: FormData) -> list[Renamed | UploadFile]:
+    """Files chosen one by one keep their names; a chosen folder's files keep their paths
+    inside it (the browser sends ``folder/sub/file``; the folder's own name is dropped)."""
+    uploads: list[Renamed | UploadFile] = []
+    for key, value in form.multi_items():
+        if not isinstance(value, UploadFile) or not value.filename:
+            continue  # an empty file input
+        if key == "workflow_attachment":
+            uploads.append(value)
+        elif key == "workflow_folder":
+            _top, sep, inner = value.filename.replace("\\", "/").partition("/")
+            uploads.append(Renamed(inner if sep else value.filename, value.file))
+    return uploads
+
+
+def _fields(form: FormData) -> dict[str, str | None]:
+    """The form as RunWorkflow's text fields (JSON strings, as the API takes them)."""
+    workflow_type, _sep, version = _text(form, "workflow").partition("|")
+    return {
+        "workflow_type": workflow_type,
+        "workflow_type_version": version,
+        "workflow_url": _text(form, "workflow_url").strip(),
+        "workflow_params": json.dumps(_params(_text(form, "workflow_params"))),
+        "tags": json.dumps(_mapping_lines("tags", _text(form, "tags"))),
+        "workflow_engine_parameters": json.dumps(
+            _mapping_lines("workflow_engine_parameters", _text(form, "workflow_engine_parameters"))
+        ),
+    }
+
+
+def _choices(service: RunService) -> list[tuple[str, str]]:
+    """(value, label) of every workflow type and version an installed engine runs."""
+    out = []
+    for name, info in sorted(service.catalog.infos.items()):
+        for version in info.workflow_type_versions:
+            value = f"{info.workflow_type}|{version}"
+            out.append((value, f"{info.workflow_type} {version} ({name} {info.version})"))
+    return out
+
+
+def _submit_page(
+    request: Request,
+    service: RunService,
+    values: Mapping[str, str],
+    errors: Mapping[str, str],
+    status: int = 200,
+) -> HTMLResponse:
+    return render(
+        request,
+        "submit.html",
+        {"choices": _choices(service), "values": values, "errors": errors},
+        status=status,
+        nav="submit",
+    )
+
+
+@router.get("/submit", response_class=HTMLResponse)
+async def submit_form(request: Request, service: Service, _caller: PageCaller) -> HTMLResponse:
+    choices = _choices(service)
+    return _submit_page(request, service, {"workflow": choices[0][0] if choices else ""}, {})
+
+
+@router.post("/submit", response_class=HTMLResponse)
+async def submit(request: Request, service: Service, caller: PageCaller) -> Response:
+    length = request.headers.get("content-length", "")
+    max_bytes = service.settings.max_upload_bytes
+    if length.isdigit() and int(length) > max_bytes + (1 << 20):
+        raise PayloadTooLarge(f"request body: {length} bytes is over the limit of {max_bytes}")
+    async with request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS) as form:
+        web_of(request).csrf.check(request, form.get(FIELD))
+        values = {
+            name: _text(form, name)
+            for name in (
+                "workflow",
+                "workflow_url",
+                "workflow_params",
+                "tags",
+                "workflow_engine_parameters",
+            )
+        }
+        try:
+            run = await service.submit(_fields(form), _uploads(form), caller=caller)
+        except InvalidRequest as exc:
+            field = _FORM_FIELD.get(exc.field, "")
+            message = exc.problem if field else exc.message
+            return _submit_page(request, service, values, {field: message}, status=400)
+        except PayloadTooLarge as exc:
+            errors = {"workflow_attachment": exc.message}
+            return _submit_page(request, service, values, errors, status=413)
+    return RedirectResponse(views.run_url(run.id), status_code=303)
+
+
+async def _checked(request: Request) -> None:
+    async with request.form(max_files=0, max_fields=10) as form:
+        web_of(request).csrf.check(request, form.get(FIELD))
+
+
+@router.post("/runs/{run_id}/cancel")
+async def cancel(
+    request: Request, run_id: str, service: Service, caller: PageCaller
+) -> RedirectResponse:
+    await _checked(request)
+    await service.cancel(run_id, caller=caller)
+    return RedirectResponse(views.run_url(run_id), status_code=303)
+
+
+@router.post("/runs/{run_id}/resubmit")
+async def resubmit(
+    request: Request, run_id: str, service: Service, caller: PageCaller
+) -> RedirectResponse:
+    await _checked(request)
+    run = await service.resubmit(run_id, caller=caller)
+    return RedirectResponse(views.run_url(run.id), status_code=303)

@@ -1,0 +1,109 @@
+"""The server-sent event streams (``GET /runs/{run_id}/events``, ``GET /events``): in
+process for a run that has ended (the stream ends by itself), and against a real server for
+streams that follow a run while it goes on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import WES, example_form, submit_example
+from tests.live import live_server
+
+__all__ = ["live_server"]  # the fixture, imported so pytest finds it here
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """SSE messages as dicts of their fields (``data`` parsed as JSON); comments skipped."""
+    message: dict[str, Any] = {}
+    for raw in lines:
+        line = raw.rstrip("\r")
+        if not line:
+            if message:
+                if "data" in message:
+                    message["data"] = json.loads(message["data"])
+                yield message
+            message = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(":")
+            message[name] = value.removeprefix(" ")
+
+
+async def test_run_stream_of_an_ended_run_gives_its_events_and_ends(
+    api_no_worker: httpx.AsyncClient,
+) -> None:
+    run_id = await submit_example(api_no_worker, "cwl", "wordcount")
+    await api_no_worker.post(f"{WES}/runs/{run_id}/cancel")  # QUEUED → CANCELED at once
+    r = await api_no_worker.get(f"{WES}/runs/{run_id}/events")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    messages = list(parse_sse(r.text.splitlines()))
+    assert [m["event"] for m in messages] == ["state", "state"]
+    first, last = (m["data"] for m in messages)
+    assert (first["state"], last["state"]) == ("QUEUED", "CANCELED")
+    assert last["reason"] == "cancelled before it started"
+    assert last["run_id"] == run_id
+    assert last["at"].endswith("Z")
+    assert [int(m["id"]) for m in messages] == [first["id"], last["id"]]
+    assert first["id"] < last["id"]
+
+    # resuming after the first event, by query or by Last-Event-ID
+    for kw in (
+        {"params": {"after": first["id"]}},
+        {"headers": {"Last-Event-ID": messages[0]["id"]}},
+    ):
+        again = await api_no_worker.get(f"{WES}/runs/{run_id}/events", **kw)
+        assert [m["data"]["state"] for m in parse_sse(again.text.splitlines())] == ["CANCELED"]
+
+
+@pytest.mark.parametrize(
+    ("path", "kw", "status"),
+    [
+        ("/runs/nope/events", {}, 404),
+        ("/runs/nope/events", {"params": {"after": "-1"}}, 400),
+        ("/events", {"params": {"after": "x"}}, 400),
+        ("/events", {"headers": {"Last-Event-ID": "abc"}}, 400),
+    ],
+)
+async def test_stream_errors_are_error_responses(
+    api_no_worker: httpx.AsyncClient, path: str, kw: dict[str, Any], status: int
+) -> None:
+    r = await api_no_worker.get(f"{WES}{path}", **kw)
+    assert r.status_code == status
+    assert r.json()["status_code"] == status
+
+
+@pytest.mark.engine
+def test_streams_follow_a_run_to_its_end(live_server: str, snakemake_exe: str) -> None:
+    timeout = httpx.Timeout(120.0)
+    with (
+        httpx.Client(base_url=live_server, timeout=timeout) as client,
+        client.stream("GET", f"{WES}/events") as everything,
+    ):
+        assert everything.status_code == 200
+        data, files = example_form("snakemake", "wordcount")
+        submitted = client.post(f"{WES}/runs", data=data, files=files)
+        run_id = submitted.json()["run_id"]
+
+        # the run's own stream: every state to COMPLETE, progress on the way, then the end
+        with client.stream("GET", f"{WES}/runs/{run_id}/events") as one:
+            messages = list(parse_sse(one.iter_lines()))
+        states = [m["data"]["state"] for m in messages if m["event"] == "state"]
+        assert states == ["QUEUED", "INITIALIZING", "RUNNING", "COMPLETE"]
+        progress = [m["data"] for m in messages if m["event"] == "progress"]
+        assert progress, messages
+        assert progress[-1]["done"] == progress[-1]["total"] == 5
+        assert all(m["data"]["run_id"] == run_id for m in messages)
+
+        # the stream of every run saw the same state changes, in order
+        seen: list[str] = []
+        for message in parse_sse(everything.iter_lines()):
+            if message["data"]["run_id"] == run_id and message["event"] == "state":
+                seen.append(message["data"]["state"])
+            if seen and seen[-1] == "COMPLETE":
+                break
+        assert seen == states
