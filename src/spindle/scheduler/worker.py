@@ -242,19 +242,21 @@ class Worker:
             f"submitting to {run.compute_env}",
             lambda: backend.submit(run.id, launch, rundir),
         )
+        saved: dict[str, Any] = {"handle": handle.to_json(), "cmd": launch.argv}
         async with self.db.begin() as conn:
-            await store.update_run(conn, run.id, handle=handle.to_json(), cmd=launch.argv)
-            if not backend.capabilities.queues:
-                started = await store.transition(
-                    conn,
-                    run.id,
-                    expected=[State.INITIALIZING],
-                    new=State.RUNNING,
-                    start_time=utcnow(),
-                )
-                if not started:
-                    # cancelled while we were starting it: the handle is saved, stop it now
-                    log.info("run %s was cancelled during start-up", run.id)
+            # the common case in one statement: the handle saved with the move to RUNNING
+            started = not backend.capabilities.queues and await store.transition(
+                conn,
+                run.id,
+                expected=[State.INITIALIZING],
+                new=State.RUNNING,
+                start_time=utcnow(),
+                **saved,
+            )
+            if not started:
+                # a queued job (RUNNING once it runs), or cancelled while we were starting
+                # it: the handle is saved all the same, and the monitor takes it from here
+                await store.update_run(conn, run.id, **saved)
         return handle
 
     async def _monitor(
