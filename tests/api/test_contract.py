@@ -1,5 +1,5 @@
-"""Every answer the API gives validates against the official WES 1.1.0 schemas
-(../shared/specs, the bundled file with service-info inlined)."""
+"""Every answer the API gives validates against the official WES 1.1.0 schemas (the bundled
+file with service-info inlined, vendored in tests/data; see its README)."""
 
 from __future__ import annotations
 
@@ -15,21 +15,15 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from tests.api.conftest import WES, submit_example, wait_state
-from tests.support import REPO, missing
+from tests.support import REPO
 
-SPEC_CANDIDATES = [
-    REPO.parent / "shared" / "specs" / "workflow_execution_service.openapi.bundled.yaml",
-    REPO / "tests" / "data" / "workflow_execution_service.openapi.bundled.yaml",
-]
+SPEC = REPO / "tests" / "data" / "workflow_execution_service.openapi.bundled.yaml"
 
 
 @cache
 def spec() -> dict[str, Any]:
-    for path in SPEC_CANDIDATES:
-        if path.exists():
-            loaded: dict[str, Any] = yaml.safe_load(path.read_text())
-            return loaded
-    missing(f"the WES spec is not at any of {SPEC_CANDIDATES}")
+    loaded: dict[str, Any] = yaml.safe_load(SPEC.read_text())
+    return loaded
 
 
 def _operation(method: str, path: str) -> tuple[str, dict[str, Any]]:
