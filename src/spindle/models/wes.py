@@ -1,6 +1,6 @@
 """Pydantic models of the WES 1.1.0 schemas, field for field (names, shapes and descriptions
-from the official WES 1.1.0 OpenAPI file; a bundled copy is in tests/data). Responses are built from these
-so the served OpenAPI documents exactly the spec's shapes."""
+from the official WES 1.1.0 OpenAPI file; a bundled copy is in tests/data). Responses are
+built from these so the served OpenAPI documents exactly the spec's shapes."""
 
 from __future__ import annotations
 
