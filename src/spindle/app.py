@@ -19,6 +19,7 @@ from spindle.config import Settings
 from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
 from spindle.engines.registry import Catalog, load_catalog
+from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler.listen import listen_for_wakeups
@@ -59,6 +60,7 @@ def create_app(
                 name: b for name, b in backends.items() if not b.capabilities.local_files
             },
         )
+        app.state.groups = GroupService(db=db, settings=settings, runs=app.state.service)
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
         if worker:

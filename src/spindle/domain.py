@@ -87,6 +87,12 @@ class Run:
     lease_expires_at: datetime | None = None
     #: the user who submitted it (``users.id``)
     owner_id: int | None = None
+    #: the run group it belongs to, if any (``run_groups.id``)
+    group_id: str | None = None
+    #: order inside its group: higher runs first (the ``priority`` engine parameter)
+    priority: int = 0
+    #: CPUs the run counts against its group's ``max_cpus`` (the ``cpus`` engine parameter)
+    cpus: int = 1
 
 
 @dataclass(frozen=True)
@@ -148,6 +154,35 @@ class RunSummary:
     submitted_at: datetime
     start_time: datetime | None = None
     end_time: datetime | None = None
+    group_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RunGroup:
+    """A batch of runs (as an AWS HealthOmics run group) with optional limits on what its
+    runs use at once. ``counts``, ``running`` and ``cpus_in_use`` are read with the group."""
+
+    id: str
+    seq: int
+    name: str
+    description: str
+    owner_id: int
+    created_at: datetime
+    updated_at: datetime
+    #: runs of the group INITIALIZING, RUNNING or CANCELING at once
+    max_runs: int | None = None
+    #: sum of the ``cpus`` of those runs
+    max_cpus: int | None = None
+    #: minutes a run may run before Spindle stops it (SYSTEM_ERROR)
+    max_duration: float | None = None
+    #: the compute environment of runs that do not choose one
+    compute_env: str | None = None
+    #: the group's runs by state (states with no runs are absent)
+    counts: dict[str, int] = field(default_factory=dict)
+    #: runs of the group that hold a slot now (INITIALIZING, RUNNING, CANCELING)
+    running: int = 0
+    #: the CPUs those runs asked for
+    cpus_in_use: int = 0
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,14 @@ class RunNotFound(NotFound):
         super().__init__(f"run {run_id!r} was not found")
 
 
+class GroupNotFound(NotFound):
+    """The requested run group was not found."""
+
+    def __init__(self, group_id: str) -> None:
+        self.group_id = group_id
+        super().__init__(f"run group {group_id!r} was not found")
+
+
 class TaskNotFound(NotFound):
     """The requested task was not found."""
 
@@ -84,7 +92,8 @@ class Forbidden(SpindleError):
 
 
 class Conflict(SpindleError):
-    """The object exists already."""
+    """The request conflicts with the current state of the object (it exists already, it is
+    not empty, it is no longer queued)."""
 
     status_code = 409
 

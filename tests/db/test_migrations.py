@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -14,7 +13,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.db.engine import create_engine
-from spindle.db.migrate import alembic_config, is_current, upgrade
+from spindle.db.migrate import alembic_config, is_current, migrate, upgrade
 from spindle.db.tables import LOCAL_USER, events, metadata, runs, tasks, users
 from spindle.db.types import utcnow
 
@@ -36,16 +35,6 @@ async def table_names(engine: AsyncEngine) -> set[str]:
     async with engine.connect() as conn:
         names: list[str] = await conn.run_sync(lambda c: inspect(c).get_table_names())
     return set(names) - {"alembic_version"}
-
-
-async def migrate(engine: AsyncEngine, direction: str, revision: str) -> None:
-    def run(conn: Connection) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        getattr(command, direction)(cfg, revision)
-
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
 
 
 def revisions() -> list[str]:

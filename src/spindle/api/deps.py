@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from spindle.api.links import Links
+from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 
 
@@ -19,9 +20,15 @@ async def get_service(request: Request) -> RunService:
     return service
 
 
+async def get_groups(request: Request) -> GroupService:
+    groups: GroupService = request.app.state.groups
+    return groups
+
+
 async def get_links(request: Request) -> Links:
     return Links(request, request.app.state.settings.public_url)
 
 
 Service = Annotated[RunService, Depends(get_service)]
+Groups = Annotated[GroupService, Depends(get_groups)]
 LinksDep = Annotated[Links, Depends(get_links)]

@@ -18,7 +18,7 @@ from spindle.domain import Run, State, Task
 from spindle.errors import InvalidRequest, PayloadTooLarge
 from spindle.models import wes
 from spindle.models.extensions import ComputeEnvironment, SpindleServiceInfo
-from spindle.runs.submit import TEXT_FIELDS
+from spindle.runs.submit import EXTENSION_FIELDS, TEXT_FIELDS
 
 router = APIRouter(prefix="/ga4gh/wes/v1")
 
@@ -33,6 +33,11 @@ _MULTIPART = {
                     "type": "object",
                     "properties": {
                         **{name: {"type": "string"} for name in TEXT_FIELDS},
+                        "run_group_id": {
+                            "type": "string",
+                            "description": "Spindle extension: the run group the run joins "
+                            "(as a run_group_id tag does). See docs/groups.md.",
+                        },
                         "workflow_attachment": {
                             "type": "array",
                             "items": {"type": "string", "format": "binary"},
@@ -195,7 +200,7 @@ def _split_form(form: FormData) -> tuple[dict[str, str | None], list[UploadFile]
             if not isinstance(value, UploadFile):
                 raise InvalidRequest("workflow_attachment", "must be a file part, not a text field")
             uploads.append(value)
-        elif key in TEXT_FIELDS:
+        elif key in TEXT_FIELDS or key in EXTENSION_FIELDS:
             if not isinstance(value, str):
                 raise InvalidRequest(key, "must be a text field, not a file")
             if key in fields:
@@ -205,7 +210,7 @@ def _split_form(form: FormData) -> tuple[dict[str, str | None], list[UploadFile]
             raise InvalidRequest(
                 key,
                 "is not a RunWorkflow form field; fields are: "
-                + ", ".join((*TEXT_FIELDS, "workflow_attachment")),
+                + ", ".join((*TEXT_FIELDS, "workflow_attachment", *EXTENSION_FIELDS)),
             )
     return fields, uploads
 

@@ -23,13 +23,39 @@ def alembic_config(url: str = "") -> Config:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    await migrate(engine, "upgrade", revision)
+
+
+async def migrate(engine: AsyncEngine, direction: str, revision: str) -> None:
+    """``alembic upgrade|downgrade revision`` on ``engine``, in one transaction.
+
+    On SQLite, foreign keys are off while it runs: a batch operation rebuilds a table (copy,
+    drop, rename), and dropping a table that others reference with ON DELETE CASCADE would
+    delete their rows. The pragma only takes effect outside a transaction, so it is set
+    before the migration begins, checked (``foreign_key_check``) and restored after it."""
+
     def run(conn: Connection) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+        getattr(command, direction)(cfg, revision)
 
-    async with engine.begin() as conn:
-        await conn.run_sync(run)
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            async with conn.begin():
+                await conn.run_sync(run)
+            if sqlite:
+                broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                if broken:
+                    raise RuntimeError(f"migration left rows that break foreign keys: {broken}")
+        finally:
+            if sqlite:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
 
 
 async def is_current(engine: AsyncEngine) -> bool:

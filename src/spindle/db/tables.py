@@ -75,6 +75,29 @@ api_tokens = Table(
     **MYSQL_TABLE,
 )
 
+run_groups = Table(
+    "run_groups",
+    metadata,
+    # seq gives the stable keyset order of group lists; id is the public group id.
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("owner_id", BigId, ForeignKey("users.id"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    # limits; null: no limit. The claim reads them (runs.runs_group_id_state_priority_seq).
+    Column("max_runs", Integer, nullable=True),
+    Column("max_cpus", Integer, nullable=True),
+    Column("max_duration_seconds", Integer, nullable=True),
+    Column("compute_env", String(64), nullable=True),
+    # a user's groups in creation order; by name
+    Index("ix_run_groups_owner_id_seq", "owner_id", "seq"),
+    Index("ix_run_groups_name_seq", "name", "seq"),
+    Index("ix_run_groups_owner_id_name_seq", "owner_id", "name", "seq"),
+    **MYSQL_TABLE,
+)
+
 runs = Table(
     "runs",
     metadata,
@@ -108,6 +131,10 @@ runs = Table(
     Column("worker_id", String(64), nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
     Column("owner_id", BigId, ForeignKey("users.id"), nullable=False),
+    # run groups: membership, order inside the group, CPUs counted against max_cpus
+    Column("group_id", String(36), ForeignKey("run_groups.id"), nullable=True),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("cpus", Integer, nullable=False, server_default="1"),
     # claim: oldest QUEUED first; counts by state
     Index("ix_runs_state_seq", "state", "seq"),
     # adopt: active runs whose lease ran out
@@ -126,6 +153,10 @@ runs = Table(
     # dashboard: the most recent failures
     Index("ix_runs_state_end_time", "state", "end_time"),
     Index("ix_runs_owner_id_state_end_time", "owner_id", "state", "end_time"),
+    # claim: a group's active runs (its usage) and its queued runs in priority order; a
+    # group's runs by state (counts, lists)
+    Index("ix_runs_group_id_state_priority_seq", "group_id", "state", "priority", "seq"),
+    Index("ix_runs_group_id_seq", "group_id", "seq"),
     **MYSQL_TABLE,
 )
 

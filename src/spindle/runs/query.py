@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -57,6 +57,7 @@ _SUMMARY_COLUMNS = (
     runs.c.submitted_at,
     runs.c.start_time,
     runs.c.end_time,
+    runs.c.group_id,
 )
 
 
@@ -74,6 +75,8 @@ class RunQuery:
     text: str = ""
     sort: SortKey = SortKey.SUBMITTED
     descending: bool = True
+    #: runs of this run group only
+    group_id: str | None = None
 
     @classmethod
     def parse(
@@ -123,6 +126,10 @@ class RunQuery:
             descending=order != "asc",
         )
 
+    def in_group(self, group_id: str) -> RunQuery:
+        """The same query, limited to the runs of one run group."""
+        return replace(self, group_id=group_id)
+
     @property
     def token_kind(self) -> str:
         """Page tokens are only good for the order they were issued for."""
@@ -157,11 +164,14 @@ def summary_from_row(row: RowMapping) -> RunSummary:
         submitted_at=row["submitted_at"],
         start_time=row["start_time"],
         end_time=row["end_time"],
+        group_id=row["group_id"],
     )
 
 
 def _filters(query: RunQuery) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
+    if query.group_id is not None:
+        where.append(runs.c.group_id == query.group_id)
     if query.states:
         where.append(runs.c.state.in_(sorted(s.value for s in query.states)))
     if query.workflow_type:

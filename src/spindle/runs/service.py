@@ -33,6 +33,7 @@ from spindle.domain import (
     LogSpan,
     Progress,
     Run,
+    RunGroup,
     RunRequest,
     RunSummary,
     State,
@@ -41,7 +42,7 @@ from spindle.domain import (
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, Unreachable
-from spindle.runs import feed, logs, query, store
+from spindle.runs import feed, group_store, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
     decode_cursor,
@@ -58,6 +59,9 @@ from spindle.runs.submit import (
     copy_attachments,
     discard,
     parse_request,
+    requested_group,
+    run_cpus,
+    run_priority,
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
@@ -106,7 +110,8 @@ class RunService:
         """A new run of the caller's from RunWorkflow form fields and attachments (which keep
         their paths)."""
         request = parse_request(fields)
-        engine, compute_env = self._check(request)
+        group = await self._group(requested_group(fields, request), caller)
+        engine, compute_env = self._check(request, group)
         max_bytes = self.settings.max_upload_bytes
         return await self._create(
             request,
@@ -114,13 +119,15 @@ class RunService:
             compute_env,
             lambda dest: stage_uploads(uploads, dest, max_bytes=max_bytes),
             owner_id=caller.user_id,
+            group=group,
         )
 
     async def resubmit(self, run_id: str, *, caller: Caller) -> Run:
         """A new run with the same request and the same attachments as ``run_id`` (which the
         caller must be able to see), owned by the caller."""
         old = await self.get(run_id, caller=caller)
-        engine, compute_env = self._check(old.request)
+        group = await self._group(old.group_id, caller, missing_ok=True)
+        engine, compute_env = self._check(old.request, group)
         source = self.rundir(run_id).attachments
         return await self._create(
             old.request,
@@ -128,10 +135,26 @@ class RunService:
             compute_env,
             lambda dest: copy_attachments(source, dest),
             owner_id=caller.user_id,
+            group=group,
         )
 
-    def _check(self, request: RunRequest) -> tuple[Engine, str]:
-        """The engine and compute environment for a request, or InvalidRequest."""
+    async def _group(
+        self, group_id: str | None, caller: Caller, *, missing_ok: bool = False
+    ) -> RunGroup | None:
+        """The run group a run is submitted into, if the caller may use it."""
+        if group_id is None:
+            return None
+        async with self.db.connect() as conn:
+            row = await group_store.get_group_row(conn, group_id, owner_id=caller.owner_scope)
+        if row is None:
+            if missing_ok:
+                return None
+            raise InvalidRequest("run_group_id", f"run group {group_id!r} was not found")
+        return group_store.group_from_row(row)
+
+    def _check(self, request: RunRequest, group: RunGroup | None = None) -> tuple[Engine, str]:
+        """The engine and compute environment for a request (into ``group``), or
+        InvalidRequest."""
         engine = self.catalog.resolve(
             request.workflow_type,
             request.workflow_type_version,
@@ -146,7 +169,16 @@ class RunService:
                     f"{key!r} is not a parameter of {engine.name}; known: "
                     + ", ".join(sorted(known)),
                 )
-        compute_env = request.workflow_engine_parameters.get("compute_env", "local")
+        default_env = group.compute_env if group and group.compute_env else "local"
+        compute_env = request.workflow_engine_parameters.get("compute_env", default_env)
+        cpus = run_cpus(request.workflow_engine_parameters)
+        run_priority(request.workflow_engine_parameters)
+        if group is not None and group.max_cpus is not None and cpus > group.max_cpus:
+            raise InvalidRequest(
+                "workflow_engine_parameters",
+                f"the run asks for {cpus} CPUs, more than the max_cpus {group.max_cpus} of run "
+                f"group {group.id!r}; it could never start",
+            )
         env = self.compute_envs.get(compute_env)
         if env is None:
             raise InvalidRequest(
@@ -165,6 +197,7 @@ class RunService:
         stage: Callable[[Path], list[StagedFile]],
         *,
         owner_id: int,
+        group: RunGroup | None = None,
     ) -> Run:
         """Stage the attachments (``stage`` fills the folder it is given; blocking, so it
         runs in a thread) under a temporary name, move them into place, then store the run.
@@ -191,6 +224,9 @@ class RunService:
                     engine=engine.name,
                     compute_env=compute_env,
                     owner_id=owner_id,
+                    group_id=group.id if group else None,
+                    priority=run_priority(request.workflow_engine_parameters),
+                    cpus=run_cpus(request.workflow_engine_parameters),
                 )
                 await self.wakeup.notify(conn, "queued")
         except BaseException:
@@ -216,15 +252,27 @@ class RunService:
         return state
 
     async def list(
-        self, *, page_size: int | None, page_token: str | None, caller: Caller
+        self,
+        *,
+        page_size: int | None,
+        page_token: str | None,
+        group_id: str | None = None,
+        caller: Caller,
     ) -> Page[Run]:
+        """The runs the caller may see, newest first; with ``group_id``, that run group's
+        only (an extension: a group the caller cannot see simply has no runs here)."""
         size = check_page_size(page_size)
-        before = decode_token("runs", page_token)
+        kind = "runs" if group_id is None else f"runs:group:{group_id}"
+        before = decode_token(kind, page_token)
         async with self.db.connect() as conn:
             runs = await store.list_runs(
-                conn, before_seq=before, limit=size + 1, owner_id=caller.owner_scope
+                conn,
+                before_seq=before,
+                limit=size + 1,
+                owner_id=caller.owner_scope,
+                group_id=group_id,
             )
-        token = encode_token("runs", runs[size - 1].seq) if len(runs) > size else ""
+        token = encode_token(kind, runs[size - 1].seq) if len(runs) > size else ""
         return Page(runs[:size], token)
 
     async def search(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from spindle.db.tables import events, run_texts, runs, tasks
 from spindle.db.types import utcnow
-from spindle.domain import Event, LogSpan, Progress, Run, RunRequest, State, Task
+from spindle.domain import ACTIVE_STATES, Event, LogSpan, Progress, Run, RunRequest, State, Task
 
 T = TypeVar("T", bound=tuple[Any, ...])
 
@@ -52,6 +52,9 @@ def run_from_row(row: RowMapping) -> Run:
         worker_id=row["worker_id"],
         lease_expires_at=row["lease_expires_at"],
         owner_id=row["owner_id"],
+        group_id=row["group_id"],
+        priority=row["priority"],
+        cpus=row["cpus"],
     )
 
 
@@ -102,11 +105,17 @@ async def insert_run(
     engine: str,
     compute_env: str,
     owner_id: int,
+    group_id: str | None = None,
+    priority: int = 0,
+    cpus: int = 1,
 ) -> Run:
     now = utcnow()
     values: dict[str, Any] = {
         "id": run_id,
         "owner_id": owner_id,
+        "group_id": group_id,
+        "priority": priority,
+        "cpus": cpus,
         "state": State.QUEUED.value,
         "workflow_type": request.workflow_type,
         "workflow_type_version": request.workflow_type_version,
@@ -160,11 +169,18 @@ async def get_state(
 
 
 async def list_runs(
-    conn: AsyncConnection, *, before_seq: int | None, limit: int, owner_id: int | None = None
+    conn: AsyncConnection,
+    *,
+    before_seq: int | None,
+    limit: int,
+    owner_id: int | None = None,
+    group_id: str | None = None,
 ) -> list[Run]:
     """Newest first, keyset-paged on ``seq`` (stable while runs are added); with
-    ``owner_id``, that user's runs only."""
+    ``owner_id``, that user's runs only; with ``group_id``, that run group's only."""
     stmt = _owned(select(runs).order_by(runs.c.seq.desc()).limit(limit), owner_id)
+    if group_id is not None:
+        stmt = stmt.where(runs.c.group_id == group_id)
     if before_seq is not None:
         stmt = stmt.where(runs.c.seq < before_seq)
     rows = (await conn.execute(stmt)).mappings().all()
@@ -174,6 +190,31 @@ async def list_runs(
 async def count_by_state(conn: AsyncConnection, *, owner_id: int | None = None) -> dict[str, int]:
     stmt = _owned(select(runs.c.state, func.count()).group_by(runs.c.state), owner_id)
     return {state: int(n) for state, n in (await conn.execute(stmt)).all()}
+
+
+async def unfinished_run_ids(
+    conn: AsyncConnection, *, group_id: str, owner_id: int | None = None
+) -> list[str]:
+    """The ids of a run group's runs that have not ended, oldest first."""
+    unfinished = [State.QUEUED.value, *(s.value for s in ACTIVE_STATES)]
+    stmt = _owned(
+        select(runs.c.id)
+        .where(runs.c.group_id == group_id, runs.c.state.in_(unfinished))
+        .order_by(runs.c.seq),
+        owner_id,
+    )
+    return list((await conn.execute(stmt)).scalars())
+
+
+async def move_queued_run(conn: AsyncConnection, run_id: str, group_id: str | None) -> bool:
+    """Put a run that is still QUEUED into ``group_id`` (None: no group); False if it is
+    not QUEUED (any more)."""
+    result = await conn.execute(
+        update(runs)
+        .where(runs.c.id == run_id, runs.c.state == State.QUEUED.value)
+        .values(group_id=group_id, updated_at=utcnow())
+    )
+    return bool(result.rowcount == 1)
 
 
 async def transition(

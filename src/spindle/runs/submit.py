@@ -30,8 +30,14 @@ TEXT_FIELDS = (
     "workflow_engine_parameters",
     "workflow_url",
 )
+#: Spindle's documented extra RunWorkflow form fields (docs/api.md)
+EXTENSION_FIELDS = ("run_group_id",)
 #: engine parameters Spindle itself reads, whatever the engine
-SPINDLE_PARAMETERS = frozenset({"compute_env"})
+SPINDLE_PARAMETERS = frozenset({"compute_env", "cpus", "priority"})
+#: the tag that puts a run into a run group, as the form field of the same name does
+GROUP_TAG = "run_group_id"
+MAX_CPUS = 100_000
+MAX_PRIORITY = 1_000_000
 
 
 class Upload(Protocol):
@@ -98,6 +104,51 @@ def parse_request(fields: Mapping[str, str | None]) -> RunRequest:
         workflow_engine_version=_optional(fields, "workflow_engine_version"),
         workflow_engine_parameters=_string_map(fields, "workflow_engine_parameters"),
     )
+
+
+def _int_parameter(parameters: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    raw = parameters.get(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = None
+    if value is None or not low <= value <= high:
+        raise InvalidRequest(
+            "workflow_engine_parameters",
+            f"{name} must be an integer from {low} to {high}, got {raw!r}",
+        )
+    return value
+
+
+def run_cpus(parameters: Mapping[str, str]) -> int:
+    """The CPUs a run counts against its group's ``max_cpus``: the ``cpus`` engine
+    parameter, else Snakemake's ``cores``, else 1."""
+    cpus = _int_parameter(parameters, "cpus", 1, MAX_CPUS)
+    if cpus is None:
+        cpus = _int_parameter(parameters, "cores", 1, MAX_CPUS)
+    return cpus or 1
+
+
+def run_priority(parameters: Mapping[str, str]) -> int:
+    """The run's order inside its group (higher first): the ``priority`` engine parameter,
+    else 0."""
+    return _int_parameter(parameters, "priority", -MAX_PRIORITY, MAX_PRIORITY) or 0
+
+
+def requested_group(fields: Mapping[str, str | None], request: RunRequest) -> str | None:
+    """The run group a submission names, by the ``run_group_id`` form field or tag (both
+    may be given, if they agree)."""
+    field = _optional(fields, "run_group_id")
+    tag = request.tags.get(GROUP_TAG)
+    tag = tag.strip() if tag and tag.strip() else None
+    if field and tag and field != tag:
+        raise InvalidRequest(
+            "run_group_id",
+            f"the form field says {field!r} but the {GROUP_TAG} tag says {tag!r}",
+        )
+    return field or tag
 
 
 def is_remote_url(url: str) -> bool:

@@ -11,12 +11,18 @@ from spindle.api.auth import require_caller
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator
 from spindle.domain import Caller
+from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 
 
 async def get_service(request: Request) -> RunService:
     service: RunService = request.app.state.service
     return service
+
+
+async def get_groups(request: Request) -> GroupService:
+    groups: GroupService = request.app.state.groups
+    return groups
 
 
 async def get_accounts(request: Request) -> AccountService:
@@ -39,6 +45,7 @@ async def page_caller(request: Request) -> Caller:
 
 
 Service = Annotated[RunService, Depends(get_service)]
+Groups = Annotated[GroupService, Depends(get_groups)]
 Accounts = Annotated[AccountService, Depends(get_accounts)]
 Auth = Annotated[Authenticator, Depends(get_authenticator)]
 PageCaller = Annotated[Caller, Depends(page_caller)]
