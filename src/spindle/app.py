@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, wes
+from spindle.api import accounts, errors, events, extensions, groups, wes
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
 from spindle.backends.registry import build_backends, describe
@@ -91,6 +91,7 @@ def create_app(
     errors.install(app, page=error_page)
     app.include_router(wes.router)
     app.include_router(extensions.router)
+    app.include_router(groups.router)
     app.include_router(events.router)
     app.include_router(accounts.router)
     site.install(app, settings)

@@ -41,8 +41,14 @@ def error_response(
 def _describe_validation(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        field = ".".join(loc) or "request"
+        raw = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            # (its loc is the character position, not a field)
+            reason = (err.get("ctx") or {}).get("error", "")
+            problems.append("request body: is not valid JSON" + (f" ({reason})" if reason else ""))
+            continue
+        loc = [str(p) for p in raw if p not in ("body", "query", "path", "header")]
+        field = ".".join(loc) or ("request body" if raw[:1] == ("body",) else "request")
         problems.append(f"{field}: {err.get('msg', 'is invalid')}")
     return "; ".join(problems) or "the request is malformed"
 

@@ -162,10 +162,19 @@ async def list_runs(
         str | None,
         Query(description="OPTIONAL Token to use to indicate where to start getting results."),
     ] = None,
+    run_group_id: Annotated[
+        str | None,
+        Query(
+            description="Spindle extension: only the runs of this run group (see "
+            "docs/groups.md). A page token is good only with the filter it was issued for."
+        ),
+    ] = None,
 ) -> wes.RunListResponse:
     """This list should be provided in a stable ordering. Spindle lists the newest run first
     and pages by key, so a page never repeats or skips a run while others are submitted."""
-    page = await service.list(page_size=page_size, page_token=page_token, caller=caller)
+    page = await service.list(
+        page_size=page_size, page_token=page_token, group_id=run_group_id or None, caller=caller
+    )
     return wes.RunListResponse(
         runs=[
             wes.RunSummary(
