@@ -24,6 +24,7 @@ def check_layout(page: BeautifulSoup, current: str) -> None:
     assert nav_links(page) == {
         "Dashboard": "/",
         "Runs": "/runs",
+        "Run groups": "/groups",
         "Submit": "/submit",
         "API": "/docs",
     }
@@ -482,6 +483,9 @@ async def test_submit_page(site: Site) -> None:
         "workflow_params",
         "tags",
         "workflow_engine_parameters",
+        "run_group_id",
+        "cpus",
+        "priority",
     }
     values = [o["value"] for o in form.select("select[name=workflow] option")]
     assert "SMK|9" in values
@@ -494,6 +498,9 @@ async def test_submit_page(site: Site) -> None:
         "workflow_params",
         "tags",
         "workflow_engine_parameters",
+        "run_group_id",
+        "cpus",
+        "priority",
     ):
         field = form.select_one(f"[name={name}]")
         assert field is not None

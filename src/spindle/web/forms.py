@@ -1,6 +1,6 @@
-"""The UI's state-changing forms: submit a run, cancel one, submit one again. Every POST
-checks its CSRF token before anything happens; validation errors come back next to the
-field they concern."""
+"""The UI's state-changing forms: submit a run (into a run group, if one is picked), cancel
+one, submit one again. Every POST checks its CSRF token before anything happens; validation
+errors come back next to the field they concern."""
 
 from __future__ import annotations
 
@@ -14,11 +14,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
+from spindle.domain import Caller, RunGroup
 from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 from spindle.web import views
 from spindle.web.csrf import FIELD
-from spindle.web.deps import PageCaller, Service
+from spindle.web.deps import Groups, PageCaller, Service
 from spindle.web.render import render, web_of
 
 router = APIRouter(include_in_schema=False)
@@ -37,7 +39,12 @@ _FORM_FIELD = {
     "workflow_params": "workflow_params",
     "tags": "tags",
     "workflow_engine_parameters": "workflow_engine_parameters",
+    "run_group_id": "run_group_id",
 }
+#: engine parameters the submit form has inputs of their own for
+ENGINE_INPUTS = ("cpus", "priority")
+#: the most run groups the submit form's picker lists
+MAX_GROUPS = 1000
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,24 @@ def _uploads(form: FormData) -> list[Renamed | UploadFile]:
     return uploads
 
 
+def _engine_parameters(form: FormData) -> dict[str, str]:
+    """The engine parameters' lines, with the CPUs and priority inputs (which must not say
+    otherwise than a line of the same name)."""
+    parameters = _mapping_lines(
+        "workflow_engine_parameters", _text(form, "workflow_engine_parameters")
+    )
+    for name in ENGINE_INPUTS:
+        value = _text(form, name).strip()
+        if not value:
+            continue
+        if name in parameters and parameters[name] != value:
+            raise InvalidRequest(
+                name, f"is {value!r} here but {parameters[name]!r} in the engine parameters"
+            )
+        parameters[name] = value
+    return parameters
+
+
 def _fields(form: FormData) -> dict[str, str | None]:
     """The form as RunWorkflow's text fields (JSON strings, as the API takes them)."""
     workflow_type, _sep, version = _text(form, "workflow").partition("|")
@@ -117,10 +142,29 @@ def _fields(form: FormData) -> dict[str, str | None]:
         "workflow_url": _text(form, "workflow_url").strip(),
         "workflow_params": json.dumps(_params(_text(form, "workflow_params"))),
         "tags": json.dumps(_mapping_lines("tags", _text(form, "tags"))),
-        "workflow_engine_parameters": json.dumps(
-            _mapping_lines("workflow_engine_parameters", _text(form, "workflow_engine_parameters"))
-        ),
+        "workflow_engine_parameters": json.dumps(_engine_parameters(form)),
+        "run_group_id": _text(form, "run_group_id").strip() or None,
     }
+
+
+def _error_field(exc: InvalidRequest, values: Mapping[str, str]) -> str:
+    """The form field an error of the service belongs next to ("" for none)."""
+    if exc.field == "workflow_engine_parameters":
+        # the CPUs and priority inputs' own values, when the service refused them
+        for name in ENGINE_INPUTS:
+            if values.get(name, "").strip() and exc.problem.startswith(f"{name} must"):
+                return name
+        if values.get("cpus", "").strip() and exc.problem.startswith("the run asks for"):
+            return "cpus"
+    if exc.field in ENGINE_INPUTS:
+        return exc.field
+    return _FORM_FIELD.get(exc.field, "")
+
+
+async def _group_choices(groups: GroupService, caller: Caller) -> list[RunGroup]:
+    """The run groups the caller may submit into, by name (the first page of them)."""
+    page = await groups.list(sort="name", order="asc", page_size=MAX_GROUPS, caller=caller)
+    return page.items
 
 
 def _choices(service: RunService) -> list[tuple[str, str]]:
@@ -133,9 +177,11 @@ def _choices(service: RunService) -> list[tuple[str, str]]:
     return out
 
 
-def _submit_page(
+async def _submit_page(
     request: Request,
     service: RunService,
+    groups: GroupService,
+    caller: Caller,
     values: Mapping[str, str],
     errors: Mapping[str, str],
     status: int = 200,
@@ -143,20 +189,31 @@ def _submit_page(
     return render(
         request,
         "submit.html",
-        {"choices": _choices(service), "values": values, "errors": errors},
+        {
+            "choices": _choices(service),
+            "groups": await _group_choices(groups, caller),
+            "values": values,
+            "errors": errors,
+        },
         status=status,
         nav="submit",
     )
 
 
 @router.get("/submit", response_class=HTMLResponse)
-async def submit_form(request: Request, service: Service, _caller: PageCaller) -> HTMLResponse:
+async def submit_form(
+    request: Request, service: Service, groups: Groups, caller: PageCaller, group: str = ""
+) -> HTMLResponse:
+    """The submit form; ``?group=ID`` picks that run group."""
     choices = _choices(service)
-    return _submit_page(request, service, {"workflow": choices[0][0] if choices else ""}, {})
+    values = {"workflow": choices[0][0] if choices else "", "run_group_id": group[:200]}
+    return await _submit_page(request, service, groups, caller, values, {})
 
 
 @router.post("/submit", response_class=HTMLResponse)
-async def submit(request: Request, service: Service, caller: PageCaller) -> Response:
+async def submit(
+    request: Request, service: Service, groups: Groups, caller: PageCaller
+) -> Response:
     length = request.headers.get("content-length", "")
     max_bytes = service.settings.max_upload_bytes
     if length.isdigit() and int(length) > max_bytes + (1 << 20):
@@ -171,17 +228,21 @@ async def submit(request: Request, service: Service, caller: PageCaller) -> Resp
                 "workflow_params",
                 "tags",
                 "workflow_engine_parameters",
+                "run_group_id",
+                *ENGINE_INPUTS,
             )
         }
         try:
             run = await service.submit(_fields(form), _uploads(form), caller=caller)
         except InvalidRequest as exc:
-            field = _FORM_FIELD.get(exc.field, "")
+            field = _error_field(exc, values)
             message = exc.problem if field else exc.message
-            return _submit_page(request, service, values, {field: message}, status=400)
+            return await _submit_page(
+                request, service, groups, caller, values, {field: message}, status=400
+            )
         except PayloadTooLarge as exc:
             errors = {"workflow_attachment": exc.message}
-            return _submit_page(request, service, values, errors, status=413)
+            return await _submit_page(request, service, groups, caller, values, errors, status=413)
     return RedirectResponse(views.run_url(run.id), status_code=303)
 
 

@@ -3,6 +3,7 @@ pages refresh themselves with. Each handler asks the run service and renders; no
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -12,11 +13,11 @@ from fastapi.responses import HTMLResponse
 
 from spindle.db.types import utcnow
 from spindle.domain import Caller
-from spindle.errors import InvalidRequest
+from spindle.errors import GroupNotFound, InvalidRequest
 from spindle.runs.query import RunQuery, SortKey
 from spindle.runs.service import RunService
 from spindle.web import views
-from spindle.web.deps import PageCaller, Service
+from spindle.web.deps import Groups, PageCaller, Service
 from spindle.web.render import render
 
 router = APIRouter(include_in_schema=False, default_response_class=HTMLResponse)
@@ -154,14 +155,19 @@ async def _live(service: RunService, run_id: str, caller: Caller) -> dict[str, A
 
 @router.get("/runs/{run_id}")
 async def run_page(
-    request: Request, run_id: str, service: Service, caller: PageCaller
+    request: Request, run_id: str, service: Service, groups: Groups, caller: PageCaller
 ) -> HTMLResponse:
     live = await _live(service, run_id, caller)
     logs = {
         stream: await service.tail_log(run_id, stream, max_bytes=RUN_LOG_TAIL, caller=caller)
         for stream in ("stdout", "stderr")
     }
-    return render(request, "run.html", {**live, "logs": logs}, nav="runs")
+    group = None
+    if live["run"].group_id is not None:
+        # a group the caller cannot see (an admin moved the run into theirs) shows as its id
+        with contextlib.suppress(GroupNotFound):
+            group = await groups.get(live["run"].group_id, caller=caller)
+    return render(request, "run.html", {**live, "logs": logs, "group": group}, nav="runs")
 
 
 @router.get("/runs/{run_id}/live")

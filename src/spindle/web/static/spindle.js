@@ -88,8 +88,22 @@
 
   // --- the runs table -----------------------------------------------------------------------
   // #runs[data-events] follows every run's events while the table shows unfinished runs (or
-  // is the first page, where new runs would appear) and reloads the rows that changed.
+  // is the first page, where new runs would appear) and reloads the rows that changed: from
+  // data-row-url ("{id}" is the run's id; default /runs/{id}/row), and then the element that
+  // data-refresh names from its own data-fragment (a run group's usage).
   let runsSource = null;
+
+  function rowUrl(runs, runId) {
+    const template = runs.dataset.rowUrl || "/runs/{id}/row";
+    return template.replace("{id}", encodeURIComponent(runId));
+  }
+
+  function refreshAlso(runs) {
+    const other = runs.dataset.refresh ? document.querySelector(runs.dataset.refresh) : null;
+    if (other !== null && other.dataset.fragment) {
+      htmx.ajax("GET", other.dataset.fragment, { target: other, swap: "innerHTML" });
+    }
+  }
 
   function unfinishedRows(table) {
     return Array.from(table.querySelectorAll("tr[data-state]")).some(function (row) {
@@ -110,10 +124,11 @@
       const event = JSON.parse(message.data);
       const row = document.getElementById("run-" + event.run_id);
       if (row !== null && runs.isConnected) {
-        htmx.ajax("GET", "/runs/" + encodeURIComponent(event.run_id) + "/row", {
+        htmx.ajax("GET", rowUrl(runs, event.run_id), {
           target: row,
           swap: "outerHTML",
         }).then(function () {
+          refreshAlso(runs);
           if (!firstPage && !unfinishedRows(runs)) {
             source.close();
             if (runsSource === source) runsSource = null;
