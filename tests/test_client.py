@@ -418,3 +418,100 @@ def test_a_broken_config_file_is_named_not_quoted(
     assert problem in str(err.value)
     assert "secret-value" not in str(err.value)
     assert "unterminated" not in str(err.value)
+
+
+# --- run groups ----------------------------------------------------------------------------
+
+
+@pytest.mark.engine
+async def test_run_groups_through_the_client(live_server: str) -> None:
+    workflow = EXAMPLES / "cwl" / "fail" / "workflow.cwl"
+    async with SpindleClient(live_server) as client:
+        group = await client.create_group(
+            "client batch", description="from the client", max_runs=2, max_cpus=4, max_duration=30
+        )
+        assert (group.name, group.description) == ("client batch", "from the client")
+        assert (group.max_runs, group.max_cpus, group.max_duration) == (2, 4, 30.0)
+        assert group.run_counts["QUEUED"] == 0
+        assert (group.usage.running, group.usage.cpus_in_use) == (0, 0)
+        assert await client.get_group(group.id) == group
+
+        # None clears a limit; what is not given stays as it was
+        changed = await client.update_group(group.id, max_runs=None, name="renamed")
+        assert (changed.name, changed.max_runs, changed.max_cpus) == ("renamed", None, 4)
+        assert changed.max_duration == 30.0
+        other = await client.create_group("another")
+        listed = [g.id async for g in client.iter_groups(page_size=1)]
+        assert listed.index(other.id) < listed.index(group.id)  # newest first, over two pages
+        found = await client.list_groups(q="renam")
+        assert [g.id for g in found.run_groups] == [group.id]
+        assert found.next_page_token == ""
+
+        run_id = await client.submit(
+            "workflow.cwl",
+            workflow_type="CWL",
+            workflow_type_version="v1.2",
+            attachments={"workflow.cwl": workflow},
+            workflow_engine_parameters={"cpus": "2", "priority": "5"},
+            run_group_id=group.id,
+        )
+        outside = await client.submit(
+            "workflow.cwl",
+            workflow_type="CWL",
+            workflow_type_version="v1.2",
+            attachments={"workflow.cwl": workflow},
+        )
+        assert (await _wait(client, run_id)).state is State.EXECUTOR_ERROR
+        await _wait(client, outside)
+
+        assert [r.run_id async for r in client.iter_group_runs(group.id)] == [run_id]
+        failed = await client.list_group_runs(group.id, states=["EXECUTOR_ERROR", "COMPLETE"])
+        assert [r.run_id for r in failed.runs] == [run_id]
+        assert (await client.list_group_runs(group.id, states=["COMPLETE"])).runs == []
+        assert [r.run_id async for r in client.iter_runs(run_group_id=group.id)] == [run_id]
+        assert [r.run_id for r in (await client.list_runs(run_group_id=other.id)).runs] == []
+        assert (await client.get_group(group.id)).run_counts["EXECUTOR_ERROR"] == 1
+
+        with pytest.raises(SpindleClientError) as err:
+            await client.move_run(run_id, other.id)
+        assert err.value.status_code == 409
+        assert "only a QUEUED run can change groups" in err.value.msg
+        assert (await client.cancel_group(group.id)).canceled_runs == []  # all have ended
+
+        with pytest.raises(SpindleClientError) as err:
+            await client.delete_group(group.id)
+        assert err.value.status_code == 409
+        assert "detach_runs=true" in err.value.msg
+        deleted = await client.delete_group(group.id, detach_runs=True)
+        assert (deleted.group_id, deleted.detached_runs) == (group.id, 1)
+        assert (await client.delete_group(other.id)).detached_runs == 0
+        with pytest.raises(SpindleClientError) as err:
+            await client.get_group(group.id)
+        assert err.value.status_code == 404
+        assert (await client.get_run(run_id)).state is State.EXECUTOR_ERROR  # the run stays
+
+
+async def test_run_group_errors_name_the_field(live_server: str) -> None:
+    async with SpindleClient(live_server) as client:
+        with pytest.raises(SpindleClientError) as err:
+            await client.create_group("g", max_runs=0)
+        assert (err.value.status_code, err.value.msg.split(":")[0]) == (400, "max_runs")
+        with pytest.raises(SpindleClientError) as err:
+            await client.create_group("g", max_duration=0)
+        assert (err.value.status_code, err.value.msg.split(":")[0]) == (400, "max_duration")
+        with pytest.raises(SpindleClientError) as err:
+            await client.update_group("no-such-group", max_cpus=2)
+        assert err.value.status_code == 404
+        assert "no-such-group" in err.value.msg
+        with pytest.raises(SpindleClientError) as err:
+            await client.move_run("no-such-run", None)
+        assert err.value.status_code == 404
+        with pytest.raises(SpindleClientError) as err:
+            await client.submit(
+                "Snakefile",
+                workflow_type="SMK",
+                workflow_type_version="9",
+                run_group_id="no-such-group",
+            )
+        assert err.value.status_code == 400
+        assert err.value.msg.startswith("run_group_id: ")

@@ -1,5 +1,5 @@
 """A typed asyncio client for a Spindle server: the WES 1.1.0 API plus Spindle's extensions
-(run progress, log streams, file downloads).
+(run progress, log streams, file downloads, run groups).
 
 Everything is ``async`` (the project runs on asyncio throughout, so there is no blocking
 twin of any call). Answers are parsed into the same pydantic models the server builds them
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import json
 import os
 import re
@@ -42,6 +43,14 @@ import spindle
 from spindle.models import wes
 from spindle.models.accounts import NewToken, TokenInfo, TokenList, UserInfo
 from spindle.models.extensions import RunProgress
+from spindle.models.groups import (
+    RunGroup,
+    RunGroupCanceled,
+    RunGroupDeleted,
+    RunGroupList,
+    RunGroupMembership,
+    RunGroupRuns,
+)
 
 #: Where the WES API lives below a server's base URL.
 API_PREFIX = "/ga4gh/wes/v1"
@@ -55,6 +64,18 @@ CHUNK = 1 << 20
 M = TypeVar("M", bound=BaseModel)
 
 Attachments = Mapping[str, Path] | Sequence[tuple[str, Path]]
+#: Query parameter values: one value, or several for a repeated parameter (``state``).
+Params = Mapping[str, str | int | Sequence[str]]
+
+
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`."""
+
+    UNSET = "UNSET"
+
+
+#: "Leave as it is" for :meth:`SpindleClient.update_group`, where ``None`` clears a limit.
+UNSET = Unset.UNSET
 
 
 class SpindleClientError(Exception):
@@ -339,7 +360,7 @@ class SpindleClient:
         method: str,
         url: str,
         *,
-        params: Mapping[str, str | int] | None = None,
+        params: Params | None = None,
         headers: Mapping[str, str] | None = None,
         content: AsyncIterator[bytes] | None = None,
         json_body: Any = None,
@@ -405,7 +426,9 @@ class SpindleClient:
                 url=str(response.request.url),
             ) from exc
 
-    async def _get(self, model: type[M], *segments: str, **params: str | int | None) -> M:
+    async def _get(
+        self, model: type[M], *segments: str, **params: str | int | Sequence[str] | None
+    ) -> M:
         query = {k: v for k, v in params.items() if v is not None}
         response = await self._send("GET", self._url(*segments), params=query)
         return self._parse(model, response)
@@ -428,6 +451,7 @@ class SpindleClient:
         workflow_engine: str | None = None,
         workflow_engine_version: str | None = None,
         workflow_engine_parameters: Mapping[str, str] | None = None,
+        run_group_id: str | None = None,
     ) -> str:
         """``POST /runs``; returns the new run id.
 
@@ -435,7 +459,9 @@ class SpindleClient:
         ``rules/count.smk``; folders are kept) to the local file sent under it.
         ``workflow_url`` is one of those names, or an http(s) URL. ``workflow_params``,
         ``tags`` and ``workflow_engine_parameters`` go as JSON strings, as WES asks. Files
-        are streamed, not loaded into memory.
+        are streamed, not loaded into memory. ``run_group_id`` (a Spindle extension field)
+        puts the run into that run group; the engine parameters ``cpus`` and ``priority``
+        say what it counts against the group's ``max_cpus`` and where it stands in its queue.
         """
         fields = {
             "workflow_url": workflow_url,
@@ -453,6 +479,8 @@ class SpindleClient:
             fields["workflow_engine"] = workflow_engine
         if workflow_engine_version is not None:
             fields["workflow_engine_version"] = workflow_engine_version
+        if run_group_id is not None:
+            fields["run_group_id"] = run_group_id
         body = _Multipart(fields, await asyncio.to_thread(_attachment_list, attachments))
         response = await self._send(
             "POST",
@@ -463,18 +491,32 @@ class SpindleClient:
         return self._parse(wes.RunId, response).run_id
 
     async def list_runs(
-        self, page_size: int | None = None, page_token: str | None = None
+        self,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        *,
+        run_group_id: str | None = None,
     ) -> wes.RunListResponse:
-        """``GET /runs``: one page, newest run first; ``next_page_token`` is ``""`` at the end."""
+        """``GET /runs``: one page, newest run first; ``next_page_token`` is ``""`` at the end.
+        ``run_group_id`` (a Spindle extension) lists that run group's runs only."""
         return await self._get(
-            wes.RunListResponse, "runs", page_size=page_size, page_token=page_token or None
+            wes.RunListResponse,
+            "runs",
+            page_size=page_size,
+            page_token=page_token or None,
+            run_group_id=run_group_id,
         )
 
-    async def iter_runs(self, page_size: int | None = None) -> AsyncIterator[wes.RunSummary]:
-        """Every run, newest first, fetching pages as the caller goes."""
+    async def iter_runs(
+        self, page_size: int | None = None, *, run_group_id: str | None = None
+    ) -> AsyncIterator[wes.RunSummary]:
+        """Every run (of ``run_group_id``, if given), newest first, fetching pages as the
+        caller goes."""
         token: str | None = None
         while True:
-            page = await self.list_runs(page_size=page_size, page_token=token)
+            page = await self.list_runs(
+                page_size=page_size, page_token=token, run_group_id=run_group_id
+            )
             for run in page.runs:
                 yield run
             if not page.next_page_token:
@@ -549,6 +591,159 @@ class SpindleClient:
         """``POST /tokens/{id}/revoke``."""
         response = await self._send("POST", self._url("tokens", str(token_id), "revoke"))
         return self._parse(TokenInfo, response)
+
+    # --- run groups (a Spindle extension; docs/groups.md) -------------------------------
+
+    async def create_group(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        max_runs: int | None = None,
+        max_cpus: int | None = None,
+        max_duration: float | None = None,
+        compute_env: str | None = None,
+    ) -> RunGroup:
+        """``POST /run-groups``: a new run group of the caller's. A limit left None is no
+        limit; ``max_duration`` is in minutes."""
+        body: dict[str, Any] = {"name": name}
+        for key, value in (
+            ("description", description),
+            ("max_runs", max_runs),
+            ("max_cpus", max_cpus),
+            ("max_duration", max_duration),
+            ("compute_env", compute_env),
+        ):
+            if value is not None:
+                body[key] = value
+        response = await self._send("POST", self._url("run-groups"), json_body=body)
+        return self._parse(RunGroup, response)
+
+    async def list_groups(
+        self,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        *,
+        q: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
+    ) -> RunGroupList:
+        """``GET /run-groups``: one page of the groups the caller may see, newest first
+        (``sort``: created or name; ``order``: asc or desc); ``q`` searches name,
+        description and id. ``next_page_token`` is ``""`` at the end."""
+        return await self._get(
+            RunGroupList,
+            "run-groups",
+            page_size=page_size,
+            page_token=page_token or None,
+            q=q or None,
+            sort=sort or None,
+            order=order or None,
+        )
+
+    async def iter_groups(
+        self,
+        page_size: int | None = None,
+        *,
+        q: str | None = None,
+        sort: str | None = None,
+        order: str | None = None,
+    ) -> AsyncIterator[RunGroup]:
+        """Every group the caller may see, fetching pages as the caller goes."""
+        token: str | None = None
+        while True:
+            page = await self.list_groups(page_size, token, q=q, sort=sort, order=order)
+            for group in page.run_groups:
+                yield group
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    async def get_group(self, group_id: str) -> RunGroup:
+        """``GET /run-groups/{group_id}``: limits, runs by state, usage now."""
+        return await self._get(RunGroup, "run-groups", group_id)
+
+    async def update_group(
+        self,
+        group_id: str,
+        *,
+        name: str | Unset = UNSET,
+        description: str | Unset = UNSET,
+        max_runs: int | Unset | None = UNSET,
+        max_cpus: int | Unset | None = UNSET,
+        max_duration: float | Unset | None = UNSET,
+        compute_env: str | Unset | None = UNSET,
+    ) -> RunGroup:
+        """``PATCH /run-groups/{group_id}``: change the fields given; ``None`` clears a limit
+        or the compute environment, :data:`UNSET` (the default) leaves a field as it is."""
+        fields: dict[str, object] = {
+            "name": name,
+            "description": description,
+            "max_runs": max_runs,
+            "max_cpus": max_cpus,
+            "max_duration": max_duration,
+            "compute_env": compute_env,
+        }
+        body = {k: v for k, v in fields.items() if v is not UNSET}
+        response = await self._send("PATCH", self._url("run-groups", group_id), json_body=body)
+        return self._parse(RunGroup, response)
+
+    async def delete_group(self, group_id: str, *, detach_runs: bool = False) -> RunGroupDeleted:
+        """``DELETE /run-groups/{group_id}``. A group with runs is a 409 unless
+        ``detach_runs``: then its runs stay, in no group."""
+        response = await self._send(
+            "DELETE",
+            self._url("run-groups", group_id),
+            params={"detach_runs": "true" if detach_runs else "false"},
+        )
+        return self._parse(RunGroupDeleted, response)
+
+    async def list_group_runs(
+        self,
+        group_id: str,
+        page_size: int | None = None,
+        page_token: str | None = None,
+        *,
+        states: Sequence[str] = (),
+    ) -> RunGroupRuns:
+        """``GET /run-groups/{group_id}/runs``: one page of the group's runs, newest first,
+        in the given ``states`` only (all when empty)."""
+        return await self._get(
+            RunGroupRuns,
+            "run-groups",
+            group_id,
+            "runs",
+            page_size=page_size,
+            page_token=page_token or None,
+            state=list(states) or None,
+        )
+
+    async def iter_group_runs(
+        self, group_id: str, page_size: int | None = None, *, states: Sequence[str] = ()
+    ) -> AsyncIterator[wes.RunSummary]:
+        """Every run of a group (in ``states``), fetching pages as the caller goes."""
+        token: str | None = None
+        while True:
+            page = await self.list_group_runs(group_id, page_size, token, states=states)
+            for run in page.runs:
+                yield run
+            if not page.next_page_token:
+                return
+            token = page.next_page_token
+
+    async def cancel_group(self, group_id: str) -> RunGroupCanceled:
+        """``POST /run-groups/{group_id}/cancel``: cancel every unfinished run of the group;
+        ``canceled_runs`` names them."""
+        response = await self._send("POST", self._url("run-groups", group_id, "cancel"))
+        return self._parse(RunGroupCanceled, response)
+
+    async def move_run(self, run_id: str, group_id: str | None) -> RunGroupMembership:
+        """``PUT /runs/{run_id}/run-group``: move a QUEUED run into ``group_id`` (None: out of
+        any group). A run that has started is a 409."""
+        response = await self._send(
+            "PUT", self._url("runs", run_id, "run-group"), json_body={"run_group_id": group_id}
+        )
+        return self._parse(RunGroupMembership, response)
 
     # --- Spindle extensions ------------------------------------------------------------
 
