@@ -1,6 +1,6 @@
 """The ``spindle`` command. Server commands (serve, worker, db) live in ``server.py`` and
 ``users.py`` (they act on the database); commands that talk to a running Spindle through
-``spindle.client`` in ``runs.py`` and ``tokens.py``."""
+``spindle.client`` in ``runs.py``, ``groups.py`` and ``tokens.py``."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ def main() -> None:
 
 
 def _register() -> None:
-    from spindle.cli import runs, server, tokens, users
+    from spindle.cli import groups, runs, server, tokens, users
 
     server.register(main)
     users.register(main)
     runs.register(main)
+    groups.register(main)
     tokens.register(main)
 
 

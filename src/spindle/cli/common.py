@@ -106,7 +106,7 @@ def read_password(prompt: str = "Password", *, confirm: bool = False) -> str:
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     """Plain aligned columns (no box drawing): stable to read, grep and cut."""
     body = [list(r) for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in body)]) for i, h in enumerate(headers)]
     for row in [list(headers), *body]:
         cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)] + [row[-1]]
         click.echo("  ".join(cells).rstrip())

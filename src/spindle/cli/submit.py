@@ -251,6 +251,7 @@ async def _submit(
     params: dict[str, Any] | None,
     tags: dict[str, str],
     engine_params: dict[str, str],
+    group: str | None,
     wait: bool,
     poll: float,
 ) -> int:
@@ -267,6 +268,7 @@ async def _submit(
             workflow_engine=engine,
             workflow_engine_version=engine_version,
             workflow_engine_parameters=engine_params or None,
+            run_group_id=group,
         )
         click.echo(run_id)
         if not wait:
@@ -324,6 +326,23 @@ async def _submit(
     help="A workflow_engine_parameters entry, e.g. compute_env=local.",
 )
 @click.option(
+    "--group",
+    metavar="GROUP_ID",
+    help="Put the run into this run group (see `spindle groups`).",
+)
+@click.option(
+    "--cpus",
+    type=click.IntRange(min=1),
+    help="CPUs the run counts against its group's max_cpus (the cpus engine parameter; "
+    "default: Snakemake's cores, else 1).",
+)
+@click.option(
+    "--priority",
+    type=int,
+    help="Order inside its run group: higher runs start first (the priority engine "
+    "parameter; default 0).",
+)
+@click.option(
     "--attach",
     multiple=True,
     type=click.Path(exists=True, path_type=Path),
@@ -342,6 +361,9 @@ def submit(
     param: tuple[str, ...],
     tag: tuple[str, ...],
     engine_param: tuple[str, ...],
+    group: str | None,
+    cpus: int | None,
+    priority: int | None,
     attach: tuple[Path, ...],
     wait: bool,
     poll: float,
@@ -358,6 +380,13 @@ def submit(
     name = flow.local.name if flow.local else urlsplit(workflow).path.rsplit("/", 1)[-1]
     wtype = workflow_type.upper() if workflow_type else _infer_type(name)
     params = _params(params_file, param)
+    engine_params = dict(_pairs("--engine-param", engine_param))
+    for option, key, value in (("--cpus", "cpus", cpus), ("--priority", "priority", priority)):
+        if value is None:
+            continue
+        if key in engine_params:
+            raise click.UsageError(f"give {key} either as {option} or as --engine-param, not both")
+        engine_params[key] = str(value)
     if flow.attachments:
         total = sum(p.stat().st_size for _, p in flow.attachments)
         click.echo(
@@ -375,7 +404,8 @@ def submit(
             engine_version,
             params,
             dict(_pairs("--tag", tag)),
-            dict(_pairs("--engine-param", engine_param)),
+            engine_params,
+            group,
             wait,
             poll,
         )
