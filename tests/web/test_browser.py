@@ -234,6 +234,8 @@ def test_runs_table_filters_and_follows_runs(
         )
     )
     page.fill("input[name=q]", sleeping[:8])
+    # (one row shows before the search is sent too: wait for the address it leads to)
+    expect(page).to_have_url(re.compile(rf".*/runs\?.*q={sleeping[:8]}"))
     expect(rows).to_have_count(1)
     assert_not_reloaded(page)
     # the filtered address is a page of its own
