@@ -3,8 +3,9 @@
     .venv/bin/python -m tests.web.screenshots
 
 Starts ``spindle serve`` on a fresh data folder, runs the example workflows (one is left
-running and one fails, so the pages show a mix), takes the pictures, cancels what still runs
-and stops the server. Not a test: pytest does not collect it.
+running and one fails, so the pages show a mix; two run groups, one of which holds a run
+back), takes the pictures, cancels what still runs and stops the server. Not a test: pytest
+does not collect it.
 """
 
 from __future__ import annotations
@@ -29,12 +30,23 @@ OUT = REPO / "docs" / "img"
 FINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 
 
-def submit(client: httpx.Client, language: str, name: str, **kw: object) -> str:
+def submit(
+    client: httpx.Client, language: str, name: str, run_group_id: str = "", **kw: object
+) -> str:
     data, files = example_form(language, name, **kw)  # type: ignore[arg-type]
+    if run_group_id:
+        data["run_group_id"] = run_group_id
     r = client.post(f"{WES}/runs", data=data, files=files)
     r.raise_for_status()
     run_id: str = r.json()["run_id"]
     return run_id
+
+
+def group(client: httpx.Client, **fields: object) -> str:
+    r = client.post(f"{WES}/run-groups", json=fields)
+    r.raise_for_status()
+    group_id: str = r.json()["id"]
+    return group_id
 
 
 def wait(client: httpx.Client, run_id: str, states: set[str]) -> None:
@@ -73,11 +85,27 @@ def main() -> None:
                 submit(client, "snakemake", "fail", tags={"project": "demo", "kind": "broken"}),
                 submit(client, "snakemake", "wordcount", tags={"project": "demo", "sample": "abc"}),
             ]
+            batch = group(
+                client,
+                name="sequencing batch 42",
+                description="Flow cell 42: word counts per sample",
+                max_runs=1,
+                max_cpus=4,
+                max_duration=120,
+            )
+            group(client, name="poems", description="The CWL examples", max_duration=30)
+            done.append(submit(client, "snakemake", "wordcount", run_group_id=batch))
             for run_id in done:
                 wait(client, run_id, FINAL)
-            shown = done[-1]
+            shown = done[-2]
             sleeping = submit(client, "snakemake", "sleep", tags={"project": "nap"})
             wait(client, sleeping, {"RUNNING"})
+            # the batch holds one run at a time: one runs, the next waits
+            batch_runs = [
+                submit(client, "snakemake", "sleep", run_group_id=batch, params={"seconds": 300})
+                for _ in range(2)
+            ]
+            wait(client, batch_runs[0], {"RUNNING"})
             time.sleep(2)
             OUT.mkdir(parents=True, exist_ok=True)
             with sync_playwright() as playwright:
@@ -93,9 +121,19 @@ def main() -> None:
                 page.goto(f"/runs/{shown}")
                 page.wait_for_timeout(800)
                 page.screenshot(path=str(OUT / "run.png"))
+                page.set_viewport_size({"width": 1366, "height": 760})
+                page.goto("/groups")
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(OUT / "groups.png"))
+                page.set_viewport_size({"width": 1366, "height": 900})
+                page.goto(f"/groups/{batch}")
+                page.wait_for_timeout(800)
+                page.screenshot(path=str(OUT / "group.png"))
                 browser.close()
-            client.post(f"{WES}/runs/{sleeping}/cancel")
-            wait(client, sleeping, FINAL)
+            for run_id in (sleeping, *batch_runs):
+                client.post(f"{WES}/runs/{run_id}/cancel")
+            for run_id in (sleeping, *batch_runs):
+                wait(client, run_id, FINAL)
     finally:
         _stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
