@@ -16,7 +16,7 @@ from sqlalchemy import Select, func, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from spindle.db.tables import events, run_texts, runs, tasks
+from spindle.db.tables import events, run_groups, run_texts, runs, tasks
 from spindle.db.types import utcnow
 from spindle.domain import ACTIVE_STATES, Event, LogSpan, Progress, Run, RunRequest, State, Task
 
@@ -190,6 +190,22 @@ async def list_runs(
 async def count_by_state(conn: AsyncConnection, *, owner_id: int | None = None) -> dict[str, int]:
     stmt = _owned(select(runs.c.state, func.count()).group_by(runs.c.state), owner_id)
     return {state: int(n) for state, n in (await conn.execute(stmt)).all()}
+
+
+async def get_watch(
+    conn: AsyncConnection, run_id: str
+) -> tuple[State, datetime | None, int | None] | None:
+    """What the worker watches a running run by: its state, its start time and its group's
+    ``max_duration`` in seconds (None: no group, or no limit)."""
+    stmt = (
+        select(runs.c.state, runs.c.start_time, run_groups.c.max_duration_seconds)
+        .select_from(runs.outerjoin(run_groups, run_groups.c.id == runs.c.group_id))
+        .where(runs.c.id == run_id)
+    )
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        return None
+    return State(row[0]), row[1], row[2]
 
 
 async def unfinished_run_ids(

@@ -15,7 +15,8 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -50,6 +51,44 @@ _TASK_END = {
     State.COMPLETE: State.COMPLETE,
     State.PREEMPTED: State.PREEMPTED,
 }
+
+
+class _Overtime:
+    """What ``_next`` answers when the run reached its group's max_duration."""
+
+
+_OVERTIME = _Overtime()
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When a running run of a group with ``max_duration`` must be stopped."""
+
+    at: datetime
+    seconds: int
+
+    @classmethod
+    def of(cls, watch: tuple[State, datetime | None, int | None] | None) -> Deadline | None:
+        """From ``store.get_watch``: only a run that has started and whose group has a
+        max_duration has one."""
+        if watch is None:
+            return None
+        _, start, seconds = watch
+        if start is None or seconds is None:
+            return None
+        return cls(start + timedelta(seconds=seconds), seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, (self.at - utcnow()).total_seconds())
+
+    def passed(self) -> bool:
+        return self.remaining() <= 0
+
+    def reason(self) -> str:
+        return (
+            f"stopped: it ran longer than its run group's max_duration of "
+            f"{self.seconds / 60:g} minutes ({self.seconds} s)"
+        )
 
 
 def new_worker_id() -> str:
@@ -273,6 +312,7 @@ class Worker:
         poller = self._poller(run, backend)
         poller.follow(handle)
         trouble: Trouble | None = None
+        deadline = await self._deadline(run.id)
         try:
             outcome: Outcome | None = None
             if adopted:
@@ -281,7 +321,11 @@ class Worker:
                 )
             while True:
                 if outcome is None:
-                    outcome = await self._next(poller, backend, handle, cancel)
+                    nxt = await self._next(poller, backend, handle, cancel, deadline)
+                    if isinstance(nxt, _Overtime) and deadline is not None:
+                        await self._stop_overtime(run, engine, backend, rundir, handle, deadline)
+                        return
+                    outcome = None if isinstance(nxt, _Overtime) else nxt
                 if isinstance(outcome, Trouble):
                     if trouble is None:
                         await self._note(
@@ -301,7 +345,9 @@ class Worker:
                     return
                 await self._sync_progress(run, engine, rundir)
                 async with self.db.connect() as conn:
-                    state = await store.get_state(conn, run.id)
+                    watch = await store.get_watch(conn, run.id)
+                state = watch[0] if watch else None
+                deadline = Deadline.of(watch)
                 if state is State.CANCELING:
                     await self._retrying(
                         run.id, f"cancelling in {run.compute_env}", lambda: backend.cancel(handle)
@@ -325,13 +371,23 @@ class Worker:
             poller.forget(run.id)
 
     async def _next(
-        self, poller: Poller, backend: Backend, handle: Handle, cancel: asyncio.Event
-    ) -> Outcome | None:
-        """The next poll outcome for the run, or None when a cancel was requested first. A
-        backend that can wait for its process (local) hurries the poller when it ends."""
+        self,
+        poller: Poller,
+        backend: Backend,
+        handle: Handle,
+        cancel: asyncio.Event,
+        deadline: Deadline | None = None,
+    ) -> Outcome | _Overtime | None:
+        """The next poll outcome for the run, None when a cancel was requested first, or
+        ``_OVERTIME`` when the run reached its ``deadline``. A backend that can wait for its
+        process (local) hurries the poller when it ends."""
         nxt = asyncio.create_task(poller.next(handle.run_id))
         cancelled = asyncio.create_task(cancel.wait())
         waiting: set[asyncio.Task[Any]] = {nxt, cancelled}
+        overtime = None
+        if deadline is not None:
+            overtime = asyncio.create_task(asyncio.sleep(deadline.remaining()))
+            waiting.add(overtime)
         if backend.capabilities.waits:
             # returns early only when the process ended (it is cancelled with the others)
             waiting.add(asyncio.create_task(backend.wait(handle, PROCESS_WAIT_SECONDS)))
@@ -342,11 +398,33 @@ class Worker:
                     return nxt.result()
                 if cancelled in done:
                     return None
+                if overtime in done:
+                    return _OVERTIME
                 poller.kick()  # the process ended: look now rather than at the next cycle
                 waiting -= done
         finally:
             for task in waiting:
                 task.cancel()
+
+    async def _stop_overtime(
+        self,
+        run: Run,
+        engine: Engine,
+        backend: Backend,
+        rundir: RunDir,
+        handle: Handle,
+        deadline: Deadline,
+    ) -> None:
+        """Stop a run that reached its group's max_duration: SYSTEM_ERROR, with the reason."""
+        await self._retrying(
+            run.id, f"stopping in {run.compute_env}", lambda: backend.cancel(handle)
+        )
+        status = Status(State.SYSTEM_ERROR, None, deadline.reason())
+        await self._finish(run, engine, backend, rundir, status, handle)
+
+    async def _deadline(self, run_id: str) -> Deadline | None:
+        async with self.db.connect() as conn:
+            return Deadline.of(await store.get_watch(conn, run_id))
 
     async def _retrying(self, run_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
         """``call()``, retried with backoff while the compute environment cannot be reached
@@ -448,6 +526,10 @@ class Worker:
             )
             if done:
                 await store.unfinished_tasks_to(conn, run.id, _TASK_END.get(final, final))
+                if current.group_id is not None:
+                    await self.wakeup.notify(conn, "queued")  # its group has room again
+        if done and current.group_id is not None:
+            self.wakeup.run_queued()
         log.info("run %s ended %s", run.id, final.value if done else "(already ended)")
 
     async def _fail(self, run: Run, reason: str) -> None:
@@ -465,6 +547,9 @@ class Worker:
                     system_logs=logs,
                 ):
                     await store.unfinished_tasks_to(conn, run.id, State.SYSTEM_ERROR)
+                    if current is not None and current.group_id is not None:
+                        await self.wakeup.notify(conn, "queued")
+                        self.wakeup.run_queued()
 
 
 async def _save_progress(
