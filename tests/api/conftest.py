@@ -150,7 +150,7 @@ async def wait_state(
     state = ""
     while time.monotonic() < deadline:
         r = await client.get(f"{WES}/runs/{run_id}/status")
-        state = r.json()["state"]
+        state = str(r.json()["state"])
         if state in wanted:
             return state
         await asyncio.sleep(0.1)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from sqlalchemy import insert, select
 from spindle.db.engine import create_engine
 from spindle.db.tables import LOCAL_USER, run_groups, users
 from tests.api.conftest import example_form
+from tests.db_fixtures import DatabaseServers, selected_databases
 from tests.servers import WES, Server
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -92,7 +93,7 @@ def wait_state(url: str, run_id: str, states: set[str], seconds: float = 120) ->
     deadline = time.monotonic() + seconds
     state = ""
     while time.monotonic() < deadline:
-        state = httpx.get(f"{url}{WES}/runs/{run_id}/status", timeout=5).json()["state"]
+        state = str(httpx.get(f"{url}{WES}/runs/{run_id}/status", timeout=5).json()["state"])
         if state in states:
             return state
         time.sleep(0.2)
@@ -188,10 +189,25 @@ def test_a_run_past_max_duration_is_stopped_as_system_error(server: Server) -> N
     assert not out.exists()
 
 
+@pytest.fixture(params=[k for k in selected_databases() if k != "sqlite"])
+async def shared_database_url(
+    request: pytest.FixtureRequest, db_servers: DatabaseServers, tmp_path: Path
+) -> AsyncIterator[str]:
+    """A fresh migrated PostgreSQL or MariaDB database: the ones worker processes on
+    several machines would share (SQLite's multi-process case is tests/scheduler/
+    test_workers.py's)."""
+    kind: str = request.param
+    url = await db_servers.create(kind, migrated=True, tmp_path=tmp_path)
+    try:
+        yield url
+    finally:
+        await db_servers.drop(kind, url)
+
+
 @pytest.fixture
-def fleet(tmp_path: Path, database_url: str) -> Iterator[tuple[Server, list[Server]]]:
+def fleet(tmp_path: Path, shared_database_url: str) -> Iterator[tuple[Server, list[Server]]]:
     env = {
-        "SPINDLE_DATABASE_URL": database_url,
+        "SPINDLE_DATABASE_URL": shared_database_url,
         "SPINDLE_POLL_INTERVAL": "1",
         "SPINDLE_MAX_CONCURRENT_RUNS": "3",
     }
@@ -211,10 +227,10 @@ def fleet(tmp_path: Path, database_url: str) -> Iterator[tuple[Server, list[Serv
 
 
 def test_two_workers_together_never_exceed_max_runs(
-    fleet: tuple[Server, list[Server]], database_url: str
+    fleet: tuple[Server, list[Server]], shared_database_url: str
 ) -> None:
     api, workers = fleet
-    group = add_group(database_url, max_runs=2)
+    group = add_group(shared_database_url, max_runs=2)
     grouped = [submit(api.url, seconds=2, group=group) for _ in range(5)]
     logs = wait_all(api.url, grouped)
     assert {log["state"] for log in logs.values()} == {"COMPLETE"}, [
