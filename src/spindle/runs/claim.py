@@ -3,13 +3,13 @@
 
 A claim is one atomic step, so a run is never claimed twice however many workers race:
 
-* PostgreSQL: ``UPDATE runs ... WHERE seq = (SELECT seq ... FOR UPDATE SKIP LOCKED) AND
-  state = 'QUEUED' RETURNING *``.
-* SQLite: the same statement; SQLAlchemy drops ``FOR UPDATE`` there, and SQLite serialises
-  writers, so the ``state = 'QUEUED'`` re-check is what guards the claim.
-* MariaDB/MySQL: no ``UPDATE ... RETURNING`` and no subquery on the updated table, so the
-  candidate is locked with ``SELECT ... FOR UPDATE SKIP LOCKED`` and updated by key in the
-  same transaction (the row lock makes the pair atomic).
+* SQLite: ``UPDATE runs ... WHERE seq = (SELECT seq ...) AND state = 'QUEUED' RETURNING
+  *``; SQLite serialises writers, so the ``state = 'QUEUED'`` re-check guards the claim.
+* PostgreSQL and MariaDB/MySQL (``claim_next``): the candidate is locked with ``SELECT ...
+  FOR UPDATE SKIP LOCKED`` and updated by key in the same transaction (the row lock makes
+  the pair atomic; MariaDB has no ``UPDATE ... RETURNING`` and reads the row back).
+  ``adopt_expired`` uses the single ``UPDATE ... WHERE seq = (SELECT ... FOR UPDATE SKIP
+  LOCKED)`` on PostgreSQL.
 
 Run groups: a queued run of a group is a candidate only while its group has room
 (``max_runs`` runs holding a slot, ``max_cpus`` among them) and no queued run of the same
