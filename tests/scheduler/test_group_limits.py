@@ -157,6 +157,11 @@ def test_max_runs_runs_a_group_one_at_a_time_and_others_at_once(server: Server) 
     assert starts == sorted(starts)
     outside_start = datetime.fromisoformat(logs[outside]["run_log"]["start_time"])
     assert outside_start < starts[1], (outside_start, starts)
+    # the run that frees the slot wakes the worker: the next starts long before the next
+    # poll (30 s away)
+    ends = [datetime.fromisoformat(logs[r]["run_log"]["end_time"]) for r in grouped]
+    for ended, started in zip(ends, starts[1:], strict=False):
+        assert (started - ended).total_seconds() < 10, (ends, starts)
 
 
 def test_max_cpus_holds_runs_whose_cpus_do_not_fit(server: Server) -> None:
