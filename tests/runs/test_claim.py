@@ -287,13 +287,10 @@ async def bulk_queue(engine: AsyncEngine, n: int) -> list[str]:
     return ids
 
 
-@pytest.mark.slow
-async def test_processes_racing_claim_every_run_exactly_once(
-    db_engine: AsyncEngine, database_url: str, db_kind: str
-) -> None:
-    queued = await bulk_queue(db_engine, RACE_RUNS)
-    await db_engine.dispose()  # the workers get the database to themselves
-
+async def race(database_url: str, processes: int) -> list[dict[str, Any]]:
+    """Start ``processes`` claim_worker.py processes, let them claim at the same moment until
+    nothing more may be claimed, and return their reports (``claimed``, ``failures``,
+    ``seconds``, ``worker``)."""
     procs = [
         await asyncio.create_subprocess_exec(
             sys.executable,
@@ -305,7 +302,7 @@ async def test_processes_racing_claim_every_run_exactly_once(
             stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONWARNINGS": "error"},
         )
-        for i in range(RACE_PROCESSES)
+        for i in range(processes)
     ]
     try:
         async with asyncio.timeout(240):
@@ -322,11 +319,21 @@ async def test_processes_racing_claim_every_run_exactly_once(
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-
     reports = []
     for proc, (out, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err.decode()
         reports.append(json.loads(out))
+    return reports
+
+
+@pytest.mark.slow
+async def test_processes_racing_claim_every_run_exactly_once(
+    db_engine: AsyncEngine, database_url: str, db_kind: str
+) -> None:
+    queued = await bulk_queue(db_engine, RACE_RUNS)
+    await db_engine.dispose()  # the workers get the database to themselves
+
+    reports = await race(database_url, RACE_PROCESSES)
 
     reported = {run_id: r["worker"] for r in reports for run_id in r["claimed"]}
     counts = Counter(run_id for r in reports for run_id in r["claimed"])

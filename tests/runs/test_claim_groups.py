@@ -4,10 +4,6 @@ processes racing to claim never take a group past its limits."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
-import sys
 import uuid
 from collections import Counter
 from datetime import UTC, datetime
@@ -20,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from spindle.db.tables import run_groups, runs
 from spindle.domain import Run, State
 from tests.runs import local_user_id
-from tests.runs.test_claim import WORKER, add_run, bulk_queue, claim_one
+from tests.runs.test_claim import add_run, bulk_queue, claim_one, race
 
 
 async def add_group(engine: AsyncEngine, **limits: Any) -> str:
@@ -141,38 +137,7 @@ async def test_processes_racing_never_take_a_group_past_its_limits(
             )
     await db_engine.dispose()
 
-    procs = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(WORKER),
-            database_url,
-            f"w{i}-{uuid.uuid4().hex[:6]}",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONWARNINGS": "error"},
-        )
-        for i in range(RACE_PROCESSES)
-    ]
-    try:
-        async with asyncio.timeout(240):
-            for proc in procs:
-                assert proc.stdout is not None
-                line = await proc.stdout.readline()
-                assert line == b"ready\n", line + (await proc.communicate())[1]
-            for proc in procs:
-                assert proc.stdin is not None
-                proc.stdin.write(b"go\n")
-            outputs = await asyncio.gather(*(p.communicate() for p in procs))
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-    reports = []
-    for proc, (out, err) in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, err.decode()
-        reports.append(json.loads(out))
+    reports = await race(database_url, RACE_PROCESSES)
     claims = Counter(run_id for r in reports for run_id in r["claimed"])
     assert [run_id for run_id, n in claims.items() if n > 1] == []
 
