@@ -25,7 +25,13 @@ from spindle.domain import Caller, Run, RunGroup, RunSummary, State
 from spindle.errors import Conflict, GroupNotFound, InvalidRequest, RunNotFound
 from spindle.runs import group_store, store
 from spindle.runs.group_store import GroupSort
-from spindle.runs.paging import check_page_size, decode_cursor, encode_cursor
+from spindle.runs.paging import (
+    check_page_size,
+    decode_cursor,
+    encode_cursor,
+    parse_ordering,
+    parse_search,
+)
 from spindle.runs.query import RunQuery
 from spindle.runs.service import Page, RunService
 
@@ -37,7 +43,6 @@ MAX_DESCRIPTION = 10_000
 MAX_LIMIT = 1_000_000
 #: the longest max_duration: a year, in minutes
 MAX_DURATION_MINUTES = 366 * 24 * 60
-MAX_TEXT = 200
 # (GroupService has a method named ``list``, which hides the builtin in its annotations)
 RunIds = list[str]
 
@@ -95,18 +100,8 @@ class GroupService:
         name; ``order``: asc or desc), matching ``text`` in their name, description or id;
         keyset-paged both ways like run searches."""
         size = check_page_size(page_size)
-        try:
-            key = GroupSort(sort or GroupSort.CREATED)
-        except ValueError:
-            raise InvalidRequest(
-                "sort", f"{sort!r} is not a sort order; use one of: " + ", ".join(GroupSort)
-            ) from None
-        if order not in ("", "asc", "desc"):
-            raise InvalidRequest("order", f"{order!r} must be asc or desc")
-        text = text.strip()
-        if len(text) > MAX_TEXT:
-            raise InvalidRequest("q", f"is longer than {MAX_TEXT} characters")
-        descending = order != "asc"
+        key, descending = parse_ordering(GroupSort, sort, order, GroupSort.CREATED)
+        text = parse_search(text)
         kind = f"groups:{key}:{'desc' if descending else 'asc'}"
         width = 1 if key is GroupSort.CREATED else 2
         after, back = decode_cursor(kind, page_token, width)

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from spindle.errors import InvalidRequest
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+#: the longest free-text search accepted
+MAX_TEXT = 200
+K = TypeVar("K", bound=enum.StrEnum)
 
 
 def encode_token(kind: str, key: int) -> str:
@@ -69,3 +73,25 @@ def check_page_size(page_size: int | None) -> int:
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise InvalidRequest("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")
     return page_size
+
+
+def parse_ordering(keys: type[K], sort: str, order: str, default: K) -> tuple[K, bool]:
+    """The sort key (``default`` when ``sort`` is empty) and whether it is descending (the
+    default) from a list's ``sort`` and ``order`` parameters; a bad value is a 400."""
+    try:
+        key = keys(sort or default)
+    except ValueError:
+        raise InvalidRequest(
+            "sort", f"{sort!r} is not a sort order; use one of: " + ", ".join(keys)
+        ) from None
+    if order not in ("", "asc", "desc"):
+        raise InvalidRequest("order", f"{order!r} must be asc or desc")
+    return key, order != "asc"
+
+
+def parse_search(text: str) -> str:
+    """A list's free-text search (``q``), trimmed; longer than MAX_TEXT is a 400."""
+    text = text.strip()
+    if len(text) > MAX_TEXT:
+        raise InvalidRequest("q", f"is longer than {MAX_TEXT} characters")
+    return text

@@ -24,9 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from spindle.db.tables import run_texts, runs, tasks
 from spindle.domain import Failure, RunSummary, State
 from spindle.errors import InvalidRequest
+from spindle.runs.paging import parse_ordering, parse_search
 
-#: the longest free-text search accepted
-MAX_TEXT = 200
 FAILED_STATES = (State.EXECUTOR_ERROR, State.SYSTEM_ERROR)
 
 
@@ -101,17 +100,8 @@ class RunQuery:
                 raise InvalidRequest(
                     "state", f"{name!r} is not a state; states: " + ", ".join(s for s in State)
                 ) from None
-        try:
-            sort_key = SortKey(sort or SortKey.SUBMITTED)
-        except ValueError:
-            raise InvalidRequest(
-                "sort", f"{sort!r} is not a sort order; use one of: " + ", ".join(SortKey)
-            ) from None
-        if order not in ("", "asc", "desc"):
-            raise InvalidRequest("order", f"{order!r} must be asc or desc")
-        text = text.strip()
-        if len(text) > MAX_TEXT:
-            raise InvalidRequest("q", f"is longer than {MAX_TEXT} characters")
+        sort_key, descending = parse_ordering(SortKey, sort, order, SortKey.SUBMITTED)
+        text = parse_search(text)
         tag = tag.strip()
         key, has_value, value = tag.partition("=")
         if has_value and not key.strip():
@@ -123,7 +113,7 @@ class RunQuery:
             tag_value=value if has_value else None,
             text=text,
             sort=sort_key,
-            descending=order != "asc",
+            descending=descending,
         )
 
     def in_group(self, group_id: str) -> RunQuery:
