@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -89,3 +91,24 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+@contextmanager
+def fleet(
+    folder: Path, env: dict[str, str], workers: int = 2
+) -> Iterator[tuple[Server, list[Server]]]:
+    """``spindle serve --no-worker`` and ``workers`` ``spindle worker`` processes sharing one
+    data folder (under ``folder``) and the database ``env`` names; all stopped at the end."""
+    data = folder / "data"
+    api = Server(data, folder / "api.log", command=["serve", "--no-worker"], env=env)
+    started = [
+        Server(data, folder / f"worker{i}.log", command=["worker"], env=env) for i in range(workers)
+    ]
+    try:
+        api.start()
+        for w in started:
+            w.start()
+        yield api, started
+    finally:
+        for s in (api, *started):
+            s.stop()

@@ -19,6 +19,7 @@ from sqlalchemy import insert, select
 
 from spindle.db.engine import create_engine
 from spindle.db.tables import LOCAL_USER, run_groups, users
+from tests import servers
 from tests.api.conftest import example_form
 from tests.db_fixtures import DatabaseServers, selected_databases
 from tests.servers import WES, Server
@@ -216,19 +217,8 @@ def fleet(tmp_path: Path, shared_database_url: str) -> Iterator[tuple[Server, li
         "SPINDLE_POLL_INTERVAL": "1",
         "SPINDLE_MAX_CONCURRENT_RUNS": "3",
     }
-    data = tmp_path / "data"
-    api = Server(data, tmp_path / "api.log", command=["serve", "--no-worker"], env=env)
-    workers = [
-        Server(data, tmp_path / f"worker{i}.log", command=["worker"], env=env) for i in range(2)
-    ]
-    try:
-        api.start()
-        for w in workers:
-            w.start()
-        yield api, workers
-    finally:
-        for s in (api, *workers):
-            s.stop()
+    with servers.fleet(tmp_path, env) as both:
+        yield both
 
 
 def test_two_workers_together_never_exceed_max_runs(

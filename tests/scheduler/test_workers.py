@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests import servers
 from tests.api.conftest import example_form
 from tests.servers import WES, Server
 
@@ -28,19 +29,8 @@ def fleet(
         "SPINDLE_POLL_INTERVAL": "3600" if db_kind == "postgresql" else "1",
         "SPINDLE_MAX_CONCURRENT_RUNS": "2",
     }
-    data = tmp_path / "data"
-    api = Server(data, tmp_path / "api.log", command=["serve", "--no-worker"], env=env)
-    workers = [
-        Server(data, tmp_path / f"worker{i}.log", command=["worker"], env=env) for i in range(2)
-    ]
-    try:
-        api.start()
-        for w in workers:
-            w.start()
-        yield api, workers
-    finally:
-        for s in (api, *workers):
-            s.stop()
+    with servers.fleet(tmp_path, env) as both:
+        yield both
 
 
 def _wait_all(url: str, run_ids: list[str], seconds: float = 120) -> dict[str, str]:
