@@ -15,6 +15,7 @@ from spindle.backends.base import Handle
 from spindle.backends.local import LocalBackend
 from spindle.domain import State
 from spindle.storage.rundir import RunDir
+from spindle.testing import job
 from tests.backends.contract import BackendContract, launch
 
 
@@ -36,7 +37,7 @@ class TestLocalBackend(BackendContract):
     async def test_vanished_process_is_system_error_with_reason(
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
-        handle = await backend.submit("run-1", launch(backend, "sleep 300", rundir), rundir)
+        handle = await backend.submit(job("run-1", launch(backend, "sleep 300", rundir), rundir))
         os.killpg(handle.data["pgid"], signal.SIGKILL)
         await backend.wait(handle, 5)
         status = (await backend.poll([handle]))["run-1"]
@@ -48,7 +49,7 @@ class TestLocalBackend(BackendContract):
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
         handle = await backend.submit(
-            "run-1", launch(backend, "trap '' TERM; sleep 300", rundir), rundir
+            job("run-1", launch(backend, "trap '' TERM; sleep 300", rundir), rundir)
         )
         await asyncio.sleep(0.3)
         await backend.cancel(handle)
@@ -58,7 +59,7 @@ class TestLocalBackend(BackendContract):
     async def test_a_recycled_pid_is_not_taken_for_the_engine(
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
-        handle = await backend.submit("run-1", launch(backend, "sleep 300", rundir), rundir)
+        handle = await backend.submit(job("run-1", launch(backend, "sleep 300", rundir), rundir))
         forged = Handle(
             run_id="run-1",
             backend="local",
@@ -99,7 +100,7 @@ class TestLocalBackend(BackendContract):
 
         async def start_then_shut_down() -> Handle:
             backend = LocalBackend(cancel_grace_seconds=2)
-            handle = await backend.submit("run-1", launch(backend, "sleep 1", rundir), rundir)
+            handle = await backend.submit(job("run-1", launch(backend, "sleep 1", rundir), rundir))
             await backend.close()
             return handle
 
@@ -121,7 +122,7 @@ class TestLocalBackend(BackendContract):
     ) -> None:
         """A re-attached engine is not a child of the new backend, yet its end wakes
         ``wait`` at once (pidfd) instead of after the whole wait."""
-        handle = await backend.submit("run-1", launch(backend, "sleep 1", rundir), rundir)
+        handle = await backend.submit(job("run-1", launch(backend, "sleep 1", rundir), rundir))
         assert (await fresh_backend.attach(handle)).state is State.RUNNING
         loop = asyncio.get_running_loop()
         started = loop.time()

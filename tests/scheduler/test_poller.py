@@ -11,10 +11,9 @@ import pytest
 
 from spindle.backends.base import Backend, Handle, Status
 from spindle.domain import State
-from spindle.engines.base import Launch
 from spindle.errors import Unreachable
+from spindle.execution import Job
 from spindle.scheduler.poller import Poller, Trouble
-from spindle.storage.rundir import RunDir
 
 
 class Recording(Backend):
@@ -26,7 +25,7 @@ class Recording(Backend):
         self.calls: list[list[str]] = []
         self.down = False
 
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
+    async def submit(self, job: Job) -> Handle:
         raise NotImplementedError
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Status]:

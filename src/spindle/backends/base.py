@@ -1,11 +1,15 @@
-"""The backend seam: where an engine process runs.
+"""The backend seam: where an engine process runs (or, for a managed service, where the
+workflow itself runs).
 
 ``site`` says where a run's folder and engines are for the process (the engine builds its
-command for that); ``submit`` starts the launch and returns a :class:`Handle` that the
-scheduler saves before anything else happens; ``poll`` takes all active handles of a backend
-at once (and brings the engine's logs into the local run folder); ``cancel`` is separate;
-``attach`` re-adopts a handle after Spindle restarted; ``files`` tells what the run left in
-its folder. Backends return statuses and never call back into the scheduler.
+command for that); ``submit`` takes the :class:`~spindle.execution.Job` (the run, its folder
+and the engine's launch, or none for a workflow type the backend runs itself) and returns a
+:class:`Handle` that the scheduler saves before anything else happens; ``poll`` takes all
+active handles of a backend at once (and brings the engine's logs into the local run
+folder); ``cancel`` is separate; ``attach`` re-adopts a handle after Spindle restarted;
+``files`` tells what the run left in its folder; ``report`` (optional) gives the tasks and
+outputs of a workflow the backend follows itself. Backends return statuses and never call
+back into the scheduler.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from spindle.domain import State
-from spindle.engines.base import Launch, Site
 from spindle.errors import NotFound
+from spindle.execution import Job, Report, Site
 from spindle.storage.files import LocalFiles, RunFiles
 from spindle.storage.rundir import RunDir
 
@@ -65,6 +69,9 @@ class Backend(ABC):
     #: the backend type (``local``, ``slurm``), also saved in each handle
     name: str
     capabilities: Capabilities = Capabilities()
+    #: workflow types the backend runs itself, with their versions (a managed service): a
+    #: run of one needs no local engine, and its job comes without a launch
+    workflow_types: Mapping[str, tuple[str, ...]] = {}
     #: seconds between polls of all its runs; None: the worker's ``monitor_interval``
     poll_interval: float | None = None
 
@@ -73,8 +80,9 @@ class Backend(ABC):
         return Site.local(rundir)
 
     @abstractmethod
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
-        """Start the launch. Idempotent per run id: a second submit finds the first."""
+    async def submit(self, job: Job) -> Handle:
+        """Start the job (its launch, or its workflow when the backend runs the workflow
+        type itself). Idempotent per run id: a second submit finds the first."""
 
     @abstractmethod
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Status]:
@@ -91,6 +99,12 @@ class Backend(ABC):
     async def wait(self, handle: Handle, max_wait: float) -> None:
         """Return when the handle's status may have changed, or after ``max_wait`` seconds."""
         await asyncio.sleep(max_wait)
+
+    async def report(self, handle: Handle, rundir: RunDir) -> Report | None:
+        """The run's tasks (and outputs once it ended) as the backend knows them, for a
+        backend that follows the workflow itself; the worker prefers this when it answers.
+        Default None: the engine reads them from the run folder."""
+        return None
 
     async def files(self, handle: Handle, rundir: RunDir) -> RunFiles:
         """The run folder where the engine ran, to list its outputs (default: ``rundir``)."""

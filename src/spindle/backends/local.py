@@ -23,8 +23,8 @@ from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
 from spindle.domain import State
-from spindle.engines.base import Launch
 from spindle.errors import BackendError
+from spindle.execution import Job
 from spindle.storage.rundir import RunDir
 
 # $1: run folder, $2: working directory; the rest: the engine's argv. The pid file lets a
@@ -87,7 +87,10 @@ class LocalBackend(Backend):
         # through a pidfd at once rather than at the next poll.
         self._exits: dict[str, _ExitWatch] = {}
 
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
+    async def submit(self, job: Job) -> Handle:
+        run_id, launch, rundir = job.run_id, job.launch, job.rundir
+        if launch is None:
+            raise BackendError("the local backend runs an engine's launch; this job has none")
         watch = self._exits.get(run_id)
         if watch is not None:
             return self._handle(run_id, watch.pid, rundir)

@@ -1,7 +1,8 @@
 """The engine seam: one module per workflow language.
 
 An engine never runs anything itself and never imports the scheduler, the API or a backend.
-It turns a run into a :class:`Launch` (argv, environment, working directory), and later reads
+It turns a run into a :class:`~spindle.execution.Launch` (argv, environment, working
+directory) for the :class:`~spindle.execution.Site` the backend names, and later reads
 what the engine process left in the run directory: tasks (from the engine's own events) and
 outputs. Engines are external programs started as processes, so their dependency trees never
 meet Spindle's.
@@ -11,67 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import PurePath, PurePosixPath
+from dataclasses import dataclass
 from typing import Any
 
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
 from spindle.errors import EngineUnavailable
+from spindle.execution import Launch, Site
 from spindle.storage.files import LocalFiles, RunFiles
 from spindle.storage.rundir import RunDir
-
-
-@dataclass(frozen=True)
-class Cluster:
-    """A batch scheduler the engine may hand its own jobs to (e.g. Snakemake's SLURM
-    executor), with the settings of the compute environment."""
-
-    scheduler: str
-    partition: str = ""
-    account: str = ""
-    qos: str = ""
-    #: more engine arguments for that, by engine name (from the environment's settings)
-    engine_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where a launch will run, as the engine process there sees it. The backend says; the
-    engine builds every path of its command from ``root``, so the same run folder layout
-    works on this host and in a cluster's work folder."""
-
-    #: the run folder there (its layout is the local :class:`RunDir`'s, copied as is)
-    root: PurePosixPath
-    #: engine commands there by engine name; absent: the engine's own executable
-    executables: Mapping[str, str] = field(default_factory=dict)
-    #: CPUs an engine process gets there unless its run asks for more (None: the engine's
-    #: own default, e.g. ``snakemake_cores``)
-    cpus: int | None = None
-    #: the scheduler it may hand jobs to, if any
-    cluster: Cluster | None = None
-
-    @classmethod
-    def local(cls, rundir: RunDir) -> Site:
-        return cls(root=PurePosixPath(rundir.root.absolute()))
-
-    def path(self, rundir: RunDir, local: PurePath) -> PurePosixPath:
-        """Where a path inside the local run folder is on the site."""
-        rel = PurePosixPath(local.relative_to(rundir.root.absolute()).as_posix())
-        return self.root / rel
-
-
-@dataclass(frozen=True)
-class Launch:
-    """Everything a backend needs to start the engine: the process, not the workflow. Paths
-    are the site's (see :class:`Site`)."""
-
-    argv: list[str]
-    cwd: PurePath
-    env: dict[str, str] = field(default_factory=dict)
-    #: CPUs the process will use (a batch backend asks its scheduler for them); None: the
-    #: site's default
-    cpus: int | None = None
 
 
 @dataclass(frozen=True)

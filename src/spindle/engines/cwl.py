@@ -35,13 +35,12 @@ from spindle.engines.base import (
     Engine,
     EngineInfo,
     EngineParameter,
-    Launch,
-    Site,
     ask,
     local_files,
 )
 from spindle.engines.cwl_log import CwltoolLog
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
+from spindle.execution import Launch, Site
 from spindle.storage.files import RunFiles
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
@@ -146,7 +145,7 @@ class CwltoolEngine(Engine):
             (rundir.work / sub).mkdir(parents=True, exist_ok=True)
         work = site.path(rundir, rundir.work.absolute())
         argv = [
-            site.executables.get(self.name, self.executable),
+            site.executable(self.name, self.executable),
             "--no-container",
             "--disable-color",  # colour codes would sit in the middle of every log line
             "--timestamps",  # task times come from these

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spindle.config import Settings
+from spindle.domain import ComputeEnv
 from spindle.engines.base import Engine, EngineInfo
 from spindle.errors import EngineUnavailable, InvalidRequest
 
@@ -69,8 +70,18 @@ class Catalog:
         workflow_type_version: str,
         workflow_engine: str | None,
         workflow_engine_version: str | None,
-    ) -> Engine:
-        """The engine for a request, or InvalidRequest naming the field that does not fit."""
+        env: ComputeEnv | None = None,
+    ) -> Engine | None:
+        """The engine for a request, or InvalidRequest naming the field that does not fit.
+        None: the compute environment ``env`` runs the workflow type itself (a managed
+        service), so no local engine is needed."""
+        native = env.workflow_types.get(workflow_type, ()) if env is not None else ()
+        if (
+            workflow_type_version in native
+            and workflow_engine in (None, env.type if env else None)
+            and workflow_engine_version is None
+        ):
+            return None
         types = self.workflow_types
         if workflow_type not in types:
             raise InvalidRequest(

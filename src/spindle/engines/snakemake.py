@@ -25,16 +25,14 @@ from urllib.parse import urlsplit
 
 from spindle.domain import ComputeEnv, LogSpan, Run, RunRequest, State, Task
 from spindle.engines.base import (
-    Cluster,
     Engine,
     EngineInfo,
     EngineParameter,
-    Launch,
-    Site,
     ask,
     local_files,
 )
 from spindle.errors import EngineUnavailable, InvalidRequest
+from spindle.execution import Executor, Launch, Site
 from spindle.storage.files import FileStat, RunFiles
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
@@ -170,7 +168,7 @@ class SnakemakeEngine(Engine):
         plugin = install_plugin(rundir)
         work = site.path(rundir, rundir.work.absolute())
         argv = [
-            site.executables.get(self.name, self.executable),
+            site.executable(self.name, self.executable),
             "--snakefile",
             snakefile,
             "--directory",
@@ -187,7 +185,7 @@ class SnakemakeEngine(Engine):
             str(site.path(rundir, events_path(rundir).absolute())),
         ]
         if executor_parameter(parameters) == "slurm":
-            argv += slurm_executor_arguments(site.cluster, cluster_jobs(parameters))
+            argv += slurm_executor_arguments(site.executor, cluster_jobs(parameters))
         # PYTHONPATH is the plugin folder alone: nothing of Spindle's environment leaks in.
         env = {"PYTHONPATH": str(site.path(rundir, plugin)), "PYTHONUNBUFFERED": "1"}
         return Launch(argv=argv, cwd=work, env=env, cpus=cores)
@@ -266,27 +264,28 @@ def cluster_jobs(engine_parameters: Mapping[str, str]) -> int:
     return jobs
 
 
-def slurm_executor_arguments(cluster: Cluster | None, jobs: int) -> list[str]:
+def slurm_executor_arguments(executor: Executor | None, jobs: int) -> list[str]:
     """Snakemake's SLURM executor plugin, with the environment's partition, account and QoS
     as the jobs' defaults (``--slurm-no-account`` when there is no account)."""
-    if cluster is None or cluster.scheduler != "slurm":
+    if executor is None or executor.name != "slurm":
         raise InvalidRequest(
             "workflow_engine_parameters",
             "executor 'slurm' needs a compute_env of type slurm",
         )
     argv = ["--executor", "slurm", "--jobs", str(jobs)]
+    defaults = executor.defaults
     resources = []
-    if cluster.partition:
-        resources.append(f"slurm_partition={cluster.partition}")
-    if cluster.account:
-        resources.append(f"slurm_account={cluster.account}")
+    if defaults.get("partition"):
+        resources.append(f"slurm_partition={defaults['partition']}")
+    if defaults.get("account"):
+        resources.append(f"slurm_account={defaults['account']}")
     else:
         argv.append("--slurm-no-account")
     if resources:
         argv += ["--default-resources", *resources]
-    if cluster.qos:
-        argv += ["--slurm-qos", cluster.qos]
-    argv += cluster.engine_args.get("snakemake", ())
+    if defaults.get("qos"):
+        argv += ["--slurm-qos", defaults["qos"]]
+    argv += executor.engine_args.get("snakemake", ())
     return argv
 
 

@@ -39,7 +39,6 @@ from spindle.domain import (
     State,
     Task,
 )
-from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, Unreachable
 from spindle.runs import feed, group_store, logs, query, store
@@ -152,25 +151,28 @@ class RunService:
             raise InvalidRequest("run_group_id", f"run group {group_id!r} was not found")
         return group_store.group_from_row(row)
 
-    def _check(self, request: RunRequest, group: RunGroup | None = None) -> tuple[Engine, str]:
-        """The engine and compute environment for a request (into ``group``), or
+    def _check(self, request: RunRequest, group: RunGroup | None = None) -> tuple[str, str]:
+        """The engine (by name: an engine's, or the compute environment's type when it runs
+        the workflow itself) and compute environment for a request (into ``group``), or
         InvalidRequest."""
+        default_env = group.compute_env if group and group.compute_env else "local"
+        compute_env = request.workflow_engine_parameters.get("compute_env", default_env)
         engine = self.catalog.resolve(
             request.workflow_type,
             request.workflow_type_version,
             request.workflow_engine,
             request.workflow_engine_version,
+            self.compute_envs.get(compute_env),
         )
-        known = {p.name for p in engine.parameters()} | SPINDLE_PARAMETERS
+        known = {p.name for p in engine.parameters()} if engine else set()
+        known |= SPINDLE_PARAMETERS
         for key in request.workflow_engine_parameters:
             if key not in known:
                 raise InvalidRequest(
                     "workflow_engine_parameters",
-                    f"{key!r} is not a parameter of {engine.name}; known: "
-                    + ", ".join(sorted(known)),
+                    f"{key!r} is not a parameter of {engine.name if engine else compute_env}; "
+                    "known: " + ", ".join(sorted(known)),
                 )
-        default_env = group.compute_env if group and group.compute_env else "local"
-        compute_env = request.workflow_engine_parameters.get("compute_env", default_env)
         cpus = run_cpus(request.workflow_engine_parameters)
         run_priority(request.workflow_engine_parameters)
         if group is not None and group.max_cpus is not None and cpus > group.max_cpus:
@@ -186,13 +188,15 @@ class RunService:
                 f"compute_env {compute_env!r} is not configured; configured: "
                 + ", ".join(self.compute_envs),
             )
+        if engine is None:
+            return env.type, compute_env
         engine.validate(request, env)
-        return engine, compute_env
+        return engine.name, compute_env
 
     async def _create(
         self,
         request: RunRequest,
-        engine: Engine,
+        engine: str,
         compute_env: str,
         stage: Callable[[Path], list[StagedFile]],
         *,
@@ -221,7 +225,7 @@ class RunService:
                     conn,
                     run_id=run_id,
                     request=request,
-                    engine=engine.name,
+                    engine=engine,
                     compute_env=compute_env,
                     owner_id=owner_id,
                     group_id=group.id if group else None,

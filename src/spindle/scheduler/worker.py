@@ -28,6 +28,7 @@ from spindle.domain import ACTIVE_STATES, Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import SpindleError, Unreachable
+from spindle.execution import Job, Report
 from spindle.runs import claim, store
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler.poller import Outcome, Poller, Trouble
@@ -237,7 +238,8 @@ class Worker:
         rundir = RunDir.for_run(self.settings.data_dir, run.id)
         try:
             backend = self._backend(run)
-            engine = self.catalog.get(run.engine)
+            # a backend that runs the workflow type itself was resolved as the run's engine
+            engine = None if run.engine == backend.name else self.catalog.get(run.engine)
             if run.handle is not None:
                 handle = Handle.from_json(run.handle)
             elif run.state is State.CANCELING:
@@ -273,15 +275,18 @@ class Worker:
             self._pollers[run.compute_env] = poller
         return poller
 
-    async def _launch(self, run: Run, engine: Engine, backend: Backend, rundir: RunDir) -> Handle:
-        site = backend.site(run.id, rundir)
-        launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+    async def _launch(
+        self, run: Run, engine: Engine | None, backend: Backend, rundir: RunDir
+    ) -> Handle:
+        launch = None
+        if engine is not None:
+            site = backend.site(run.id, rundir)
+            launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+        job = Job(run, rundir, launch)
         handle = await self._retrying(
-            run.id,
-            f"submitting to {run.compute_env}",
-            lambda: backend.submit(run.id, launch, rundir),
+            run.id, f"submitting to {run.compute_env}", lambda: backend.submit(job)
         )
-        saved: dict[str, Any] = {"handle": handle.to_json(), "cmd": launch.argv}
+        saved: dict[str, Any] = {"handle": handle.to_json(), "cmd": launch.argv if launch else []}
         async with self.db.begin() as conn:
             # the common case in one statement: the handle saved with the move to RUNNING
             started = not backend.capabilities.queues and await store.transition(
@@ -301,7 +306,7 @@ class Worker:
     async def _monitor(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         handle: Handle,
@@ -343,7 +348,7 @@ class Worker:
                     # _finish reads the engine's progress once, with the final state
                     await self._finish(run, engine, backend, rundir, status, handle)
                     return
-                await self._sync_progress(run, engine, rundir)
+                await self._sync_progress(run, engine, backend, rundir, handle)
                 async with self.db.connect() as conn:
                     watch = await store.get_watch(conn, run.id)
                 state = watch[0] if watch else None
@@ -409,7 +414,7 @@ class Worker:
     async def _stop_overtime(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         handle: Handle,
@@ -456,26 +461,38 @@ class Worker:
             async with self.db.begin() as conn:
                 await store.append_system_log(conn, run_id, line)
 
-    async def _sync_progress(self, run: Run, engine: Engine, rundir: RunDir) -> None:
-        tasks, progress = await self._read_progress(engine, rundir)
+    async def _sync_progress(
+        self, run: Run, engine: Engine | None, backend: Backend, rundir: RunDir, handle: Handle
+    ) -> None:
+        tasks, progress, _ = await self._read_progress(engine, backend, rundir, handle)
         if tasks:
             async with self.db.begin() as conn:
                 await _save_progress(conn, run.id, tasks, progress)
 
     @staticmethod
-    async def _read_progress(engine: Engine, rundir: RunDir) -> tuple[list[Task], Progress]:
-        tasks = await asyncio.to_thread(engine.progress, rundir)
+    async def _read_progress(
+        engine: Engine | None, backend: Backend, rundir: RunDir, handle: Handle
+    ) -> tuple[list[Task], Progress, Report | None]:
+        """The tasks so far: the backend's report when it gives one, else the engine's."""
+        report = await backend.report(handle, rundir)
+        if report is not None:
+            tasks, planned = report.tasks, report.planned
+        elif engine is not None:
+            tasks = await asyncio.to_thread(engine.progress, rundir)
+            planned = engine.planned_tasks(rundir) if tasks else None
+        else:
+            tasks, planned = [], None
         progress = Progress(
             done=sum(1 for t in tasks if t.state is State.COMPLETE),
-            total=engine.planned_tasks(rundir) if tasks else None,
+            total=planned if tasks else None,
             current=[t.name for t in tasks if t.state is State.RUNNING],
         )
-        return tasks, progress
+        return tasks, progress, report
 
     async def _finish(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         status: Status,
@@ -491,14 +508,17 @@ class Worker:
         tasks: list[Task] = []
         progress: Progress | None = None
         if handle is not None:
-            tasks, progress = await self._read_progress(engine, rundir)
+            tasks, progress, report = await self._read_progress(engine, backend, rundir, handle)
             try:
-                files = await self._retrying(
-                    run.id,
-                    f"listing the run's files in {run.compute_env}",
-                    lambda: backend.files(handle, rundir),
-                )
-                values["outputs"] = await asyncio.to_thread(engine.outputs, rundir, files)
+                if report is not None and report.outputs is not None:
+                    values["outputs"] = report.outputs
+                elif engine is not None:
+                    files = await self._retrying(
+                        run.id,
+                        f"listing the run's files in {run.compute_env}",
+                        lambda: backend.files(handle, rundir),
+                    )
+                    values["outputs"] = await asyncio.to_thread(engine.outputs, rundir, files)
             except Exception as exc:
                 log.exception("collecting outputs of %s failed", run.id)
                 notes.append(f"collecting outputs failed: {exc!r}")

@@ -24,7 +24,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
-from spindle.backends.slurm import mirror, script
+from spindle.backends.remote import mirror
+from spindle.backends.remote.transport import Completed, LocalTransport, Transport
+from spindle.backends.slurm import script
 from spindle.backends.slurm.states import (
     ACTIVE,
     SACCT_FORMAT,
@@ -34,10 +36,10 @@ from spindle.backends.slurm.states import (
     parse_squeue,
     status_of,
 )
-from spindle.backends.slurm.transport import Completed, LocalTransport, Transport
-from spindle.compute import ENGINE_NAMES, SlurmEnv
-from spindle.engines.base import Cluster, Launch, Site
+from spindle.compute import SlurmEnv
 from spindle.errors import BackendError, NotFound, Unreachable
+from spindle.execution import Executor, Site
+from spindle.execution import Job as JobSpec
 from spindle.storage.files import RunFiles
 from spindle.storage.rundir import RunDir
 
@@ -80,20 +82,30 @@ class SlurmBackend(Backend):
         return Site(
             root=self.root(run_id),
             # an engine without a command of its own is found by its name on the cluster
-            executables={**{name: name for name in ENGINE_NAMES}, **env.engines},
+            executables=env.engines,
+            by_name=True,  # an engine without a command of its own: its name on the cluster
             cpus=env.cpus or 1,  # what SLURM allocates a job that asks for nothing
-            cluster=Cluster(
-                scheduler="slurm",
-                partition=env.partition,
-                account=env.account,
-                qos=env.qos,
+            executor=Executor(
+                "slurm",
+                defaults={
+                    k: v
+                    for k, v in (
+                        ("partition", env.partition),
+                        ("account", env.account),
+                        ("qos", env.qos),
+                    )
+                    if v
+                },
                 engine_args={"snakemake": tuple(env.snakemake_executor_args)},
             ),
         )
 
     # --- submit ------------------------------------------------------------------------
 
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
+    async def submit(self, job: JobSpec) -> Handle:
+        run_id, launch, rundir = job.run_id, job.launch, job.rundir
+        if launch is None:
+            raise BackendError("SLURM runs an engine's launch; this job has none")
         root = self.root(run_id)
         found = await self._existing_job(run_id, root)
         if found is not None:
@@ -157,7 +169,7 @@ class SlurmBackend(Backend):
                     RunDir(Path(handle.data["rundir"])),
                     full=ended,
                 )
-            code = _exit_code(Path(handle.data["rundir"]) / script.EXIT_CODE_FILE)
+            code = _exit_code(Path(handle.data["rundir"]) / mirror.EXIT_CODE_FILE)
             return handle.run_id, status_of(job, code, job_id=handle.data["job_id"])
 
         return dict(await asyncio.gather(*(one(h) for h in handles)))
@@ -245,7 +257,7 @@ class SlurmBackend(Backend):
 def _transport_for(env: SlurmEnv) -> Transport:
     if env.ssh is None:
         return LocalTransport()
-    from spindle.backends.slurm.ssh import SshTransport
+    from spindle.backends.remote.ssh import SshTransport
 
     return SshTransport(env.ssh)
 

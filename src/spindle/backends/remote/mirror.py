@@ -12,13 +12,15 @@ import asyncio
 import logging
 from pathlib import Path, PurePosixPath
 
-from spindle.backends.slurm.script import EXIT_CODE_FILE
-from spindle.backends.slurm.transport import Transport
+from spindle.backends.remote.transport import Transport
 from spindle.errors import NotFound
 from spindle.storage.files import FileStat, ListedFiles
 from spindle.storage.rundir import RunDir
 
 log = logging.getLogger(__name__)
+
+#: The file a run's wrapper writes the engine's exit code to, in the run folder.
+EXIT_CODE_FILE = "exit_code"
 
 #: Most bytes fetched from one file in one look (the rest comes in the next looks, or at once
 #: when the run has ended).
