@@ -19,13 +19,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from spindle.compute import EnvSettings
 from spindle.domain import State
 from spindle.errors import NotFound
 from spindle.execution import Job, Report, Site
 from spindle.storage.files import LocalFiles, RunFiles
 from spindle.storage.rundir import RunDir
+
+if TYPE_CHECKING:
+    from spindle.config import Settings
 
 
 @dataclass(frozen=True)
@@ -66,14 +70,27 @@ class Capabilities:
 
 
 class Backend(ABC):
+    """A backend plugin (registered in the ``spindle.backends`` entry point group, see
+    :mod:`spindle.plugins`); one object per compute environment of its type."""
+
     #: the backend type (``local``, ``slurm``), also saved in each handle
     name: str
+    #: the model of a ``[compute_envs.NAME]`` table of this type (its ``type`` field a
+    #: ``Literal`` of ``name``)
+    settings_model: ClassVar[type[EnvSettings]] = EnvSettings
+    #: the page of docs/ that documents its settings (a table row per key)
+    docs: ClassVar[str] = "configuration.md"
     capabilities: Capabilities = Capabilities()
     #: workflow types the backend runs itself, with their versions (a managed service): a
     #: run of one needs no local engine, and its job comes without a launch
-    workflow_types: Mapping[str, tuple[str, ...]] = {}
+    workflow_types: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     #: seconds between polls of all its runs; None: the worker's ``monitor_interval``
     poll_interval: float | None = None
+
+    @classmethod
+    def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> Backend:
+        """The backend of compute environment ``env_name`` (``env``: its settings model)."""
+        raise NotImplementedError(f"{cls.__qualname__} does not say how it is configured")
 
     def site(self, run_id: str, rundir: RunDir) -> Site:
         """Where the run's engine will run and find its folder (default: ``rundir`` here)."""

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
+from spindle.compute import EnvSettings, LocalEnv
+from spindle.config import Settings
 from spindle.domain import State
 from spindle.errors import BackendError
 from spindle.execution import Job
@@ -78,6 +80,7 @@ def _status_for_exit(code: int) -> Status:
 
 class LocalBackend(Backend):
     name = "local"
+    settings_model = LocalEnv
     capabilities = Capabilities(local_files=True, waits=True)
 
     def __init__(self, *, cancel_grace_seconds: float = 10.0) -> None:
@@ -86,6 +89,10 @@ class LocalBackend(Backend):
         # Engines being watched, by run id: each is resolved when its wrapper exits, seen
         # through a pidfd at once rather than at the next poll.
         self._exits: dict[str, _ExitWatch] = {}
+
+    @classmethod
+    def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> LocalBackend:
+        return cls(cancel_grace_seconds=settings.cancel_grace_seconds)
 
     async def submit(self, job: Job) -> Handle:
         run_id, launch, rundir = job.run_id, job.launch, job.rundir

@@ -13,13 +13,19 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
 from spindle.errors import EngineUnavailable
 from spindle.execution import Launch, Site
+from spindle.plugins import PluginSettings
 from spindle.storage.files import LocalFiles, RunFiles
 from spindle.storage.rundir import RunDir
+
+if TYPE_CHECKING:
+    from spindle.config import Settings
 
 
 @dataclass(frozen=True)
@@ -43,11 +49,34 @@ class EngineInfo:
     workflow_type_versions: list[str]
 
 
+class EngineSettings(PluginSettings):
+    """An engine's ``[engines.NAME]`` table (a plugin's model may add fields)."""
+
+    #: The engine's executable; empty: ``<engines_dir>/NAME/bin/NAME``, then ``PATH``.
+    executable: str = ""
+
+
 class Engine(ABC):
+    """An engine plugin (registered in the ``spindle.engines`` entry point group, see
+    :mod:`spindle.plugins`)."""
+
     #: engine name as clients give it in ``workflow_engine`` (e.g. "snakemake", "cwltool")
     name: str
     #: WES workflow_type this engine runs (e.g. "SMK", "CWL")
     workflow_type: str
+    #: the model of its ``[engines.NAME]`` settings
+    settings_model: ClassVar[type[BaseModel]] = EngineSettings
+    #: folders of the run folder that are the engine's own bookkeeping: never listed as
+    #: outputs, nor copied back from a remote run folder (``work/.snakemake``)
+    mirror_skip: ClassVar[tuple[str, ...]] = ()
+    #: file names (fnmatch patterns, lowercase) of workflows of its type, for the CLI to
+    #: infer ``workflow_type`` from (``*.cwl``)
+    workflow_files: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, own: BaseModel) -> Engine:
+        """The engine as the settings configure it (``own``: its ``settings_model``)."""
+        raise NotImplementedError(f"{cls.__qualname__} does not say how it is configured")
 
     def parameters(self) -> list[EngineParameter]:
         """The ``workflow_engine_parameters`` keys this engine understands, with defaults."""

@@ -30,11 +30,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import BaseModel
+
+from spindle.config import Settings
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
 from spindle.engines.base import (
     Engine,
     EngineInfo,
     EngineParameter,
+    EngineSettings,
     ask,
     local_files,
 )
@@ -60,12 +64,19 @@ class CwltoolEngine(Engine):
 
     name = "cwltool"
     workflow_type = "CWL"
+    workflow_files = ("*.cwl",)
 
     def __init__(self, executable: str) -> None:
         self.executable = executable
         self.versions: list[str] = list(KNOWN_VERSIONS)
         self._logs: OrderedDict[Path, CwltoolLog] = OrderedDict()
         self._logs_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, own: BaseModel) -> CwltoolEngine:
+        """``[engines.cwltool]``, or the older top-level ``cwltool`` setting."""
+        explicit = own.executable if isinstance(own, EngineSettings) else ""
+        return cls(settings.engine_executable(cls.name, explicit or settings.cwltool))
 
     # --- what is installed ---------------------------------------------------------------
 

@@ -23,11 +23,15 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, Field
+
+from spindle.config import Settings
 from spindle.domain import ComputeEnv, LogSpan, Run, RunRequest, State, Task
 from spindle.engines.base import (
     Engine,
     EngineInfo,
     EngineParameter,
+    EngineSettings,
     ask,
     local_files,
 )
@@ -58,6 +62,13 @@ _ANNOTATION = re.compile(r" \([^()]*\)$")
 _WORK = PurePosixPath("work")
 
 
+class SnakemakeSettings(EngineSettings):
+    """``[engines.snakemake]``."""
+
+    #: Cores Snakemake may use per run; empty: ``snakemake_cores``.
+    cores: int | None = Field(default=None, gt=0)
+
+
 class SnakemakeEngine(Engine):
     """Runs Snakefiles with the ``snakemake`` executable found at ``executable``.
 
@@ -69,11 +80,22 @@ class SnakemakeEngine(Engine):
 
     name = "snakemake"
     workflow_type = "SMK"
+    settings_model = SnakemakeSettings
+    mirror_skip = ("work/.snakemake",)
+    workflow_files = ("snakefile", "*.smk", "*.snakefile")
 
     def __init__(self, executable: str, cores: int) -> None:
         self.executable = executable
         self.cores = cores
         self.versions: list[str] = [str(MIN_MAJOR)]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, own: BaseModel) -> SnakemakeEngine:
+        """``[engines.snakemake]``, or the older top-level ``snakemake`` and
+        ``snakemake_cores`` settings."""
+        mine = own if isinstance(own, SnakemakeSettings) else SnakemakeSettings()
+        executable = settings.engine_executable(cls.name, mine.executable or settings.snakemake)
+        return cls(executable, mine.cores or settings.snakemake_cores)
 
     # --- what is installed ---------------------------------------------------------------
 

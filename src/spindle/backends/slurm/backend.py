@@ -36,7 +36,8 @@ from spindle.backends.slurm.states import (
     parse_squeue,
     status_of,
 )
-from spindle.compute import SlurmEnv
+from spindle.compute import EnvSettings, SlurmEnv
+from spindle.config import Settings
 from spindle.errors import BackendError, NotFound, Unreachable
 from spindle.execution import Executor, Site
 from spindle.execution import Job as JobSpec
@@ -63,7 +64,14 @@ CANCEL_TIMEOUT = 300.0
 
 class SlurmBackend(Backend):
     name = "slurm"
+    settings_model = SlurmEnv
+    docs = "hpc.md"
     capabilities = Capabilities(local_files=False, waits=False, queues=True)
+
+    @classmethod
+    def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> SlurmBackend:
+        assert isinstance(env, SlurmEnv)
+        return cls(env_name, env)
 
     def __init__(self, env_name: str, env: SlurmEnv, transport: Transport | None = None) -> None:
         self.env_name = env_name
