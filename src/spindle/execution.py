@@ -90,6 +90,9 @@ class Job:
     run: Run
     rundir: RunDir
     launch: Launch | None
+    #: folders of the run folder that are the engine's own bookkeeping (its
+    #: ``mirror_skip``): a backend never lists them as outputs nor copies them back
+    skip: tuple[str, ...] = ()
 
     @property
     def run_id(self) -> str:

@@ -282,7 +282,7 @@ class Worker:
         if engine is not None:
             site = backend.site(run.id, rundir)
             launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
-        job = Job(run, rundir, launch)
+        job = Job(run, rundir, launch, engine.mirror_skip if engine else ())
         handle = await self._retrying(
             run.id, f"submitting to {run.compute_env}", lambda: backend.submit(job)
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from spindle.backends.remote.transport import Transport
@@ -27,8 +28,9 @@ EXIT_CODE_FILE = "exit_code"
 CHUNK = 4 << 20
 #: Folders of the run folder whose files can be outputs.
 OUTPUT_FOLDERS = ("work", "outputs")
-#: Folders never listed (Snakemake's own bookkeeping can hold many thousands of files).
-SKIPPED = frozenset({PurePosixPath("work/.snakemake")})
+#: Folders never listed when a handle names none: what the built-in engines skipped before
+#: engines declared it (``Engine.mirror_skip``, handed over in the job).
+SKIPPED = ("work/.snakemake",)
 #: Most entries one listing holds.
 MAX_ENTRIES = 100_000
 
@@ -83,9 +85,13 @@ def _write_new(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-async def listing(transport: Transport, root: PurePosixPath) -> ListedFiles:
+async def listing(
+    transport: Transport, root: PurePosixPath, skip: Sequence[str] = SKIPPED
+) -> ListedFiles:
     """The files and folders under ``work/`` and ``outputs/`` on the cluster (links followed
-    when they stay inside the run folder, left out otherwise)."""
+    when they stay inside the run folder, left out otherwise), but for the folders in
+    ``skip`` (an engine's own bookkeeping can hold many thousands of files)."""
+    skipped = {PurePosixPath(s) for s in skip}
     entries: dict[PurePosixPath, FileStat] = {}
     try:
         real_root = await transport.realpath(root)
@@ -96,7 +102,7 @@ async def listing(transport: Transport, root: PurePosixPath) -> ListedFiles:
         folder = pending.pop()
         for entry in await transport.listdir(root / folder) or []:
             rel = folder / entry.name
-            if rel in SKIPPED:
+            if rel in skipped:
                 continue
             if entry.kind == "dir":
                 entries[rel] = FileStat(rel, True, 0)

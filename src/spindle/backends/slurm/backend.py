@@ -118,7 +118,7 @@ class SlurmBackend(Backend):
         found = await self._existing_job(run_id, root)
         if found is not None:
             log.info("run %s: found its SLURM job %s; not submitting again", run_id, found)
-            return self._handle(run_id, found, root, rundir)
+            return self._handle(run_id, found, root, rundir, job.skip)
         text = script.render(run_id, launch, root, self.env)
         await asyncio.to_thread((rundir.root / script.SCRIPT).write_text, text)
         await self.transport.upload(rundir.root, root)
@@ -127,9 +127,16 @@ class SlurmBackend(Backend):
         job_id = script.parse_job_id(done.stdout)
         if job_id is None:
             raise BackendError(f"sbatch printed no job id: {done.stdout.strip()[:200]!r}")
-        return self._handle(run_id, job_id, root, rundir)
+        return self._handle(run_id, job_id, root, rundir, job.skip)
 
-    def _handle(self, run_id: str, job_id: str, root: PurePosixPath, rundir: RunDir) -> Handle:
+    def _handle(
+        self,
+        run_id: str,
+        job_id: str,
+        root: PurePosixPath,
+        rundir: RunDir,
+        skip: Sequence[str] = mirror.SKIPPED,
+    ) -> Handle:
         return Handle(
             run_id=run_id,
             backend=self.name,
@@ -140,6 +147,7 @@ class SlurmBackend(Backend):
                 "root": str(root),
                 "rundir": str(rundir.root),
                 "where": self.transport.where,
+                "skip": list(skip),
             },
         )
 
@@ -231,7 +239,8 @@ class SlurmBackend(Backend):
     # --- files -------------------------------------------------------------------------
 
     async def files(self, handle: Handle, rundir: RunDir) -> RunFiles:
-        return await mirror.listing(self.transport, PurePosixPath(handle.data["root"]))
+        skip = handle.data.get("skip", mirror.SKIPPED)
+        return await mirror.listing(self.transport, PurePosixPath(handle.data["root"]), skip)
 
     async def fetch(self, handle: Mapping[str, Any], rel: PurePosixPath, dest: Path) -> None:
         root = PurePosixPath(handle["data"]["root"])
