@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -40,7 +40,7 @@ from spindle.domain import (
     Task,
 )
 from spindle.engines.registry import Catalog
-from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, Unreachable
+from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
 from spindle.runs import feed, group_store, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
@@ -64,6 +64,7 @@ from spindle.runs.submit import (
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
+from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
 from spindle.storage.rundir import RunDir
 
@@ -92,14 +93,16 @@ class RunService:
         wakeup: Wakeup,
         compute_envs: Sequence[ComputeEnv] = (ComputeEnv("local", "local"),),
         file_sources: Mapping[str, FileSource] | None = None,
+        storage: RunStorage | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.catalog = catalog
         self.wakeup = wakeup
         self.compute_envs = {env.name: env for env in compute_envs}
-        #: per compute environment whose run folders are elsewhere: where to fetch files
-        self.file_sources = dict(file_sources or {})
+        #: where a run's files are read (per compute environment whose run folders are
+        #: elsewhere, ``file_sources`` fetch them)
+        self.storage = storage or FolderStorage(settings.data_dir, file_sources)
 
     # --- submit --------------------------------------------------------------------------
 
@@ -426,27 +429,11 @@ class RunService:
             logs.read_tail, path, base=span.start or 0, end=span.end, max_bytes=max_bytes
         )
 
-    async def run_file(self, run_id: str, path: str, *, caller: Caller) -> Path:
-        """A file of the run, for download; refuses anything outside the run folder. A run
-        that ran elsewhere (a cluster) has its files fetched from there when asked for: on
-        every request while it is active, once when it has ended."""
+    async def run_file(self, run_id: str, path: str, *, caller: Caller) -> FileAnswer:
+        """A file of the run (anything inside its folder), for a download, a page or a
+        link: a file on this host or a time-limited URL, as the run's storage answers."""
         run = await self.get(run_id, caller=caller)
-        rundir = self.rundir(run_id)
-        target = rundir.resolve(path)
-        source = self.file_sources.get(run.compute_env)
-        fetched = run.state.terminal and await asyncio.to_thread(target.is_file)
-        if source is not None and run.handle is not None and not fetched:
-            rel = PurePosixPath(target.relative_to(rundir.root.resolve()).as_posix())
-            try:
-                await source.fetch(run.handle, rel, target)
-            except Unreachable:
-                if not await asyncio.to_thread(target.is_file):
-                    raise  # 503: the file is on a compute environment out of reach now
-            except NotFound:
-                raise NotFound(f"run {run_id!r} has no file {path!r}") from None
-        if not await asyncio.to_thread(target.is_file):
-            raise NotFound(f"run {run_id!r} has no file {path!r}")
-        return target
+        return await self.storage.open(run, path)
 
     # --- cancel --------------------------------------------------------------------------
 
