@@ -44,15 +44,6 @@ RETRY_MAX_SECONDS = 30.0
 #: again; the poller's cycles look anyway, so this only bounds one wait.
 PROCESS_WAIT_SECONDS = 3600.0
 
-#: what a task still marked unfinished becomes when its run ends this way
-_TASK_END = {
-    State.CANCELED: State.CANCELED,
-    State.SYSTEM_ERROR: State.SYSTEM_ERROR,
-    State.EXECUTOR_ERROR: State.EXECUTOR_ERROR,
-    State.COMPLETE: State.COMPLETE,
-    State.PREEMPTED: State.PREEMPTED,
-}
-
 
 class _Overtime:
     """What ``_next`` answers when the run reached its group's max_duration."""
@@ -545,7 +536,7 @@ class Worker:
                 **values,
             )
             if done:
-                await store.unfinished_tasks_to(conn, run.id, _TASK_END.get(final, final))
+                await store.unfinished_tasks_to(conn, run.id, final)  # tasks end as their run
                 if current.group_id is not None:
                     await self.wakeup.notify(conn, "queued")  # its group has room again
         if done and current.group_id is not None:
