@@ -37,6 +37,7 @@ def fake_settings(tmp_path: Path, **kw: Any) -> Settings:
         poll_interval=0.2,
         monitor_interval=0.02,
         cancel_grace_seconds=3,
+        max_concurrent_runs=4,
         compute_envs={"managed": {"type": "fake", "description": "a managed service"}},
         **kw,
     )
@@ -122,6 +123,8 @@ async def test_a_managed_backend_runs_its_workflow_type_without_a_local_engine(
     async with app_client(app) as client:
         refused = await client.post(f"{WES}/runs", **form({"sleep": 0}, "local"))
         assert refused.status_code == 400, refused.text
+        info = (await client.get(f"{WES}/service-info")).json()
+        assert info["workflow_type_versions"]["FAKE"]["workflow_type_version"] == ["1"]
         run_id = await submit(client, {"sleep": 0.05, "exit": 0, "tasks": 2}, "managed")
         body = await wait_for(client, run_id, ENDED)
         assert body["state"] == "COMPLETE"
@@ -179,3 +182,24 @@ async def test_a_dead_workers_run_is_adopted_and_finished_by_the_next(
         assert body["outputs"] == {"tasks_done": 2}
     assert isinstance(second.state.worker.backends["managed"], FakeBackend)
     assert second.state.worker.backends["managed"].submitted == []  # attached, not resubmitted
+
+
+async def test_a_groups_max_runs_makes_its_runs_take_turns(client: httpx.AsyncClient) -> None:
+    """With max_runs 1 the second run of a group starts only once the first has ended; a
+    run outside the group is not held back by it."""
+    r = await client.post(f"{WES}/run-groups", json={"name": "batch", "max_runs": 1})
+    assert r.status_code == 200, r.text
+    group = r.json()["id"]
+    ids = []
+    for _ in range(2):
+        data = form({"sleep": 1.0, "tasks": 1}, "managed")
+        data["data"]["run_group_id"] = group
+        r = await client.post(f"{WES}/runs", **data)
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["run_id"])
+    outside = await submit(client, {"sleep": 0, "tasks": 1}, "managed")
+    bodies = [await wait_for(client, run_id, ENDED) for run_id in [*ids, outside]]
+    assert [b["state"] for b in bodies] == ["COMPLETE"] * 3
+    first, second, other = (b["run_log"] for b in bodies)
+    assert second["start_time"] >= first["end_time"]
+    assert other["start_time"] < first["end_time"]

@@ -104,6 +104,17 @@ class RunService:
         #: elsewhere, ``file_sources`` fetch them)
         self.storage = storage or FolderStorage(settings.data_dir, file_sources)
 
+    @property
+    def workflow_types(self) -> dict[str, list[str]]:
+        """workflow_type -> every version something here runs: an installed engine, or a
+        compute environment whose backend runs the type itself."""
+        out = {t: list(v) for t, v in self.catalog.workflow_types.items()}
+        for env in self.compute_envs.values():
+            for kind, versions in env.workflow_types.items():
+                known = out.setdefault(kind, [])
+                known.extend(v for v in versions if v not in known)
+        return out
+
     # --- submit --------------------------------------------------------------------------
 
     async def submit(
