@@ -80,7 +80,7 @@ class TickBackend(Backend):
     async def submit(self, job):
         proc = await asyncio.create_subprocess_exec(*job.launch.argv, cwd=str(job.launch.cwd))
         code = await proc.wait()
-        return Handle(job.run_id, self.name, {"code": code})
+        return Handle(job.run_id, {"code": code})
 
     async def poll(self, handles):
         return {

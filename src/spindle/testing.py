@@ -167,7 +167,7 @@ class FakeBackend(Backend):
         return self._handle(job.run_id, job.rundir)
 
     def _handle(self, run_id: str, rundir: RunDir) -> Handle:
-        return Handle(run_id, self.name, {"env": self.env_name, "rundir": str(rundir.root)})
+        return Handle(run_id, {"env": self.env_name, "rundir": str(rundir.root)})
 
     @staticmethod
     def _job(handle: Handle) -> tuple[Path, dict[str, Any]]:

@@ -62,12 +62,11 @@ class TestLocalBackend(BackendContract):
         handle = await backend.submit(job("run-1", launch(backend, "sleep 300", rundir), rundir))
         forged = Handle(
             run_id="run-1",
-            backend="local",
             data={**handle.data, "start_ticks": handle.data["start_ticks"] + 1},
         )
         rundir_other = RunDir(rundir.root.parent / "other")
         rundir_other.create()
-        forged = Handle("run-1", "local", {**forged.data, "rundir": str(rundir_other.root)})
+        forged = Handle("run-1", {**forged.data, "rundir": str(rundir_other.root)})
         status = (await backend.poll([forged]))["run-1"]
         assert status.state is State.SYSTEM_ERROR
         await backend.cancel(handle)
@@ -77,7 +76,6 @@ class TestLocalBackend(BackendContract):
     ) -> None:
         handle = Handle(
             "run-1",
-            "local",
             {
                 "pid": 1,
                 "pgid": 1,

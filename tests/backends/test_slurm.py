@@ -208,7 +208,6 @@ async def test_a_job_slurm_no_longer_knows_is_a_system_error_with_the_reason(
     rundir = made_rundir(tmp_path, run_id)
     handle = Handle(
         run_id,
-        "slurm",
         {
             "env": "hpc",
             "job_id": "999999",
@@ -344,6 +343,4 @@ async def test_an_unreachable_host_is_unreachable(cluster: Cluster) -> None:
 
 
 def _dummy_handle() -> Handle:
-    return Handle(
-        "x", "slurm", {"job_id": "1", "job_name": "spindle-x", "root": "/", "rundir": "/"}
-    )
+    return Handle("x", {"job_id": "1", "job_name": "spindle-x", "root": "/", "rundir": "/"})

@@ -40,7 +40,7 @@ class Recording(Backend):
 
 
 def handle(run_id: str) -> Handle:
-    return Handle(run_id, "recording")
+    return Handle(run_id)
 
 
 async def test_one_call_per_cycle_for_every_followed_run() -> None:

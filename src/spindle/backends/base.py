@@ -37,15 +37,16 @@ class Handle:
     """Enough to find the engine process again, from any worker, after any restart."""
 
     run_id: str
-    backend: str
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "backend": self.backend, "data": self.data}
+        return {"run_id": self.run_id, "data": self.data}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Handle:
-        return cls(run_id=raw["run_id"], backend=raw["backend"], data=dict(raw.get("data", {})))
+        """A saved handle (one saved by an older Spindle also names its backend: the run's
+        compute environment says that)."""
+        return cls(run_id=raw["run_id"], data=dict(raw.get("data", {})))
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Backend(ABC):
     """A backend plugin (registered in the ``spindle.backends`` entry point group, see
     :mod:`spindle.plugins`); one object per compute environment of its type."""
 
-    #: the backend type (``local``, ``slurm``), also saved in each handle
+    #: the backend type (``local``, ``slurm``): a compute environment's ``type``
     name: str
     #: the model of a ``[compute_envs.NAME]`` table of this type (its ``type`` field a
     #: ``Literal`` of ``name``)

@@ -161,7 +161,6 @@ class LocalBackend(Backend):
     def _handle(self, run_id: str, pid: int, rundir: RunDir) -> Handle:
         return Handle(
             run_id=run_id,
-            backend=self.name,
             data={
                 "pid": pid,
                 "pgid": pid,

@@ -139,7 +139,6 @@ class SlurmBackend(Backend):
     ) -> Handle:
         return Handle(
             run_id=run_id,
-            backend=self.name,
             data={
                 "env": self.env_name,
                 "job_id": job_id,
