@@ -232,6 +232,7 @@ def run_record(
     )
 
 
-def job(run_id: str, launch: Launch | None, rundir: RunDir) -> Job:
-    """The job a backend receives for ``launch`` in ``rundir``."""
-    return Job(run_record(run_id), rundir, launch)
+def job(run_id: str, launch: Launch | None, rundir: RunDir, skip: tuple[str, ...] = ()) -> Job:
+    """The job a backend receives for ``launch`` in ``rundir`` (``skip``: the engine's
+    ``mirror_skip``)."""
+    return Job(run_record(run_id), rundir, launch, skip)

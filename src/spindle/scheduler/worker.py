@@ -465,7 +465,10 @@ class Worker:
         engine: Engine | None, backend: Backend, rundir: RunDir, handle: Handle
     ) -> tuple[list[Task], Progress, Report | None]:
         """The tasks so far: the backend's report when it gives one, else the engine's."""
-        report = await backend.report(handle, rundir)
+        try:
+            report = await backend.report(handle, rundir)
+        except Unreachable:  # no news this time: its poller notes the trouble and retries
+            return [], Progress(done=0, total=None), None
         if report is not None:
             tasks, planned = report.tasks, report.planned
         elif engine is not None:
