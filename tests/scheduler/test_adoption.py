@@ -24,9 +24,7 @@ class Recorder(Worker):
     """A worker whose runs end only when the test says so."""
 
     def __init__(self, settings: Settings, db: AsyncEngine) -> None:
-        super().__init__(
-            settings=settings, db=db, catalog=Catalog(), backends={}, wakeup=Wakeup()
-        )
+        super().__init__(settings=settings, db=db, catalog=Catalog(), backends={}, wakeup=Wakeup())
         self.started: asyncio.Queue[tuple[str, bool]] = asyncio.Queue()
         self.finish: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
 
