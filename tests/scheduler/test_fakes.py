@@ -177,7 +177,7 @@ async def test_a_dead_workers_run_is_adopted_and_finished_by_the_next(
         await db.dispose()
     second = make_app(settings, await fake_catalog())
     async with app_client(second) as client:
-        body = await wait_for(client, run_id, ENDED)
+        body = await wait_for(client, run_id, ENDED, seconds=60)
         assert body["state"] == "COMPLETE"
         assert body["outputs"] == {"tasks_done": 2}
     assert isinstance(second.state.worker.backends["managed"], FakeBackend)
