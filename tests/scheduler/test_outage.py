@@ -18,10 +18,8 @@ from spindle.config import Settings
 from spindle.db.tables import runs
 from spindle.domain import ACTIVE_STATES
 from spindle.engines.registry import Catalog
-from tests.api.conftest import app_client, catalog, make_app, submit_example, wait_state
+from tests.api.conftest import app_client, make_app, submit_example, wait_state
 from tests.db_fixtures import DatabaseServers, selected_databases
-
-__all__ = ["catalog"]  # the fixture, imported so pytest finds it here
 
 pytestmark = [pytest.mark.engine, pytest.mark.db]
 
