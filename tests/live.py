@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from spindle.client import API_PREFIX
-from tests.support import REPO, missing
+from tests.support import REPO, require_engines
 
 #: Seconds the server may take to answer service-info (engine detection starts Snakemake
 #: and cwltool once each, which is slow on a cold cache).
@@ -126,11 +126,7 @@ def running_server(
     data in ``workdir/data`` and its log in ``workdir/server.log``; yields the base URL.
     ``env`` adds settings (``SPINDLE_AUTH``, ...); ``headers`` are the credentials teardown
     uses to cancel what still runs."""
-    engines = REPO / ".engines"
-    if not (engines / "snakemake" / "bin" / "snakemake").exists():
-        missing(f"snakemake is not installed in {engines} (run `make engines`)")
-    if not (engines / "cwltool" / "bin" / "cwltool").exists():
-        missing(f"cwltool is not installed in {engines} (run `make engines`)")
+    require_engines()
     data_dir = workdir / "data"
     log = workdir / "server.log"
     port = free_port()

@@ -22,3 +22,12 @@ def missing(reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"CI=true and {reason}", pytrace=False)
     pytest.skip(reason)  # only outside CI: under CI=true the line above fails instead
+
+
+def require_engines() -> None:
+    """Snakemake and cwltool are installed in ``.engines`` (a Spindle process started for a
+    test detects them); otherwise ``missing``: no test passes by an engine silently absent."""
+    for name in ("snakemake", "cwltool"):
+        exe = REPO / ".engines" / name / "bin" / name
+        if not exe.exists():
+            missing(f"{name} is not installed at {exe} (run `make engines`)")

@@ -121,11 +121,15 @@ def most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
     return peak
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for this module's SQLite tests (a start detects both engines: seconds).
+    Each test makes a group of its own and waits for its runs to end, so none sees
+    another's."""
+    folder = tmp_path_factory.mktemp("group-limits")
     s = Server(
-        tmp_path / "data",
-        tmp_path / "server.log",
+        folder / "data",
+        folder / "server.log",
         env={"SPINDLE_MAX_CONCURRENT_RUNS": "4", "SPINDLE_POLL_INTERVAL": "30"},
     )
     try:
