@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
+from spindle.backends.sandbox import Sandbox, hand_over, secure_data_dir
 from spindle.domain import State
 from spindle.engines.base import Launch
 from spindle.errors import BackendError
@@ -38,7 +39,10 @@ code=$?
 printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code"
 """
 
-_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+# O_NOFOLLOW: a log the engine of an earlier attempt replaced with a link is not followed.
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+#: What an engine run as another account gets of its run folder (the rest stays Spindle's).
+ENGINE_PARTS = ("attachments", "work", "outputs", "logs", "support", "params.json")
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -80,8 +84,18 @@ class LocalBackend(Backend):
     name = "local"
     capabilities = Capabilities(local_files=True, waits=True)
 
-    def __init__(self, *, cancel_grace_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        cancel_grace_seconds: float = 10.0,
+        sandbox: Sandbox | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
         self.grace = cancel_grace_seconds
+        self.sandbox = sandbox or Sandbox()
+        self.sandbox.check()
+        if data_dir is not None:
+            secure_data_dir(data_dir, traversable=self.sandbox.switches_account)
         self.host = socket.gethostname()
         # Engines being watched, by run id: each is resolved when its wrapper exits, seen
         # through a pidfd at once rather than at the next poll.
@@ -94,8 +108,18 @@ class LocalBackend(Backend):
         existing = self._find_existing(run_id, rundir)
         if existing is not None:
             return existing
+        if rundir.logs.is_symlink():
+            rundir.logs.unlink()
         rundir.logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **launch.env}
+        for log in (rundir.stdout, rundir.stderr):
+            os.close(os.open(log, _LOG_FLAGS, 0o600))
+        # The engine gets an allow-listed environment, never Spindle's (its secret, the
+        # database URL), and runs as the run's OS account if one is configured; the wrapper
+        # stays Spindle's, so the exit code it records is out of the engine's reach.
+        account = self.sandbox.account_for(launch.owner)
+        await asyncio.to_thread(hand_over, rundir.root, account, ENGINE_PARTS)
+        env = self.sandbox.environment(launch.env, account)
+        argv = self.sandbox.command(account, [str(a) for a in launch.argv])
         # posix_spawn (vfork-like in glibc) costs the same at any server size, where a fork
         # of the whole server (what uvloop's subprocess does) grows with its memory; it
         # hands the child no asyncio transport that could outlive this backend. Microseconds
@@ -104,13 +128,12 @@ class LocalBackend(Backend):
             # posix_spawn returns once the child exists; it does not wait for it
             pid = os.posix_spawn(  # noqa: ASYNC221
                 "/bin/sh",
-                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd)]
-                + [str(a) for a in launch.argv],
+                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd), *argv],
                 env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, str(rundir.stdout), _LOG_FLAGS, 0o644),
-                    (os.POSIX_SPAWN_OPEN, 2, str(rundir.stderr), _LOG_FLAGS, 0o644),
+                    (os.POSIX_SPAWN_OPEN, 1, str(rundir.stdout), _LOG_FLAGS, 0o600),
+                    (os.POSIX_SPAWN_OPEN, 2, str(rundir.stderr), _LOG_FLAGS, 0o600),
                 ],
                 setsid=True,
             )

@@ -26,9 +26,20 @@ BACKEND_TYPES: dict[str, BackendFactory] = {"slurm": _slurm}
 def build_backends(settings: Settings) -> dict[str, Backend]:
     """One backend per compute environment, by environment name. Nothing connects yet."""
     from spindle.backends.local import LocalBackend
+    from spindle.backends.sandbox import Sandbox
 
+    sandbox = Sandbox(
+        passthrough=tuple(settings.engine_env_passthrough),
+        extra=settings.engine_env,
+        run_as_user=settings.run_as_user,
+        run_as_users=settings.run_as_users,
+    )
     backends: dict[str, Backend] = {
-        LOCAL: LocalBackend(cancel_grace_seconds=settings.cancel_grace_seconds)
+        LOCAL: LocalBackend(
+            cancel_grace_seconds=settings.cancel_grace_seconds,
+            sandbox=sandbox,
+            data_dir=settings.data_dir,
+        )
     }
     for name, env in settings.compute_envs.items():
         backends[name] = BACKEND_TYPES[env.type](name, env)

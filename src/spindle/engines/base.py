@@ -72,6 +72,9 @@ class Launch:
     #: CPUs the process will use (a batch backend asks its scheduler for them); None: the
     #: site's default
     cpus: int | None = None
+    #: the Spindle user the run belongs to (set by the worker): a backend may run the engine
+    #: as that user's OS account (see docs/security.md)
+    owner: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -28,7 +28,7 @@ from spindle.domain import ACTIVE_STATES, Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import SpindleError, Unreachable
-from spindle.runs import claim, store
+from spindle.runs import claim, store, users
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler.poller import Outcome, Poller, Trouble
 from spindle.storage.rundir import RunDir
@@ -273,9 +273,18 @@ class Worker:
             self._pollers[run.compute_env] = poller
         return poller
 
+    async def _owner_name(self, run: Run) -> str | None:
+        """The name of the run's Spindle user (a backend may run it as their OS account)."""
+        if run.owner_id is None:
+            return None
+        async with self.db.connect() as conn:
+            owner = await users.get_user(conn, run.owner_id)
+        return owner.name if owner is not None else None
+
     async def _launch(self, run: Run, engine: Engine, backend: Backend, rundir: RunDir) -> Handle:
         site = backend.site(run.id, rundir)
         launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+        launch = replace(launch, owner=await self._owner_name(run))
         handle = await self._retrying(
             run.id,
             f"submitting to {run.compute_env}",
