@@ -376,8 +376,9 @@ class RunService:
     ) -> LogChunk:
         """The run's engine stdout or stderr from ``offset``."""
         path = await self.log_file(run_id, stream, caller=caller)
+        root = self.rundir(run_id).root
         return await asyncio.to_thread(
-            logs.read_range, path, base=0, end=None, offset=offset, limit=limit
+            logs.read_range, path, base=0, end=None, offset=offset, limit=limit, root=root
         )
 
     async def tail_log(
@@ -385,7 +386,10 @@ class RunService:
     ) -> LogChunk:
         """The last ``max_bytes`` of the run's stdout or stderr."""
         path = await self.log_file(run_id, stream, caller=caller)
-        return await asyncio.to_thread(logs.read_tail, path, base=0, end=None, max_bytes=max_bytes)
+        root = self.rundir(run_id).root
+        return await asyncio.to_thread(
+            logs.read_tail, path, base=0, end=None, max_bytes=max_bytes, root=root
+        )
 
     async def task_log(
         self, run_id: str, task_id: str, stream: str, *, caller: Caller
@@ -411,7 +415,13 @@ class RunService:
         """One task's share of the engine output (its byte span of a log) from ``offset``."""
         path, span = await self.task_log(run_id, task_id, stream, caller=caller)
         return await asyncio.to_thread(
-            logs.read_range, path, base=span.start or 0, end=span.end, offset=offset, limit=limit
+            logs.read_range,
+            path,
+            base=span.start or 0,
+            end=span.end,
+            offset=offset,
+            limit=limit,
+            root=self.rundir(run_id).root,
         )
 
     async def tail_task_log(
@@ -419,7 +429,12 @@ class RunService:
     ) -> LogChunk:
         path, span = await self.task_log(run_id, task_id, stream, caller=caller)
         return await asyncio.to_thread(
-            logs.read_tail, path, base=span.start or 0, end=span.end, max_bytes=max_bytes
+            logs.read_tail,
+            path,
+            base=span.start or 0,
+            end=span.end,
+            max_bytes=max_bytes,
+            root=self.rundir(run_id).root,
         )
 
     async def run_file(self, run_id: str, path: str, *, caller: Caller) -> Path:
