@@ -153,18 +153,55 @@ def test_validate_refuses_relative_inputs_that_leave_the_attachments(ref: dict[s
     assert refused.value.field == "workflow_params"
 
 
-def test_validate_accepts_urls_absolute_paths_and_plain_values() -> None:
+def test_validate_accepts_urls_allowed_absolute_paths_and_plain_values(tmp_path: Path) -> None:
+    (tmp_path / "reference").mkdir()
     validate_with(
-        CwltoolEngine("cwltool"),
+        CwltoolEngine("cwltool", input_roots=[tmp_path / "reference"]),
         "v1.2",
         {
             "a": {"class": "File", "location": "https://example.org/x.txt"},
-            "b": {"class": "File", "path": "/srv/reference/genome.fa"},
+            "b": {"class": "File", "path": str(tmp_path / "reference" / "genome.fa")},
             "c": {"class": "File", "location": "data/x.txt"},
             "d": "../not/a/file",
             "e": [1, 2.5, None, True],
         },
     )
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        {"class": "File", "location": "file:///etc/hostname"},
+        {"class": "File", "path": "/etc/passwd"},
+        {"class": "Directory", "location": "file:///etc"},
+        {
+            "class": "File",
+            "location": "data/x.txt",
+            "secondaryFiles": [{"class": "File", "location": "file:///etc/shadow"}],
+        },
+        {"class": "File", "location": "ftp://example.org/x"},
+        # inside an allowed folder by name, outside once the link is followed
+        {"class": "File", "path": "{allowed}/link-to-etc/passwd"},
+    ],
+)
+def test_validate_refuses_host_files_outside_the_allowed_folders(
+    tmp_path: Path, ref: dict[str, Any]
+) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "link-to-etc").symlink_to("/etc")
+    ref = json.loads(json.dumps(ref).replace("{allowed}", str(allowed)))
+    with pytest.raises(InvalidRequest) as refused:
+        validate_with(CwltoolEngine("cwltool", input_roots=[allowed]), "v1.2", {"reads": ref})
+    assert refused.value.field == "workflow_params"
+    assert "'reads'" in refused.value.message
+
+
+def test_no_host_file_is_an_input_by_default() -> None:
+    with pytest.raises(InvalidRequest, match="cwl_input_roots, empty"):
+        validate_with(
+            CwltoolEngine("cwltool"), "v1.2", {"x": {"class": "File", "path": "/srv/genome.fa"}}
+        )
 
 
 def test_prepare_builds_the_command_and_rewrites_relative_inputs(

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -62,8 +63,10 @@ class CwltoolEngine(Engine):
     name = "cwltool"
     workflow_type = "CWL"
 
-    def __init__(self, executable: str) -> None:
+    def __init__(self, executable: str, input_roots: Sequence[Path] = ()) -> None:
         self.executable = executable
+        #: folders of this host an input may name by absolute path (see check_host_inputs)
+        self.input_roots = tuple(Path(os.path.realpath(root)) for root in input_roots)
         self.versions: list[str] = list(KNOWN_VERSIONS)
         self._logs: OrderedDict[Path, CwltoolLog] = OrderedDict()
         self._logs_lock = threading.Lock()
@@ -125,6 +128,7 @@ class CwltoolEngine(Engine):
                 + ", ".join(self.versions),
             )
         rewrite_inputs(request.workflow_params, lambda rel, as_uri: rel.as_posix())
+        check_host_inputs(request.workflow_params, self.input_roots)
 
     def prepare(self, run: Run, rundir: RunDir, site: Site | None = None) -> Launch:
         """Write ``params.json`` (relative inputs made absolute inside the attachments as the
@@ -134,6 +138,7 @@ class CwltoolEngine(Engine):
         site = site or Site.local(rundir)
         request = run.request
         parallel = parallel_parameter(request.workflow_engine_parameters)
+        check_host_inputs(request.workflow_params, self.input_roots)  # links may have moved
         workflow = workflow_argument(request.workflow_url, rundir, site)
         attachments = rundir.attachments.resolve()
         there = site.root / "attachments"
@@ -272,6 +277,56 @@ def rewrite_inputs(value: Any, relocate: Relocate) -> Any:
                 name = unquote(ref) if as_uri else ref
                 out[key] = relocate(safe_relative(name, field="workflow_params"), as_uri)
     return out
+
+
+#: URI schemes an input ``location`` may have besides ``file:`` (fetched by cwltool).
+REMOTE_SCHEMES = ("http", "https")
+
+
+def check_host_inputs(params: dict[str, Any], roots: Sequence[Path]) -> None:
+    """Refuse (InvalidRequest naming the input) a File or Directory input that names a file
+    of this host by absolute path or ``file://`` URI outside ``roots`` (links followed), or
+    a ``location`` of a scheme cwltool would not fetch over http(s). Relative names are the
+    attachments' (checked by :func:`rewrite_inputs`)."""
+    for name, value in params.items():
+        for ref, as_uri in _file_refs(value):
+            if not _is_absolute(ref, as_uri):
+                continue
+            scheme = urlsplit(ref).scheme.lower() if as_uri else ""
+            if scheme in REMOTE_SCHEMES:
+                continue
+            if scheme not in ("", "file"):
+                raise InvalidRequest(
+                    "workflow_params",
+                    f"input {name!r}: {ref!r} has a scheme Spindle does not let cwltool "
+                    f"read ({scheme}:); use http(s) or attach the file",
+                )
+            path = Path(os.path.realpath(unquote(urlsplit(ref).path) if scheme else ref))
+            if not any(path.is_relative_to(root) for root in roots):
+                raise InvalidRequest(
+                    "workflow_params",
+                    f"input {name!r}: {ref!r} is a file of this host outside the folders "
+                    "inputs may come from (setting cwl_input_roots"
+                    + (f": {', '.join(str(r) for r in roots)}" if roots else ", empty")
+                    + "); attach the file or give an http(s) URL",
+                )
+
+
+def _file_refs(value: Any) -> Iterator[tuple[str, bool]]:
+    """Every ``location`` (True) and ``path`` (False) of a File or Directory in ``value``."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _file_refs(item)
+        return
+    if not isinstance(value, dict):
+        return
+    if value.get("class") in ("File", "Directory"):
+        for key, as_uri in (("location", True), ("path", False)):
+            ref = value.get(key)
+            if isinstance(ref, str):
+                yield ref, as_uri
+    for item in value.values():
+        yield from _file_refs(item)
 
 
 def _is_absolute(ref: str, as_uri: bool) -> bool:

@@ -30,7 +30,7 @@ def _snakemake(settings: Settings) -> Engine:
 def _cwltool(settings: Settings) -> Engine:
     from spindle.engines.cwl import CwltoolEngine
 
-    return CwltoolEngine(settings.engine_executable("cwltool"))
+    return CwltoolEngine(settings.engine_executable("cwltool"), settings.cwl_input_roots)
 
 
 BUILTIN_ENGINES: dict[str, EngineFactory] = {"snakemake": _snakemake, "cwltool": _cwltool}
