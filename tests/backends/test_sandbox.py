@@ -4,6 +4,7 @@ who may read its run folder (spindle.backends.sandbox, through the local backend
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pwd
 import shutil
@@ -20,6 +21,7 @@ from spindle.backends.local import LocalBackend
 from spindle.backends.sandbox import Sandbox, secure_data_dir
 from spindle.db.engine import create_engine
 from spindle.domain import State
+from spindle.engines.base import Launch
 from spindle.errors import BackendError, ConfigError
 from spindle.storage.rundir import RunDir
 from tests.backends.contract import launch, wait_terminal
@@ -75,7 +77,8 @@ async def test_an_engine_sees_none_of_spindles_secrets(
     finally:
         await backend.close()
     seen = rundir.stdout.read_text()
-    assert "done" in seen and "PATH=" in seen
+    assert "done" in seen
+    assert "PATH=" in seen
     assert "canary" not in seen
 
 
@@ -141,7 +144,7 @@ def test_run_as_needs_existing_unprivileged_accounts() -> None:
         Sandbox(run_as_user="no-such-account-spindle").check()
     with pytest.raises(ConfigError, match="is root"):
         Sandbox(run_as_user="root").check()
-    with pytest.raises(BackendError, match="no OS account .* 'carol'"):
+    with pytest.raises(BackendError, match=r"no OS account .* 'carol'"):
         Sandbox(run_as_users={"alice": "nobody"}).account_for("carol")
 
 
@@ -208,7 +211,5 @@ async def test_each_user_runs_as_their_account_and_cannot_read_another_run(
     assert alice_dir.exit_code_file.stat().st_uid == 0
 
 
-def replace_owner(launch_: object, owner: str) -> object:
-    import dataclasses
-
-    return dataclasses.replace(launch_, owner=owner)  # type: ignore[type-var]
+def replace_owner(launch_: Launch, owner: str) -> Launch:
+    return dataclasses.replace(launch_, owner=owner)

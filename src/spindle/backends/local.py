@@ -118,7 +118,7 @@ class LocalBackend(Backend):
         # stays Spindle's, so the exit code it records is out of the engine's reach.
         account = self.sandbox.account_for(launch.owner)
         await asyncio.to_thread(hand_over, rundir.root, account, ENGINE_PARTS)
-        env = self.sandbox.environment(launch.env, account)
+        env = self.sandbox.environment(launch.env, account, workdir=str(launch.cwd))
         argv = self.sandbox.command(account, [str(a) for a in launch.argv])
         # posix_spawn (vfork-like in glibc) costs the same at any server size, where a fork
         # of the whole server (what uvloop's subprocess does) grows with its memory; it

@@ -111,16 +111,20 @@ class Sandbox:
         launch_env: Mapping[str, str],
         account: Account | None = None,
         source: Mapping[str, str] | None = None,
+        workdir: str = "",
     ) -> dict[str, str]:
         """The engine's whole environment: the allow-listed and passed-through variables of
         ``source`` (Spindle's environment), then the configured ones, then the engine's own
-        (``launch_env``). Nothing named ``SPINDLE_*`` ever gets through."""
+        (``launch_env``). Nothing named ``SPINDLE_*`` ever gets through. Run as an account,
+        HOME is the account's home folder, or ``workdir`` if it has none (engines keep
+        caches there)."""
         source = os.environ if source is None else source
         patterns = (*ALLOWED, *self.passthrough)
         env = {k: v for k, v in source.items() if _matches(k, patterns)}
         env.setdefault("PATH", DEFAULT_PATH)
         if account is not None:
-            env.update(HOME=account.home, USER=account.name, LOGNAME=account.name)
+            home = account.home if os.path.isdir(account.home) or not workdir else workdir
+            env.update(HOME=home, USER=account.name, LOGNAME=account.name)
         env.update(self.extra)
         env.update(launch_env)
         return {k: v for k, v in env.items() if not k.startswith(DENIED_PREFIX)}
