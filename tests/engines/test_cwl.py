@@ -675,3 +675,40 @@ def test_outputs_of_a_run_on_a_site_become_run_references(tmp_path: Path) -> Non
         # a path on Spindle's host means nothing for a run that ran on the site
         "local_path": {"class": "File", "location": (rundir.outputs / "x").resolve().as_uri()},
     }
+
+
+def test_outputs_that_link_out_of_the_run_are_left_out(tmp_path: Path) -> None:
+    rundir = staged(tmp_path)
+    out = rundir.outputs.resolve()
+    (out / "passwd").symlink_to("/etc/passwd")
+    (out / "dir").mkdir()
+    (out / "dir" / "p").symlink_to("/etc/passwd")
+    (out / "dir" / "ok.txt").write_text("ok")
+    printed = {
+        "stolen": {"class": "File", "location": (out / "passwd").as_uri()},
+        "folder": {
+            "class": "Directory",
+            "location": (out / "dir").as_uri(),
+            "listing": [
+                {"class": "File", "location": (out / "dir" / "p").as_uri()},
+                {"class": "File", "location": (out / "dir" / "ok.txt").as_uri()},
+            ],
+        },
+    }
+    rundir.stdout.write_text(json.dumps(printed))
+    assert CwltoolEngine("cwltool").outputs(rundir) == {
+        "stolen": None,
+        "folder": {
+            "class": "Directory",
+            "location": "run:outputs/dir",
+            "listing": [{"class": "File", "location": "run:outputs/dir/ok.txt"}],
+        },
+    }
+
+
+def test_a_stdout_swapped_for_a_link_gives_no_outputs(tmp_path: Path) -> None:
+    rundir = staged(tmp_path)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps({"x": 1}))
+    rundir.stdout.symlink_to(elsewhere)
+    assert CwltoolEngine("cwltool").outputs(rundir) == {}

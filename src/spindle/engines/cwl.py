@@ -43,7 +43,7 @@ from spindle.engines.base import (
 )
 from spindle.engines.cwl_log import CwltoolLog
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
-from spindle.storage.files import RunFiles
+from spindle.storage.files import RunFiles, open_inside
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
 #: Seconds ``cwltool --version`` may take (a cold start imports a lot).
@@ -191,7 +191,10 @@ class CwltoolEngine(Engine):
             log = self._logs.pop(path, None)
         if log is None or log.inode != stat.st_ino or log.offset > stat.st_size:
             log = CwltoolLog(inode=stat.st_ino)
-        with path.open("rb") as f:
+        f = open_inside(rundir.root, path)  # the workflow may have swapped it for a link
+        if f is None:
+            return []
+        with f:
             f.seek(log.offset)
             log.feed(f.read())
         tasks = log.tasks(rundir.stderr.relative_to(rundir.root).as_posix())
@@ -205,9 +208,13 @@ class CwltoolEngine(Engine):
         """The output object cwltool printed, with files inside the run folder (where it ran)
         as ``run:`` references. A run that failed before printing it (empty or cut-off
         stdout) has no outputs: ``{}``."""
+        f = open_inside(rundir.root, rundir.stdout)
+        if f is None:
+            return {}
         try:
-            printed = json.loads(rundir.stdout.read_bytes())
-        except (FileNotFoundError, ValueError):
+            with f:
+                printed = json.loads(f.read())
+        except ValueError:
             return {}
         if not isinstance(printed, dict):
             return {}
@@ -354,9 +361,14 @@ def attached(
 def run_references(value: Any, files: RunFiles) -> Any:
     """A copy of cwltool's output ``value`` where each File/Directory inside the run
     directory has a ``run:`` location and no ``path`` (a server-local detail). Nested
-    ``secondaryFiles`` and ``listing`` are File/Directory objects too and get the same."""
+    ``secondaryFiles`` and ``listing`` are File/Directory objects too and get the same.
+    One that is a link out of the run folder (a tool's output linking to ``/etc/passwd`` or
+    another run) is left out: None in its place, dropped from a list."""
     if isinstance(value, list):
-        return [run_references(item, files) for item in value]
+        items = [run_references(item, files) for item in value]
+        return [
+            new for old, new in zip(value, items, strict=True) if new is not None or old is None
+        ]
     if not isinstance(value, dict):
         return value
     out = {key: run_references(item, files) for key, item in value.items()}
@@ -365,6 +377,8 @@ def run_references(value: Any, files: RunFiles) -> Any:
         location = out.get("location")
         if isinstance(location, str) and urlsplit(location).scheme == "file":
             rel = files.ref_of(unquote(urlsplit(location).path))
+            if rel is not None and files.leads_out(rel):
+                return None
             if rel is not None:  # outside the run directory: left as is
                 out["location"] = f"{RUN_FILE_SCHEME}{rel.as_posix()}"
     return out

@@ -75,6 +75,11 @@ class RunFiles(ABC):
         """The file or folder at ``rel``, or None if there is none or it leads outside the
         run folder (through ``..`` or a link)."""
 
+    def leads_out(self, rel: PurePosixPath) -> bool:
+        """Whether ``rel`` exists but is (or passes through) a link out of the run folder.
+        A listing (:class:`ListedFiles`) has left those out already."""
+        return False
+
     def ref_of(self, path: str) -> PurePosixPath | None:
         """An absolute path the engine printed, relative to the run folder (None if it is
         outside)."""
@@ -109,6 +114,15 @@ class LocalFiles(RunFiles):
             is_dir,
             0 if is_dir else st.st_size,
         )
+
+    def leads_out(self, rel: PurePosixPath) -> bool:
+        folded = normal(rel)
+        if folded is None:
+            return True
+        path = self.rundir.root / folded
+        if not os.path.lexists(path):
+            return False
+        return not Path(os.path.realpath(path)).is_relative_to(self.rundir.root.resolve())
 
     def ref_of(self, path: str) -> PurePosixPath | None:
         # local paths may reach the folder through links: compare resolved paths
