@@ -213,3 +213,16 @@ async def test_each_user_runs_as_their_account_and_cannot_read_another_run(
 
 def replace_owner(launch_: Launch, owner: str) -> Launch:
     return dataclasses.replace(launch_, owner=owner)
+
+
+async def test_slurm_commands_on_this_host_get_none_of_spindles_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sbatch passes its whole environment on to the job (``--export=ALL``, the default)."""
+    from spindle.backends.slurm.transport import LocalTransport
+
+    monkeypatch.setenv("SPINDLE_SECRET_KEY", "canary-secret")
+    done = await LocalTransport().run(["env"], limit=10)
+    assert done.code == 0
+    assert "PATH=" in done.stdout
+    assert "canary" not in done.stdout
