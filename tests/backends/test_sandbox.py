@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from spindle.backends.local import LocalBackend
-from spindle.backends.sandbox import Sandbox, secure_data_dir
+from spindle.backends.sandbox import Account, Sandbox, secure_data_dir
 from spindle.db.engine import create_engine
 from spindle.domain import State
 from spindle.engines.base import Launch
@@ -226,3 +226,37 @@ async def test_slurm_commands_on_this_host_get_none_of_spindles_variables(
     assert done.code == 0
     assert "PATH=" in done.stdout
     assert "canary" not in done.stdout
+
+
+def test_spindles_environ_is_unreadable_by_an_engine_of_its_own_account() -> None:
+    """The default mode: Spindle and its engines share an OS account. Played by two
+    processes of one throwaway account: "Spindle" (non-dumpable, as the local backend makes
+    it) and a reader in its place of an engine."""
+    src = Path(__file__).resolve().parents[2] / "src"
+    with os_accounts("svc") as (account,):
+        as_account = Sandbox(run_as_user=account).command(Account.lookup(account), [])
+        spindle = subprocess.Popen(
+            [
+                *as_account,
+                "/usr/bin/python3",
+                "-c",
+                "from spindle.backends.sandbox import hide_process; import time; "
+                "print(hide_process(), flush=True); time.sleep(60)",
+            ],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(src), "SPINDLE_SECRET_KEY": "canary"},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert spindle.stdout is not None
+            assert spindle.stdout.readline().strip() == "True"
+            reader = subprocess.run(
+                [*as_account, "cat", f"/proc/{spindle.pid}/environ"],
+                capture_output=True,
+                text=True,
+            )
+            assert "canary" not in reader.stdout
+            assert reader.returncode != 0
+        finally:
+            spindle.kill()
+            spindle.communicate()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
-from spindle.backends.sandbox import Sandbox, hand_over, secure_data_dir
+from spindle.backends.sandbox import Sandbox, hand_over, hide_process, secure_data_dir
 from spindle.domain import State
 from spindle.engines.base import Launch
 from spindle.errors import BackendError
@@ -94,6 +94,7 @@ class LocalBackend(Backend):
         self.grace = cancel_grace_seconds
         self.sandbox = sandbox or Sandbox()
         self.sandbox.check()
+        hide_process()
         if data_dir is not None:
             secure_data_dir(data_dir, traversable=self.sandbox.switches_account)
         self.host = socket.gethostname()

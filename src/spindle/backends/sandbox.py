@@ -11,6 +11,7 @@ that account and nobody else can read it, and Spindle's database stays unreadabl
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fnmatch
 import os
 import pwd
@@ -172,6 +173,23 @@ def _own(path: Path, account: Account) -> None:
     mode = path.lstat().st_mode
     if not stat.S_ISLNK(mode):
         path.chmod(stat.S_IMODE(mode) & 0o700 | (0o700 if stat.S_ISDIR(mode) else 0o600))
+
+
+#: prctl(2) option: whether the process may be dumped, traced, or its /proc files read by
+#: other processes of its account.
+_PR_SET_DUMPABLE = 4
+
+
+def hide_process() -> bool:
+    """Make Spindle's process non-dumpable: its ``/proc/PID/environ``, memory and file
+    descriptors become unreadable, and it cannot be traced, by processes of its own account
+    (an engine run as Spindle's account included) without CAP_SYS_PTRACE. Engines it starts
+    are dumpable again once they execute. False where prctl is missing (not Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def secure_data_dir(data_dir: Path, *, traversable: bool) -> None:
