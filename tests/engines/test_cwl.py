@@ -712,3 +712,30 @@ def test_a_stdout_swapped_for_a_link_gives_no_outputs(tmp_path: Path) -> None:
     elsewhere.write_text(json.dumps({"x": 1}))
     rundir.stdout.symlink_to(elsewhere)
     assert CwltoolEngine("cwltool").outputs(rundir) == {}
+
+
+LINKING_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, "ln -s /etc/hostname stolen.txt; echo fine > ok.txt"]
+inputs: []
+outputs:
+  stolen: {type: File, outputBinding: {glob: stolen.txt}}
+  ok: {type: File, outputBinding: {glob: ok.txt}}
+"""
+
+
+@pytest.mark.engine
+async def test_an_output_that_links_out_of_the_run_is_refused_not_copied(
+    tmp_path: Path, cwltool_exe: str
+) -> None:
+    rundir = staged(tmp_path)
+    (rundir.attachments / "workflow.cwl").write_text(LINKING_TOOL)
+    engine = CwltoolEngine(cwltool_exe)
+    launch = engine.prepare(make_run(), rundir)
+
+    assert await run_to_end(launch, rundir) == 1
+    assert "links out of the run folder" in rundir.stderr.read_text()
+    assert "stolen.txt" in rundir.stderr.read_text()
+    assert not (rundir.outputs / "stolen.txt").exists()
+    assert engine.outputs(rundir) == {}

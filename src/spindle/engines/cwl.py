@@ -10,6 +10,13 @@ cwltool reports nothing machine-readable while it runs, so tasks come from its l
 stderr, written with ``--timestamps --disable-color`` under ``TZ=UTC`` so that each record
 starts with a UTC time. The final output object is the JSON document it prints on stdout.
 
+Host files: an input naming a file of this host by absolute path or ``file://`` URI is
+refused unless it is under a folder of the ``cwl_input_roots`` setting
+(:func:`check_host_inputs`), and an output that is a link out of the run folder is refused by
+a guard loaded into cwltool's own Python (``cwl_guard/sitecustomize.py``, copied into
+``support/cwltool/`` and put on its ``PYTHONPATH``) before cwltool would copy its target into
+``outputs/``.
+
 Relative inputs: cwltool resolves a relative ``location``/``path`` in the job file against
 the job file's folder, and the job file is ``params.json`` at the top of the run directory,
 one level above the attachments. Rather than hide the job file among the client's files,
@@ -24,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -52,6 +60,9 @@ DETECT_TIMEOUT = 60.0
 KNOWN_VERSIONS = ("v1.0", "v1.1", "v1.2")
 #: Parsed logs kept between ``progress`` calls (one per run being watched).
 LOG_CACHE_SIZE = 256
+
+#: cwltool's output guard, copied into each run folder (see install_guard).
+GUARD = Path(__file__).resolve().parent / "cwl_guard" / "sitecustomize.py"
 
 # Under ``work/``: job scratch folders (also TMPDIR), job output folders, HTTP download cache.
 _TMP, _JOBS, _CACHE = "tmp", "jobs", "cache"
@@ -147,6 +158,7 @@ class CwltoolEngine(Engine):
             lambda rel, as_uri: attached(attachments, rel, as_uri, there),
         )
         rundir.params_file.write_text(json.dumps(params, indent=2) + "\n")
+        guard = install_guard(rundir)
         for sub in (_TMP, _JOBS, _CACHE):
             (rundir.work / sub).mkdir(parents=True, exist_ok=True)
         work = site.path(rundir, rundir.work.absolute())
@@ -172,6 +184,8 @@ class CwltoolEngine(Engine):
             "TMPDIR": str(work / _TMP),
             "XDG_CACHE_HOME": str(work / _CACHE),
             "CWLTOOL_OPTIONS": "",  # argv is the whole command: nothing added from outside
+            # the guard that refuses outputs linking out of the run (cwl_guard/)
+            "PYTHONPATH": str(site.path(rundir, guard)),
         }
         return Launch(argv=argv, cwd=work, env=env)
 
@@ -223,6 +237,15 @@ class CwltoolEngine(Engine):
 
 
 # --- launch helpers ----------------------------------------------------------------------
+
+
+def install_guard(rundir: RunDir) -> Path:
+    """Copy the output guard (``cwl_guard/sitecustomize.py``, loaded by cwltool's Python at
+    start-up) into the run folder's ``support/cwltool/`` and return that folder."""
+    folder = rundir.support / "cwltool"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(GUARD, folder / GUARD.name)
+    return folder.absolute()
 
 
 def parallel_parameter(engine_parameters: dict[str, str]) -> bool:
