@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from spindle.backends.local import LocalBackend
-from spindle.backends.sandbox import Account, Sandbox, secure_data_dir
+from spindle.backends.sandbox import Account, Sandbox, hand_over, secure_data_dir
 from spindle.db.engine import create_engine
 from spindle.domain import State
 from spindle.engines.base import Launch
@@ -260,3 +260,25 @@ def test_spindles_environ_is_unreadable_by_an_engine_of_its_own_account() -> Non
         finally:
             spindle.kill()
             spindle.communicate()
+
+
+def test_handing_a_folder_over_again_never_follows_the_accounts_links(
+    tmp_path: Path, accounts: list[str]
+) -> None:
+    """Started again (a worker died after starting it), the run folder already holds what
+    the account's processes made: a link to a file of Spindle's must not hand that over."""
+    precious = tmp_path / "precious"
+    precious.write_text("spindle's")
+    precious.chmod(0o640)
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    (rundir.work / "link").symlink_to(precious)
+    (rundir.support / "cwltool").mkdir(parents=True)
+    account = Account.lookup(accounts[0])
+    hand_over(rundir.root, account, ("work",), ("support",))
+    hand_over(rundir.root, account, ("work",), ("support",))
+    st = precious.stat()
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o640)
+    assert (rundir.work / "link").lstat().st_uid == account.uid
+    assert rundir.work.stat().st_uid == account.uid
+    assert rundir.support.stat().st_uid == 0  # Spindle's helper code stays Spindle's

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -39,10 +40,14 @@ code=$?
 printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code"
 """
 
+log = logging.getLogger(__name__)
+
 # O_NOFOLLOW: a log the engine of an earlier attempt replaced with a link is not followed.
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
 #: What an engine run as another account gets of its run folder (the rest stays Spindle's).
-ENGINE_PARTS = ("attachments", "work", "outputs", "logs", "support", "params.json")
+ENGINE_PARTS = ("attachments", "work", "outputs", "logs", "params.json")
+#: Spindle's helper code for the engine (a logger plugin, cwltool's guard): read-only to it.
+HELPER_PARTS = ("support",)
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -94,6 +99,11 @@ class LocalBackend(Backend):
         self.grace = cancel_grace_seconds
         self.sandbox = sandbox or Sandbox()
         self.sandbox.check()
+        if os.geteuid() == 0 and not self.sandbox.switches_account:
+            log.warning(
+                "Spindle runs as root and engines run as root too: set run_as_user or "
+                "run_as_users (docs/security.md)"
+            )
         hide_process()
         if data_dir is not None:
             secure_data_dir(data_dir, traversable=self.sandbox.switches_account)
@@ -118,7 +128,7 @@ class LocalBackend(Backend):
         # database URL), and runs as the run's OS account if one is configured; the wrapper
         # stays Spindle's, so the exit code it records is out of the engine's reach.
         account = self.sandbox.account_for(launch.owner)
-        await asyncio.to_thread(hand_over, rundir.root, account, ENGINE_PARTS)
+        await asyncio.to_thread(hand_over, rundir.root, account, ENGINE_PARTS, HELPER_PARTS)
         env = self.sandbox.environment(launch.env, account, workdir=str(launch.cwd))
         argv = self.sandbox.command(account, [str(a) for a in launch.argv])
         # posix_spawn (vfork-like in glibc) costs the same at any server size, where a fork

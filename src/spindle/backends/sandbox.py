@@ -148,15 +148,25 @@ class Sandbox:
         ]
 
 
-def hand_over(root: Path, account: Account | None, names: Iterable[str]) -> None:
+def hand_over(
+    root: Path, account: Account | None, names: Iterable[str], readable: Iterable[str] = ()
+) -> None:
     """Make a run folder readable only by the account its engine runs as (None: Spindle's
     own). The folder itself stays Spindle's (the wrapper records the exit code there, out of
     the engine's reach): 0700, or 0711 when another account must pass through it to reach
-    ``names`` (the parts the engine uses), which become that account's, 0700 / owner-only."""
+    ``names`` (the parts the engine uses), which become that account's, 0700 / owner-only.
+    ``readable`` (Spindle's helper code for the engine) stays Spindle's, readable by all, so
+    Spindle never writes into a folder the account controls when it prepares a run again."""
     if account is None:
         root.chmod(0o700)
         return
     root.chmod(0o711)
+    for name in readable:
+        if not (root / name).is_dir():
+            continue
+        for path in (root / name, *(root / name).rglob("*")):
+            if not path.is_symlink():  # Spindle's own files, public code: read-only to all
+                path.chmod(0o755 if path.is_dir() else 0o644)
     for name in names:
         top = root / name
         if not top.exists() and not top.is_symlink():
@@ -169,10 +179,19 @@ def hand_over(root: Path, account: Account | None, names: Iterable[str]) -> None
 
 
 def _own(path: Path, account: Account) -> None:
+    """Give ``path`` to the account, owner-only. Never through a link (the account may
+    already run processes there, e.g. when a run is started again): a link is given as is,
+    and the mode is set on the file opened without following links."""
     os.chown(path, account.uid, account.gid, follow_symlinks=False)
-    mode = path.lstat().st_mode
-    if not stat.S_ISLNK(mode):
-        path.chmod(stat.S_IMODE(mode) & 0o700 | (0o700 if stat.S_ISDIR(mode) else 0o600))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # a link (ELOOP), or gone
+    try:
+        mode = os.fstat(fd).st_mode
+        os.fchmod(fd, stat.S_IMODE(mode) & 0o700 | (0o700 if stat.S_ISDIR(mode) else 0o600))
+    finally:
+        os.close(fd)
 
 
 #: prctl(2) option: whether the process may be dumped, traced, or its /proc files read by
