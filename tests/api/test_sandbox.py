@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from spindle.auth.accounts import AccountService
 from spindle.config import Settings
+from spindle.domain import Caller
 from spindle.engines.registry import Catalog
 from tests.api.conftest import WES, app_client, make_app, wait_state
-from tests.api.test_auth_basic import OTHER_PASSWORD, PASSWORD, basic
 from tests.backends.test_sandbox import os_accounts
 
 pytestmark = pytest.mark.engine
@@ -54,6 +55,13 @@ def data() -> Iterator[Path]:
     shutil.rmtree(top)
 
 
+async def _token_headers(accounts: AccountService, name: str) -> dict[str, str]:
+    """A user and their personal token (cheap to check, unlike a password on every poll)."""
+    user = await accounts.add_user(name)
+    _, secret = await accounts.create_token(Caller(user.id, user.name), "test")
+    return {"Authorization": f"Bearer {secret}"}
+
+
 def _form(snakefile: str, params: dict[str, object]) -> dict[str, object]:
     return {
         "data": {
@@ -83,9 +91,7 @@ async def test_a_workflow_run_as_its_users_account_reads_nothing_of_spindle_or_o
         }
         app = make_app(Settings(**values), catalog)
         async with app_client(app) as api:
-            await app.state.accounts.add_user("alice", password=PASSWORD)
-            await app.state.accounts.add_user("bob", password=OTHER_PASSWORD)
-            alice, bob = basic("alice", PASSWORD), basic("bob", OTHER_PASSWORD)
+            alice, bob = [await _token_headers(app.state.accounts, n) for n in ("alice", "bob")]
             api.headers.update(alice)
             r = await api.post(f"{WES}/runs", **_form(ALICE_SNAKEFILE, {}))  # type: ignore[arg-type]
             alice_run = r.json()["run_id"]
