@@ -282,3 +282,19 @@ def test_handing_a_folder_over_again_never_follows_the_accounts_links(
     assert (rundir.work / "link").lstat().st_uid == account.uid
     assert rundir.work.stat().st_uid == account.uid
     assert rundir.support.stat().st_uid == 0  # Spindle's helper code stays Spindle's
+
+
+async def test_a_missing_engine_run_as_an_account_is_still_named(
+    data: Path, per_user: LocalBackend
+) -> None:
+    """The wrapper checks the engine itself, not setpriv that starts it."""
+    rundir = RunDir.for_run(data, "run-x")
+    rundir.create()
+    gone = "/nowhere/engines/cwltool/bin/cwltool"
+    handle = await per_user.submit(
+        "run-x", Launch(argv=[gone], cwd=rundir.work, owner="alice"), rundir
+    )
+    status = await wait_terminal(per_user, handle)
+    assert status.state is State.SYSTEM_ERROR
+    assert status.reason is not None
+    assert f"the engine {gone} is missing" in status.reason

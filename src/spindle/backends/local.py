@@ -35,17 +35,19 @@ from spindle.engines.base import Launch
 from spindle.errors import BackendError
 from spindle.storage.rundir import RunDir
 
-# $1: run folder, $2: working directory; the rest: the engine's argv. The pid file lets a
-# worker that died between submit and saving the handle find the process again (submit is
-# idempotent per run). The wrapper changes directory itself because posix_spawn has no chdir.
+# $1: run folder, $2: working directory, $3: the command that starts the engine as another
+# OS account (setpriv ..., words without spaces; empty: none); the rest: the engine's argv.
+# The wrapper itself stays Spindle's, so the exit code it records is out of the engine's
+# reach. The pid file lets a worker that died between submit and saving the handle find the
+# process again (submit is idempotent per run). The wrapper changes directory itself because posix_spawn has no chdir.
 # Before starting the engine it checks that the executable (and the interpreter its #! line
 # names) is there, so a missing engine is a launch_error, never the workflow's exit 127. If
 # the exit code cannot be recorded it says so on stderr and exits with the engine's code.
 WRAPPER = r"""
-d=$1
+d=$1 as=$3
 fail() { printf '%s\n' "$1" > "$d/launch_error"; printf 'spindle: %s\n' "$1" >&2; exit 127; }
 cd "$2" || fail "cannot enter the working directory $2"
-shift 2
+shift 3
 echo $$ > "$d/pid"
 case $1 in */*) exe=$1 ;; *) exe=$(command -v "$1") || fail "the engine $1 is not on PATH" ;; esac
 case $exe in
@@ -60,7 +62,7 @@ case $exe in
     esac
     ;;
 esac
-"$@"
+$as "$@"
 code=$?
 printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code" || {
   printf 'spindle: could not record the exit code %s in %s\n' "$code" "$d/exit_code" >&2
@@ -179,7 +181,7 @@ class LocalBackend(Backend):
         account = self.sandbox.account_for(launch.owner)
         await asyncio.to_thread(hand_over, rundir.root, account, ENGINE_PARTS, HELPER_PARTS)
         env = self.sandbox.environment(launch.env, account, workdir=str(launch.cwd))
-        argv = self.sandbox.command(account, [str(a) for a in launch.argv])
+        run_as = " ".join(self.sandbox.command(account, []))
         # posix_spawn (vfork-like in glibc) costs the same at any server size, where a fork
         # of the whole server (what uvloop's subprocess does) grows with its memory; it
         # hands the child no asyncio transport that could outlive this backend. Microseconds
@@ -188,7 +190,8 @@ class LocalBackend(Backend):
             # posix_spawn returns once the child exists; it does not wait for it
             pid = os.posix_spawn(  # noqa: ASYNC221
                 "/bin/sh",
-                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd), *argv],
+                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd), run_as]
+                + [str(a) for a in launch.argv],
                 env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),

@@ -136,7 +136,7 @@ class Sandbox:
         if account is None:
             return argv
         return [
-            self.setpriv,
+            shutil.which(self.setpriv) or self.setpriv,
             f"--reuid={account.uid}",
             f"--regid={account.gid}",
             "--init-groups",
