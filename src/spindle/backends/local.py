@@ -39,7 +39,8 @@ from spindle.storage.rundir import RunDir
 # OS account (setpriv ..., words without spaces; empty: none); the rest: the engine's argv.
 # The wrapper itself stays Spindle's, so the exit code it records is out of the engine's
 # reach. The pid file lets a worker that died between submit and saving the handle find the
-# process again (submit is idempotent per run). The wrapper changes directory itself because posix_spawn has no chdir.
+# process again (submit is idempotent per run). The wrapper changes directory itself
+# because posix_spawn has no chdir.
 # Before starting the engine it checks that the executable (and the interpreter its #! line
 # names) is there, so a missing engine is a launch_error, never the workflow's exit 127. If
 # the exit code cannot be recorded it says so on stderr and exits with the engine's code.
