@@ -298,3 +298,9 @@ async def test_a_missing_engine_run_as_an_account_is_still_named(
     assert status.state is State.SYSTEM_ERROR
     assert status.reason is not None
     assert f"the engine {gone} is missing" in status.reason
+
+
+def test_a_run_folder_is_private_from_the_start(tmp_path: Path) -> None:
+    rundir = RunDir.for_run(tmp_path, "run-1")
+    rundir.create()
+    assert stat.S_IMODE(rundir.root.stat().st_mode) == 0o700

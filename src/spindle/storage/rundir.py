@@ -80,6 +80,8 @@ class RunDir:
         return self.root / "support"
 
     def create(self) -> None:
+        # the run's files are its owner's: nobody else's account reads them (docs/security.md)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for d in (self.attachments, self.work, self.outputs, self.logs):
             d.mkdir(parents=True, exist_ok=True)
 
