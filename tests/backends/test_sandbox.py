@@ -21,9 +21,10 @@ from spindle.backends.local import LocalBackend
 from spindle.backends.sandbox import Account, Sandbox, hand_over, secure_data_dir
 from spindle.db.engine import create_engine
 from spindle.domain import State
-from spindle.engines.base import Launch
 from spindle.errors import BackendError, ConfigError
+from spindle.execution import Job, Launch
 from spindle.storage.rundir import RunDir
+from spindle.testing import job
 from tests.backends.contract import launch, wait_terminal
 from tests.support import missing
 
@@ -72,7 +73,9 @@ async def test_an_engine_sees_none_of_spindles_secrets(
     rundir.create()
     backend = LocalBackend(cancel_grace_seconds=2, data_dir=tmp_path)
     try:
-        handle = await backend.submit("run-1", launch(backend, "env; echo done", rundir), rundir)
+        handle = await backend.submit(
+            job("run-1", launch(backend, "env; echo done", rundir), rundir)
+        )
         assert (await wait_terminal(backend, handle)).state is State.COMPLETE
     finally:
         await backend.close()
@@ -180,7 +183,7 @@ async def test_each_user_runs_as_their_account_and_cannot_read_another_run(
     alice_dir.create()
     (alice_dir.attachments / "secret.txt").write_text("alice's data")
     alice = launch(per_user, "id -un; cat ../attachments/secret.txt", alice_dir, "run-a")
-    handle = await per_user.submit("run-a", replace_owner(alice, "alice"), alice_dir)
+    handle = await per_user.submit(owned(job("run-a", alice, alice_dir), "alice"))
     assert (await wait_terminal(per_user, handle)).state is State.COMPLETE
     assert alice_dir.stdout.read_text().split() == [accounts[0], "alice's", "data"]
 
@@ -199,7 +202,7 @@ async def test_each_user_runs_as_their_account_and_cannot_read_another_run(
         + ["true\n"]
     )
     handle = await per_user.submit(
-        "run-b", replace_owner(launch(per_user, script, bob_dir, "run-b"), "bob"), bob_dir
+        owned(job("run-b", launch(per_user, script, bob_dir, "run-b"), bob_dir), "bob")
     )
     assert (await wait_terminal(per_user, handle)).state is State.COMPLETE
     assert bob_dir.stdout.read_text().split() == [accounts[1], "can-read-a-public-file"]
@@ -211,8 +214,9 @@ async def test_each_user_runs_as_their_account_and_cannot_read_another_run(
     assert alice_dir.exit_code_file.stat().st_uid == 0
 
 
-def replace_owner(launch_: Launch, owner: str) -> Launch:
-    return dataclasses.replace(launch_, owner=owner)
+def owned(job_: Job, owner: str) -> Job:
+    """The job as the worker hands it over for a run of ``owner``."""
+    return dataclasses.replace(job_, owner=owner)
 
 
 async def test_slurm_commands_on_this_host_get_none_of_spindles_variables(
@@ -292,7 +296,7 @@ async def test_a_missing_engine_run_as_an_account_is_still_named(
     rundir.create()
     gone = "/nowhere/engines/cwltool/bin/cwltool"
     handle = await per_user.submit(
-        "run-x", Launch(argv=[gone], cwd=rundir.work, owner="alice"), rundir
+        owned(job("run-x", Launch([gone], rundir.work), rundir), "alice")
     )
     status = await wait_terminal(per_user, handle)
     assert status.state is State.SYSTEM_ERROR

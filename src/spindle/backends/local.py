@@ -30,9 +30,11 @@ from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
 from spindle.backends.sandbox import Sandbox, hand_over, hide_process, secure_data_dir
+from spindle.compute import EnvSettings, LocalEnv
+from spindle.config import Settings
 from spindle.domain import State
-from spindle.engines.base import Launch
 from spindle.errors import BackendError
+from spindle.execution import Job
 from spindle.storage.rundir import RunDir
 
 # $1: run folder, $2: working directory, $3: the command that starts the engine as another
@@ -139,6 +141,7 @@ def _status_for_exit(code: int) -> Status:
 
 class LocalBackend(Backend):
     name = "local"
+    settings_model = LocalEnv
     capabilities = Capabilities(local_files=True, waits=True)
 
     def __init__(
@@ -164,7 +167,24 @@ class LocalBackend(Backend):
         # through a pidfd at once rather than at the next poll.
         self._exits: dict[str, _ExitWatch] = {}
 
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
+    @classmethod
+    def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> LocalBackend:
+        sandbox = Sandbox(
+            passthrough=tuple(settings.engine_env_passthrough),
+            extra=settings.engine_env,
+            run_as_user=settings.run_as_user,
+            run_as_users=settings.run_as_users,
+        )
+        return cls(
+            cancel_grace_seconds=settings.cancel_grace_seconds,
+            sandbox=sandbox,
+            data_dir=settings.data_dir,
+        )
+
+    async def submit(self, job: Job) -> Handle:
+        run_id, launch, rundir = job.run_id, job.launch, job.rundir
+        if launch is None:
+            raise BackendError("the local backend runs an engine's launch; this job has none")
         watch = self._exits.get(run_id)
         if watch is not None:
             return self._handle(run_id, watch.pid, rundir)
@@ -179,7 +199,7 @@ class LocalBackend(Backend):
         # The engine gets an allow-listed environment, never Spindle's (its secret, the
         # database URL), and runs as the run's OS account if one is configured; the wrapper
         # stays Spindle's, so the exit code it records is out of the engine's reach.
-        account = self.sandbox.account_for(launch.owner)
+        account = self.sandbox.account_for(job.owner)
         await asyncio.to_thread(hand_over, rundir.root, account, ENGINE_PARTS, HELPER_PARTS)
         env = self.sandbox.environment(launch.env, account, workdir=str(launch.cwd))
         run_as = " ".join(self.sandbox.command(account, []))
@@ -238,7 +258,6 @@ class LocalBackend(Backend):
     def _handle(self, run_id: str, pid: int, rundir: RunDir) -> Handle:
         return Handle(
             run_id=run_id,
-            backend=self.name,
             data={
                 "pid": pid,
                 "pgid": pid,
