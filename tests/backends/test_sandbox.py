@@ -223,7 +223,7 @@ async def test_slurm_commands_on_this_host_get_none_of_spindles_variables(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """sbatch passes its whole environment on to the job (``--export=ALL``, the default)."""
-    from spindle.backends.slurm.transport import LocalTransport
+    from spindle.backends.remote.transport import LocalTransport
 
     monkeypatch.setenv("SPINDLE_SECRET_KEY", "canary-secret")
     done = await LocalTransport().run(["env"], limit=10)
