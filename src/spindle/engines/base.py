@@ -17,7 +17,7 @@ from pathlib import PurePath, PurePosixPath
 from typing import Any
 
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
-from spindle.errors import EngineUnavailable
+from spindle.errors import EngineSlow, EngineUnavailable
 from spindle.storage.files import LocalFiles, RunFiles
 from spindle.storage.rundir import RunDir
 
@@ -164,7 +164,7 @@ async def ask(executable: str, *args: str, limit: float) -> str:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise EngineUnavailable(f"`{shown}` did not answer within {limit:g} s") from None
+        raise EngineSlow(f"`{shown}` did not answer within {limit:g} s") from None
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip()[-500:]
         raise EngineUnavailable(f"`{shown}` exited with {proc.returncode}: {tail}")
