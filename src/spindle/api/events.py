@@ -24,7 +24,7 @@ router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
 #: seconds between keep-alive comments on an idle stream
 PING_SECONDS = 15
 #: seconds a stream has, once the server shuts down, to end its body before it is cut
-SHUTDOWN_GRACE_SECONDS = 5.0
+SHUTDOWN_GRACE_SECONDS = 2.0
 T = TypeVar("T")
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."}
