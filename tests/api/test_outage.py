@@ -21,7 +21,7 @@ from spindle.config import Settings
 from spindle.engines.registry import Catalog
 from tests.api.conftest import WES, example_form, make_app, open_client, runs_on_disk
 
-PATHS = ["/service-info", "/runs", "/runs/0f6a3c1e-0000-4000-8000-000000000000"]
+PATHS = ["/service-info", "/ready", "/runs", "/runs/0f6a3c1e-0000-4000-8000-000000000000"]
 
 
 class Relay:
@@ -74,8 +74,9 @@ async def relayed(database_url: str) -> AsyncIterator[tuple[Relay, str]]:
     relay = Relay(url.host or "127.0.0.1", url.port or 5432)
     await relay.start()
     try:
-        yield relay, url.set(host="127.0.0.1", port=relay.port).render_as_string(
-            hide_password=False
+        yield (
+            relay,
+            url.set(host="127.0.0.1", port=relay.port).render_as_string(hide_password=False),
         )
     finally:
         if relay.server is not None:
