@@ -52,9 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="page loads per web UI figure, one at a time (default 200)",
     )
     p.add_argument("--e2e-reps", type=int, help="end-to-end rounds (default 5)")
-    p.add_argument(
-        "--startup-reps", type=int, help="start-up rounds (default 5; --quick: 2)"
-    )
+    p.add_argument("--startup-reps", type=int, help="start-up rounds (default 5; --quick: 2)")
     p.add_argument(
         "--e2e-poll",
         type=float,
