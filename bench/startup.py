@@ -43,7 +43,7 @@ async def _serve_once(data_dir: Path, db: Database, log: Path) -> tuple[float, f
     server = Server(data_dir, db, log)
     start = time.perf_counter()
     try:
-        await server.start()
+        await server.start("/service-info")
         answers = time.perf_counter() - start
         async with httpx.AsyncClient(timeout=5) as client:
             for _ in range(int(START_TIMEOUT * 10)):
