@@ -1,8 +1,10 @@
 """The engines this Spindle can run, found at start-up.
 
 Built-in engines register the same way a plugin would: a name and a factory taking the
-settings. ``load_catalog`` runs each engine's ``detect`` so that service-info and request
-validation speak of what is really installed, not of what the code knows about.
+settings. ``load_catalog`` runs each engine's ``detect`` (all at once, or from the version
+cache) so that service-info and request validation speak of what is really installed, not of
+what the code knows about; an engine slow to answer is checked on in the background, never
+dropped.
 """
 
 from __future__ import annotations
@@ -109,12 +111,11 @@ class Catalog:
         if workflow_type not in types:
             self._still_checking(workflow_type, workflow_engine)
             if not types:
+                checking = ", ".join(sorted(self.checking))
                 raise InvalidRequest(
                     "workflow_type",
                     f"{workflow_type!r} is not supported here: no engine is installed for any "
-                    "workflow type"
-                    + (" (still checking: " + ", ".join(sorted(self.checking)) + ")")
-                    * bool(self.checking),
+                    "workflow type" + (f" (still being checked: {checking})" if checking else ""),
                 )
             raise InvalidRequest(
                 "workflow_type",
