@@ -12,10 +12,12 @@ import pytest
 
 from spindle.config import Settings
 from spindle.engines import registry, snakemake
-from spindle.engines.registry import BUILTIN_ENGINES, Catalog, load_catalog
+from spindle.engines.registry import Catalog, load_catalog
+from spindle.engines.snakemake import SnakemakeEngine
 from spindle.errors import EngineChecking, InvalidRequest
+from spindle.plugins import Registry
 
-SMK_ONLY = {"snakemake": BUILTIN_ENGINES["snakemake"]}
+SMK_ONLY = Registry(engines={"snakemake": SnakemakeEngine})
 
 
 def fake_snakemake(folder: Path, *, slow_calls: int) -> tuple[Path, Path]:
