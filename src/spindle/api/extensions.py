@@ -12,6 +12,7 @@ from spindle.api.auth import CallerDep
 from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.domain import LogChunk
+from spindle.limits import MAX_OFFSET
 from spindle.models.extensions import RunProgress
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
@@ -31,6 +32,7 @@ Offset = Annotated[
     int,
     Query(
         ge=0,
+        le=MAX_OFFSET,
         description="Byte offset to start from; follow a live log with the "
         f"`{NEXT_OFFSET}` header of the previous answer.",
     ),
