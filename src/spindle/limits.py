@@ -1,6 +1,6 @@
 """What request input may hold: the size, count and depth limits and the characters refused,
 each check raising an InvalidRequest that names the field. docs/security.md ("Input limits")
-lists every limit; tests/test_docs.py keeps that list and these constants together.
+lists every limit (tests/api/test_bad_input.py checks it names each constant here).
 
 Shared by the run service (submissions, run groups), the account service (user names) and
 the API and web forms, so a rule is the same wherever the input comes in.

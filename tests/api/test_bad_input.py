@@ -28,6 +28,7 @@ from tests.api.conftest import (
     submit_example,
 )
 from tests.runs import local_user_id
+from tests.support import REPO
 from tests.web.conftest import basic_site
 
 pytestmark = pytest.mark.usefixtures("snakemake_exe", "cwltool_exe")
@@ -402,3 +403,11 @@ async def test_a_text_field_over_its_size_is_413_naming_it(
     data[field] = '{"k": "' + "x" * limits.MAX_FIELD_BYTES + '"}'
     msg = await assert_refused(client, settings, data, files, field, status=413)
     assert "larger than 1024 KiB" in msg
+
+
+def test_every_limit_is_documented() -> None:
+    """docs/security.md's "Input limits" names each constant of spindle.limits."""
+    section = (REPO / "docs" / "security.md").read_text().split("## Input limits")[1]
+    names = [n for n in vars(limits) if n.startswith("MAX_")]
+    assert names
+    assert [n for n in names if n not in section] == []
