@@ -390,6 +390,14 @@ async def test_bad_input_on_each_database(
         assert_error(r, 400, "after")
         r = await client.get(f"{WES}/events", headers={"Last-Event-ID": str(limits.MAX_ID + 1)})
         assert_error(r, 400, "Last-Event-ID")
+        # a NUL in an id or a search, which PostgreSQL refused with an error
+        for path in ("/runs/a%00b", "/runs/a%00b/tasks/1", "/run-groups/a%00b"):
+            assert_error(await client.get(f"{WES}{path}"), 400, "path")
+        assert_error(await client.get(f"{WES}/run-groups", params={"q": "a\x00"}), 400, "q")
+        page = await client.get("/runs/a%00b")
+        assert page.status_code == 400
+        assert "NUL" in page.text
+        assert (await client.get("/runs", params={"q": "a\x00"})).status_code == 400
 
 
 # --- sizes name the field --------------------------------------------------------------------
