@@ -306,18 +306,19 @@ async def test_bad_credentials_and_token_ids_are_4xx(settings: Settings, catalog
 # --- control characters and tags -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "c"), CONTROLS.items())
 @pytest.mark.parametrize("field", ["name", "description"])
 async def test_run_group_text_with_control_characters_is_400(
-    client: httpx.AsyncClient, name: str, c: str, field: str
+    client: httpx.AsyncClient, field: str
 ) -> None:
-    body = {"name": "batch", field: f"flow{c}cell"}
-    assert_error(await client.post(f"{WES}/run-groups", json=body), 400, field)
     made = await client.post(f"{WES}/run-groups", json={"name": "batch"})
     group_id = made.json()["id"]
-    r = await client.patch(f"{WES}/run-groups/{group_id}", json={field: f"x{c}"})
-    assert_error(r, 400, field)
+    for c in CONTROLS.values():  # (one app for all: each costs a start-up)
+        body = {"name": "batch", field: f"flow{c}cell"}
+        assert_error(await client.post(f"{WES}/run-groups", json=body), 400, field)
+        r = await client.patch(f"{WES}/run-groups/{group_id}", json={field: f"x{c}"})
+        assert_error(r, 400, field)
     assert (await client.get(f"{WES}/run-groups/{group_id}")).json()["name"] == "batch"
+    assert len((await client.get(f"{WES}/run-groups")).json()["run_groups"]) == 1
 
 
 async def test_run_group_description_keeps_its_lines(client: httpx.AsyncClient) -> None:
@@ -328,11 +329,6 @@ async def test_run_group_description_keeps_its_lines(client: httpx.AsyncClient) 
 
 
 BAD_TAGS = [
-    *(pytest.param({f"k{c}": "v"}, "key", id=f"key {name}") for name, c in CONTROLS.items()),
-    *(
-        pytest.param({"k": f"v{c}"}, "must not hold control", id=f"value {name}")
-        for name, c in CONTROLS.items()
-    ),
     pytest.param({f"t{i}": "v" for i in range(limits.MAX_TAGS + 1)}, "at most 100", id="101 tags"),
     pytest.param({f"t{i}": "v" for i in range(30_000)}, "has 30000 tags", id="30000 tags"),
     pytest.param({"k" * (limits.MAX_TAG_KEY + 1): "v"}, "1 to 255 characters", id="long key"),
@@ -350,6 +346,16 @@ async def test_bad_tags_are_400(
     assert problem in msg
 
 
+async def test_tags_with_control_characters_are_400(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    for c in CONTROLS.values():  # (one app for all: each costs a start-up)
+        for tags, problem in (({f"k{c}": "v"}, "key"), ({"k": f"v{c}"}, "must not hold control")):
+            data, files = example_form("cwl", "wordcount", tags=tags)
+            msg = await assert_refused(client, settings, data, files, "tags")
+            assert problem in msg
+
+
 async def test_tags_at_the_limits_are_accepted(client: httpx.AsyncClient) -> None:
     tags = {f"t{i}": "v" for i in range(limits.MAX_TAGS - 1)}
     tags["k" * limits.MAX_TAG_KEY] = "v" * limits.MAX_TAG_VALUE
@@ -357,15 +363,15 @@ async def test_tags_at_the_limits_are_accepted(client: httpx.AsyncClient) -> Non
     assert (await client.get(f"{WES}/runs/{run_id}")).json()["request"]["tags"] == tags
 
 
-@pytest.mark.parametrize(("name", "c"), CONTROLS.items())
 @pytest.mark.parametrize("field", ["workflow_url", "run_group_id"])
 async def test_other_fields_with_control_characters_are_400(
-    client: httpx.AsyncClient, settings: Settings, name: str, c: str, field: str
+    client: httpx.AsyncClient, settings: Settings, field: str
 ) -> None:
-    data, files = example_form("cwl", "wordcount")
-    data[field] = f"https://example.org/x{c}.cwl" if field == "workflow_url" else f"g{c}"
-    msg = await assert_refused(client, settings, data, files, field)
-    assert "control characters" in msg
+    for c in CONTROLS.values():
+        data, files = example_form("cwl", "wordcount")
+        data[field] = f"https://example.org/x{c}.cwl" if field == "workflow_url" else f"g{c}"
+        msg = await assert_refused(client, settings, data, files, field)
+        assert "control characters" in msg
 
 
 async def test_bad_input_on_each_database(

@@ -98,17 +98,15 @@ async def test_a_run_stored_nested_too_deep_has_its_page(site: Site) -> None:
     assert "nested deeper than 64 levels" in text(page, "#params")
 
 
-@pytest.mark.parametrize(("name", "c"), CONTROLS.items())
 @pytest.mark.parametrize("field", ["name", "description"])
-async def test_group_form_with_control_characters(
-    site: Site, name: str, c: str, field: str
-) -> None:
-    values = {"name": "batch", "description": "", field: f"flow{c}cell"}
-    r = await post_form(site, "/groups/new", "/groups", values)
-    assert r.status_code == 400
-    errors = field_errors(r)
-    assert list(errors) == [field]
-    assert "control characters" in errors[field]
+async def test_group_form_with_control_characters(site: Site, field: str) -> None:
+    for c in CONTROLS.values():  # (one app for all: each costs a start-up)
+        values = {"name": "batch", "description": "", field: f"flow{c}cell"}
+        r = await post_form(site, "/groups/new", "/groups", values)
+        assert r.status_code == 400
+        errors = field_errors(r)
+        assert list(errors) == [field]
+        assert "control characters" in errors[field]
 
 
 async def test_token_forms(settings: Settings, catalog: Catalog) -> None:
