@@ -13,6 +13,7 @@ from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.domain import LogChunk
 from spindle.errors import EngineChecking
+from spindle.limits import MAX_OFFSET
 from spindle.models.extensions import RunProgress
 from spindle.storage.access import SignedURL
 
@@ -33,6 +34,7 @@ Offset = Annotated[
     int,
     Query(
         ge=0,
+        le=MAX_OFFSET,
         description="Byte offset to start from; follow a live log with the "
         f"`{NEXT_OFFSET}` header of the previous answer.",
     ),
