@@ -38,7 +38,7 @@ def read_range(
     fh = open_inside(path.parent if root is None else root, path)
     if fh is not None:
         with fh:
-            fh.seek(start)
+            fh.seek(min(start, os.fstat(fh.fileno()).st_size))  # (past the end: read b"")
             data = fh.read(limit)
     return LogChunk(data=data, start=offset, next_offset=offset + len(data))
 

@@ -31,7 +31,7 @@ from spindle.db.types import utcnow
 from spindle.domain import ACTIVE_STATES, Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
-from spindle.errors import SpindleError, Unreachable
+from spindle.errors import SpindleError, Unreachable, describe
 from spindle.execution import Job, Report
 from spindle.runs import claim, store, users
 from spindle.runs.wakeup import Wakeup
@@ -293,7 +293,7 @@ class Worker:
             raise
         except Exception as exc:
             log.exception("run %s failed inside Spindle", run.id)
-            reason = exc.message if isinstance(exc, SpindleError) else repr(exc)
+            reason = describe(exc)
             await self._fail(run, f"Spindle could not run it: {reason}")
 
     def _backend(self, run: Run) -> Backend:
