@@ -8,17 +8,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import spindle
 from spindle.api import accounts, errors, events, extensions, groups, wes
+from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
 from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
-from spindle.engines.registry import Catalog, load_catalog
+from spindle.db.outage import OutageLog
+from spindle.engines.registry import CACHE_FILE, START_WAIT, Catalog, load_catalog
 from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
@@ -43,9 +45,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = create_engine(settings.effective_database_url)
+        app.state.outages = OutageLog()
+        app.state.outages.watch(db)
         if migrate:
             await upgrade(db)
-        engines = catalog or await load_catalog(settings)
+        # Detected at once, each engine given START_WAIT s before the server opens without
+        # it (it is then checked on in the background), from a cache on a restart.
+        engines = catalog or await load_catalog(
+            settings, wait=START_WAIT, cache=settings.data_dir / CACHE_FILE
+        )
         wakeup = Wakeup()
         backends = build_backends(settings)
         app.state.accounts = AccountService(db)
@@ -61,6 +69,7 @@ def create_app(
             },
         )
         app.state.groups = GroupService(db=db, settings=settings, runs=app.state.service)
+        await app.state.service.settle_submissions()
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
         if worker:
@@ -75,6 +84,8 @@ def create_app(
         finally:
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
+            if catalog is None:
+                await engines.aclose()
             await authenticator.aclose()
             for backend in backends.values():
                 with contextlib.suppress(Exception):
@@ -86,6 +97,7 @@ def create_app(
         version=spindle.__version__,
         summary="GA4GH WES 1.1.0 workflow execution service",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.settings = settings
     errors.install(app, page=error_page)

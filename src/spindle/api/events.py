@@ -3,9 +3,12 @@ docs/api.md): one run's events and progress until it ends, or every run's events
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import APIRouter, Header, Query
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -14,12 +17,16 @@ from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.domain import Event, Progress, State
 from spindle.errors import InvalidRequest
+from spindle.limits import MAX_ID
 from spindle.models.extensions import ProgressUpdate, RunEvent
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
 
 #: seconds between keep-alive comments on an idle stream
 PING_SECONDS = 15
+#: seconds a stream has, once the server shuts down, to end its body before it is cut
+SHUTDOWN_GRACE_SECONDS = 2.0
+T = TypeVar("T")
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."}
 }
@@ -28,6 +35,7 @@ After = Annotated[
     int | None,
     Query(
         ge=0,
+        le=MAX_ID,
         description="Send the events after this event id; a `Last-Event-ID` header (sent "
         "by a reconnecting EventSource) takes precedence.",
     ),
@@ -39,8 +47,11 @@ def _position(after: int | None, last_event_id: str | None) -> int | None:
     """Where a stream starts: after ``Last-Event-ID`` when a reconnecting EventSource sends
     it (it is further on than the URL's ``after``), else after ``after``."""
     if last_event_id:
-        if not last_event_id.isdigit():
-            raise InvalidRequest("Last-Event-ID", f"{last_event_id!r} is not an event id")
+        # (ASCII digits only: str.isdigit() takes "²", which int() does not)
+        digits = last_event_id.isascii() and last_event_id.isdigit()
+        if not digits or len(last_event_id) > len(str(MAX_ID)) or int(last_event_id) > MAX_ID:
+            shown = last_event_id[:40] + ("..." if len(last_event_id) > 40 else "")
+            raise InvalidRequest("Last-Event-ID", f"{shown!r} is not an event id (0 to {MAX_ID})")
         return int(last_event_id)
     return after
 
@@ -67,12 +78,47 @@ def _sse(item: Event | Progress, run_id: str) -> ServerSentEvent:
     return ServerSentEvent(data=update.model_dump_json(), event="progress")
 
 
+async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items`` until ``stop`` is set: then the iteration ends at once (``items`` closed)
+    rather than after its next item, which may be a long way off."""
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(items))
+            await asyncio.wait({following, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        waiter.cancel()
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def _stream(items: AsyncIterator[Any], run_id: str = "") -> EventSourceResponse:
+    # Set by sse-starlette when the server shuts down: the body then ends properly (its
+    # last chunk sent) instead of being cut mid-body by the cancellation.
+    shutdown = anyio.Event()
+
     async def body() -> AsyncIterator[ServerSentEvent]:
-        async for item in items:
+        async for item in until(shutdown, items):
             yield _sse(item, item.run_id if isinstance(item, Event) else run_id)
 
-    return EventSourceResponse(body(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        body(),
+        ping=PING_SECONDS,
+        headers={"Cache-Control": "no-store"},
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 @router.get(

@@ -14,8 +14,10 @@ from spindle.api.auth import CallerDep, ServiceInfoCallerDep
 from spindle.api.deps import LinksDep, Service
 from spindle.api.errors import documented
 from spindle.api.links import Links
+from spindle.api.multipart import read_form
 from spindle.domain import Run, State, Task
 from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.limits import clip_depth
 from spindle.models import wes
 from spindle.models.extensions import ComputeEnvironment, SpindleServiceInfo
 from spindle.runs.submit import EXTENSION_FIELDS, TEXT_FIELDS
@@ -59,7 +61,8 @@ def wes_time(value: datetime | None) -> str | None:
 def _request_model(run: Run) -> wes.RunRequest:
     r = run.request
     return wes.RunRequest(
-        workflow_params=r.workflow_params,
+        # (clipped: a run stored before the depth limit may nest deeper than a response can)
+        workflow_params=clip_depth(r.workflow_params),
         workflow_type=r.workflow_type,
         workflow_type_version=r.workflow_type_version,
         tags=r.tags,
@@ -134,7 +137,13 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
         default_workflow_engine_parameters=parameters,
         system_state_counts={s.value: counts.get(s.value, 0) for s in State},
         auth_instructions_url=settings.auth_instructions_url,
-        tags={"compute_environments": ",".join(service.compute_envs)},
+        tags={
+            "compute_environments": ",".join(service.compute_envs),
+            # installed engines whose version check has not answered yet (docs/api.md)
+            **(
+                {"engines_checking": ",".join(sorted(catalog.checking))} if catalog.checking else {}
+            ),
+        },
         compute_environments=[
             ComputeEnvironment(name=e.name, type=e.type, description=e.description)
             for e in service.compute_envs.values()
@@ -240,7 +249,7 @@ async def run_workflow(request: Request, service: Service, caller: CallerDep) ->
     are JSON objects sent as strings."""
     _check_body(request, service.settings.max_upload_bytes)
     # the form's spooled upload files are closed on leaving the block, whatever happens
-    async with request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS) as form:
+    async with read_form(request, max_parts=MAX_FORM_PARTS) as form:
         fields, uploads = _split_form(form)
         run = await service.submit(fields, uploads, caller=caller)
     return wes.RunId(run_id=run.id)
@@ -260,7 +269,7 @@ async def get_run_log(
 ) -> wes.RunLog:
     """This endpoint provides detailed information about a given workflow run."""
     run = await service.get(run_id, caller=caller)
-    outputs: dict[str, Any] = links.outputs(run.id, run.outputs)
+    outputs: dict[str, Any] = links.outputs(run.id, clip_depth(run.outputs))
     return wes.RunLog(
         run_id=run.id,
         request=_request_model(run),

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from spindle import limits
 from spindle.config import Settings
 from spindle.db.types import utcnow
 from spindle.domain import Caller, Run, RunGroup, RunSummary, State
@@ -264,7 +265,7 @@ class GroupService:
                 raise InvalidRequest("name", "is required (a non-empty string)")
             if len(name.strip()) > MAX_NAME:
                 raise InvalidRequest("name", f"is longer than {MAX_NAME} characters")
-            values["name"] = name.strip()
+            values["name"] = limits.check_name(name.strip(), field="name")
         if "description" in fields:
             description = fields["description"]
             if description is None:
@@ -273,7 +274,9 @@ class GroupService:
                 raise InvalidRequest("description", "must be a string")
             if len(description) > MAX_DESCRIPTION:
                 raise InvalidRequest("description", f"is longer than {MAX_DESCRIPTION} characters")
-            values["description"] = description
+            values["description"] = limits.check_text(
+                description, field="description", multiline=True
+            )
         for name in ("max_runs", "max_cpus"):
             if name in fields:
                 values[name] = _positive_int(name, fields[name])
