@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from spindle.client import API_PREFIX
-from tests.support import REPO, require_engines
+from tests.support import REPO, require_engines, seed_engine_versions
 
 #: Seconds the server may take to answer service-info (engine detection starts Snakemake
 #: and cwltool once each, which is slow on a cold cache).
@@ -129,6 +129,7 @@ def running_server(
     uses to cancel what still runs."""
     require_engines()
     data_dir = workdir / "data"
+    seed_engine_versions(data_dir)
     log = workdir / "server.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"
