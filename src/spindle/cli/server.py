@@ -35,6 +35,7 @@ def _logging(level: str) -> None:
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> None:
     """Serve the WES API (and by default run a worker in the same process)."""
+    from spindle.api.http11 import uvicorn_options
     from spindle.app import create_app
 
     _logging(log_level)
@@ -53,6 +54,8 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
         port=settings.port,
         log_level=log_level,
         timeout_graceful_shutdown=5,
+        # h11 with a header deadline, keep-alive and header size from the settings
+        **uvicorn_options(settings),
     )
 
 
