@@ -168,7 +168,10 @@ class _Body:
 
     def __init__(self, settings: Settings, receive: Receive, scope: Scope) -> None:
         self._receive = receive
-        self.done = False
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"")
+        # (a request without a body is never timed: its receive waits for the disconnect)
+        self.done = b"transfer-encoding" not in headers and (not length or length == b"0")
         self.cut = False
         self.read = 0
         self.limit: int | None = None
