@@ -139,7 +139,7 @@ async def test_ui_refusals_are_the_error_page(api_no_worker: httpx.AsyncClient) 
 async def _chunks(sent: list[int], size: int, total: int) -> AsyncIterator[bytes]:
     """A multipart body of one big attachment, in chunks, with no Content-Length."""
     head = (
-        b"--b\r\nContent-Disposition: form-data; name=\"workflow_attachment\"; "
+        b'--b\r\nContent-Disposition: form-data; name="workflow_attachment"; '
         b'filename="big.bin"\r\n\r\n'
     )
     sent.append(len(head))
