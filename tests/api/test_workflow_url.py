@@ -15,8 +15,10 @@ import httpx
 import pytest
 
 from spindle.config import Settings
+from spindle.domain import Caller
 from spindle.engines.registry import Catalog
-from tests.api.conftest import WES, make_app, open_client, runs_on_disk, wait_state
+from spindle.engines.snakemake import snakefile_argument
+from tests.api.conftest import CLEANUP, WES, make_app, open_client, runs_on_disk, wait_state
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -107,3 +109,25 @@ async def test_the_engine_runs_the_fetched_copy(
         assert await wait_state(client, run_id, {"COMPLETE", "EXECUTOR_ERROR"}) == "COMPLETE"
         log = (await client.get(f"{WES}/runs/{run_id}")).json()
         assert log["request"]["workflow_url"] == f"{base}/Snakefile"
+
+
+async def test_submitting_again_reuses_the_copy(
+    settings: Settings, catalog: Catalog, http_folder: Any
+) -> None:
+    """Submit again needs no second fetch (the URL may be gone): the copy comes along with
+    the attachments, and the engine's argument is that copy."""
+    folder, base, server = http_folder
+    (folder / "Snakefile").write_text("rule all:\n")
+    app = make_app(_loopback(settings), catalog, worker=False)
+    async for client in open_client(app):
+        r = await _submit(client, f"{base}/Snakefile")
+        assert r.status_code == 200, r.text
+        server.shutdown()
+        service = app.state.service
+        first = await service.get(r.json()["run_id"], caller=CLEANUP)
+        owner = Caller(user_id=first.owner_id, name="local", admin=True)
+        again = await service.resubmit(first.id, caller=owner)
+        rundir = service.rundir(again.id)
+        assert (rundir.attachments / "Snakefile").read_text() == "rule all:\n"
+        argument = snakefile_argument(again.request.workflow_url, rundir)
+        assert argument == str(rundir.attachments.resolve() / "Snakefile")
