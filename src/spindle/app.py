@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 
 import spindle
 from spindle.api import accounts, errors, events, extensions, groups, wes
+from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
@@ -107,4 +108,6 @@ def create_app(
     app.include_router(events.router)
     app.include_router(accounts.router)
     site.install(app, settings)
+    # Host, cross-site changes and request bodies are checked before any route runs
+    app.add_middleware(Guard, settings=settings, page=error_page)
     return app

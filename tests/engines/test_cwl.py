@@ -260,8 +260,10 @@ def test_prepare_workflow_url_forms(tmp_path: Path) -> None:
 
     assert workflow("tools/count.cwl") == str(attachments / "tools" / "count.cwl")
     assert workflow("workflow.cwl#main") == f"{(attachments / 'workflow.cwl').as_uri()}#main"
+    # an http(s) URL runs from the copy Spindle fetched into the attachments at submission
+    (rundir.attachments / "packed.cwl").write_text("cwlVersion: v1.2\n")
     url = "https://example.org/wf/packed.cwl#main"
-    assert workflow(url) == url
+    assert workflow(url) == f"{(attachments / 'packed.cwl').as_uri()}#main"
     for bad, problem in [
         ("../workflow.cwl", "contains '..'"),
         ("/etc/passwd", "must be a path relative"),

@@ -131,6 +131,7 @@ _DESCRIPTIONS = {
     404: "The requested workflow run wasn't found.",
     409: "The object exists already.",
     413: "The upload is larger than this service accepts.",
+    415: "The request body is not multipart/form-data.",
     500: "An unexpected error occurred.",
     503: (
         "A service the answer needs (the database, the identity provider, a compute "

@@ -91,8 +91,9 @@ class Engine(ABC):
         """Write whatever the engine needs into the run directory and build its command line
         for ``site`` (default: this host, in ``rundir`` itself).
 
-        The workflow's files are in ``rundir.attachments`` (or ``run.request.workflow_url``
-        is an http(s) URL). Relative ``workflow_url`` values are relative to the attachments.
+        The workflow's files are in ``rundir.attachments``, where relative ``workflow_url``
+        values point; an http(s) one was fetched at submission into the attachments under
+        ``spindle.storage.fetch.local_reference(workflow_url)``.
         Everything the engine needs must be inside the run directory: a remote backend
         copies that folder to the site before it starts the launch.
         """

@@ -54,6 +54,7 @@ from spindle.engines.base import (
 from spindle.engines.cwl_log import CwltoolLog
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
 from spindle.execution import Launch, Site
+from spindle.storage.fetch import local_reference
 from spindle.storage.files import RunFiles, open_inside
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
@@ -273,13 +274,15 @@ def parallel_parameter(engine_parameters: dict[str, str]) -> bool:
 
 
 def workflow_argument(workflow_url: str, rundir: RunDir, site: Site | None = None) -> str:
-    """What to give cwltool as the workflow: an http(s) URL as given, or the attachment the
-    relative URL names (inside the attachments, which keep their folder layout, so the
-    documents it references resolve). A ``#fragment`` picks a process inside a packed
-    document; cwltool then needs a ``file://`` URI to tell the fragment from the path."""
+    """What to give cwltool as the workflow: the attachment the relative URL names (inside
+    the attachments, which keep their folder layout, so the documents it references resolve);
+    for an http(s) URL, the copy Spindle fetched at submission (``spindle.storage.fetch``).
+    A ``#fragment`` picks a process inside a packed document; cwltool then needs a
+    ``file://`` URI to tell the fragment from the path."""
     scheme = urlsplit(workflow_url).scheme.lower()
     if scheme in ("http", "https"):
-        return workflow_url
+        # Spindle fetched it at submission: the copy among the attachments is what runs
+        workflow_url, scheme = local_reference(workflow_url), ""
     if scheme or workflow_url.startswith("/"):
         raise InvalidRequest(
             "workflow_url",

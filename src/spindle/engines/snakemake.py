@@ -37,6 +37,7 @@ from spindle.engines.base import (
 )
 from spindle.errors import EngineUnavailable, InvalidRequest
 from spindle.execution import Executor, Launch, Site
+from spindle.storage.fetch import local_reference
 from spindle.storage.files import FileStat, RunFiles
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
@@ -324,12 +325,14 @@ def install_plugin(rundir: RunDir) -> Path:
 
 
 def snakefile_argument(workflow_url: str, rundir: RunDir, site: Site | None = None) -> str:
-    """What to pass as ``--snakefile``: an http(s) URL as given (Snakemake 9 fetches it, and
-    resolves its ``include:``s relative to the URL), or the attachment the relative URL names,
-    which must stay inside the attachments (as the site sees it)."""
+    """What to pass as ``--snakefile``: the attachment the relative URL names, which must
+    stay inside the attachments (as the site sees it); for an http(s) URL, the copy Spindle
+    fetched at submission (``spindle.storage.fetch``), whose ``include:``s resolve among the
+    attachments."""
     scheme = urlsplit(workflow_url).scheme.lower()
     if scheme in ("http", "https"):
-        return workflow_url
+        # Spindle fetched it at submission: the copy among the attachments is what runs
+        workflow_url, scheme = local_reference(workflow_url), ""
     if scheme or workflow_url.startswith("/"):
         raise InvalidRequest(
             "workflow_url",

@@ -63,6 +63,7 @@ from spindle.runs.submit import (
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
+from spindle.storage import fetch
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
 from spindle.storage.rundir import RunDir, Staging, abandoned
@@ -127,13 +128,19 @@ class RunService:
         group = await self._group(requested_group(fields, request), caller)
         engine, compute_env = self._check(request, group)
         max_bytes = self.settings.max_upload_bytes
+        url = request.workflow_url
+        # an http(s) workflow is fetched here, checked and bounded, and runs from the copy
+        fetched = await fetch.fetch(url, self.settings) if fetch.is_remote(url) else None
+
+        def stage(dest: Path) -> list[StagedFile]:
+            staged = stage_uploads(uploads, dest, max_bytes=max_bytes)
+            if fetched is not None:
+                name = fetch.store(url, fetched, dest, (f.name for f in staged))
+                staged.append(StagedFile(name=name, size=len(fetched)))
+            return staged
+
         return await self._create(
-            request,
-            engine,
-            compute_env,
-            lambda dest: stage_uploads(uploads, dest, max_bytes=max_bytes),
-            owner_id=caller.user_id,
-            group=group,
+            request, engine, compute_env, stage, owner_id=caller.user_id, group=group
         )
 
     async def resubmit(self, run_id: str, *, caller: Caller) -> Run:
