@@ -14,6 +14,7 @@ import spindle
 from spindle.api import accounts, errors, events, extensions, groups, wes
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
+from spindle.auth.passwords import HashPool
 from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
@@ -48,7 +49,9 @@ def create_app(
         engines = catalog or await load_catalog(settings)
         wakeup = Wakeup()
         backends = build_backends(settings)
-        app.state.accounts = AccountService(db)
+        app.state.accounts = AccountService(
+            db, hashing=HashPool(settings.password_hash_workers)
+        )
         app.state.authenticator = authenticator = Authenticator(settings, app.state.accounts)
         app.state.service = RunService(
             db=db,
@@ -76,6 +79,7 @@ def create_app(
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
             await authenticator.aclose()
+            app.state.accounts.hashing.close()
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     await backend.close()

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from spindle.auth import passwords
 from spindle.auth.accounts import AccountService, caller_for
 from spindle.auth.verifier import Identity
 from spindle.db.tables import LOCAL_USER, metadata
@@ -53,7 +52,7 @@ async def test_secrets_are_never_stored_in_clear(db_engine: AsyncEngine) -> None
     assert stored is not None
     assert stored.password_hash is not None
     assert stored.password_hash.startswith("$argon2id$")
-    assert await passwords.verify_password(stored.password_hash, PASSWORD)
+    assert await accounts.hashing.verify_password(stored.password_hash, PASSWORD)
     assert row is not None
     assert row.id == token.id
 

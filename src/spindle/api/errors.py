@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from spindle.api.auth import challenges
 from spindle.api.links import PREFIX
 from spindle.config import Settings
-from spindle.errors import SpindleError, Unauthenticated
+from spindle.errors import SpindleError, TooManyRequests, Unauthenticated
 from spindle.models.wes import ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
             settings: Settings = request.app.state.settings
             for value in challenges(settings, exc):
                 response.headers.append("WWW-Authenticate", value)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)
