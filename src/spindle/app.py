@@ -49,9 +49,7 @@ def create_app(
         engines = catalog or await load_catalog(settings)
         wakeup = Wakeup()
         backends = build_backends(settings)
-        app.state.accounts = AccountService(
-            db, hashing=HashPool(settings.password_hash_workers)
-        )
+        app.state.accounts = AccountService(db, hashing=HashPool(settings.password_hash_workers))
         app.state.authenticator = authenticator = Authenticator(settings, app.state.accounts)
         app.state.service = RunService(
             db=db,

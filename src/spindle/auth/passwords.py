@@ -32,9 +32,7 @@ class HashPool:
 
     async def hash_password(self, password: str) -> str:
         """The argon2id hash (a PHC string, salt included) to store instead of the password."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._pool, _hasher.hash, password
-        )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _hasher.hash, password)
 
     async def verify_password(self, password_hash: str | None, password: str) -> bool:
         """Whether ``password`` matches. With no hash (no such user, or a user without a

@@ -26,9 +26,7 @@ def upgrade() -> None:
     # Users an identity provider made before issuers were recorded have no password: they
     # are marked "a provider's, issuer not known yet" (''), and the first provider to sign
     # one in is recorded. Users with a password, and ``local``, stay local (NULL).
-    op.execute(
-        "UPDATE users SET issuer = '' WHERE password_hash IS NULL AND name <> 'local'"
-    )
+    op.execute("UPDATE users SET issuer = '' WHERE password_hash IS NULL AND name <> 'local'")
 
 
 def downgrade() -> None:
