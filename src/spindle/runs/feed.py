@@ -24,8 +24,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable
+import weakref
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,6 +45,7 @@ BATCH = 500
 #: catches up from the table by itself)
 MAX_PENDING = 64
 
+T = TypeVar("T")
 Check = Callable[[], Awaitable[bool]]
 Snapshot = tuple[State, Progress | None] | None
 
@@ -275,6 +278,30 @@ class _Checker:
                 return None
 
 
+class Counted(AsyncIterator[T]):
+    """A stream that holds one place under the caps until it ends: run out, failed,
+    cancelled, closed, or dropped without ever being read."""
+
+    def __init__(self, items: AsyncGenerator[T, None], close: Callable[[], None]) -> None:
+        self._items = items
+        self._close = close
+        weakref.finalize(self, close)
+
+    def __aiter__(self) -> Counted[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await anext(self._items)
+        except BaseException:
+            self._close()
+            raise
+
+    async def aclose(self) -> None:
+        self._close()
+        await self._items.aclose()
+
+
 class Streams:
     """How many event streams are open, per user and in all; a stream over either cap is
     refused (429) before it starts."""
@@ -287,6 +314,10 @@ class Streams:
     @property
     def count(self) -> int:
         return sum(self._open.values())
+
+    def counted(self, user_id: int, items: AsyncGenerator[T, None]) -> Counted[T]:
+        """``items`` as one more open stream of the user; TooManyRequests over a cap."""
+        return Counted(items, self.open(user_id))
 
     def open(self, user_id: int) -> Callable[[], None]:
         """Count a new stream of the user; the function to call (once or more) when it ends."""

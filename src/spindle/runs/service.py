@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -523,21 +522,8 @@ class RunService:
         )
 
     def _counted(self, caller: Caller, items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
-        """``items`` as one of the caller's open streams (refused over the caps), counted
-        until it ends or is dropped unread."""
-        close = self.streams.open(caller.user_id)
-
-        async def counted() -> AsyncIterator[T]:
-            try:
-                async for item in items:
-                    yield item
-            finally:
-                close()
-                await items.aclose()
-
-        stream = counted()
-        weakref.finalize(stream, close)  # a stream never started ends uncounted all the same
-        return stream
+        """``items`` as one of the caller's open streams (refused over the caps)."""
+        return self.streams.counted(caller.user_id, items)
 
     async def last_event_id(self) -> int:
         """The newest event's id (of any run: a position in the stream, not a run's data)."""
