@@ -196,3 +196,19 @@ async def test_stats_are_counted_from_the_runs(db_engine: AsyncEngine) -> None:
     assert got[LOCAL_USER] == UserStats()
     me = await accounts.user_by_id(alice.id, with_stats=True)
     assert me.stats == got["alice"]
+
+
+async def test_provider_users_are_kept_apart_from_local_ones(db_engine: AsyncEngine) -> None:
+    accounts = AccountService(db_engine)
+    await accounts.add_user("root", admin=True)  # made with `spindle users add`: local
+    with pytest.raises(Forbidden, match="local user"):
+        await accounts.sign_in_external(Identity(name="root", issuer="https://idp.example"))
+    # a user a provider made before issuers were recorded (the migration marks it '') is
+    # taken by the first provider that signs it in, and refused to any other
+    old = await accounts.add_user("sub-9")
+    async with db_engine.begin() as conn:
+        await repo.update_user(conn, old.id, issuer="")
+    user = await accounts.sign_in_external(Identity(name="sub-9", issuer="https://idp.example"))
+    assert (user.id, user.issuer) == (old.id, "https://idp.example")
+    with pytest.raises(Forbidden):
+        await accounts.sign_in_external(Identity(name="sub-9", issuer="https://other.example"))
