@@ -78,6 +78,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await authenticator.aclose()
             app.state.accounts.hashing.close()
+            await app.state.service.feed.aclose()
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     await backend.close()

@@ -59,6 +59,8 @@ class _Look:
     run: Snapshot = None
     #: every event written up to the look was read (not a full batch)
     complete: bool = True
+    #: the feed was closed: the stream ends
+    closed: bool = False
 
 
 @dataclass(eq=False)
@@ -97,9 +99,16 @@ class Feed:
         self._position = 0
         self._lock = asyncio.Lock()
 
-    @property
-    def polling(self) -> bool:
-        return self._task is not None
+    async def aclose(self) -> None:
+        """Stop the poll and end every stream (the server is stopping)."""
+        task, self._task = self._task, None
+        for sub in list(self._subscribers):
+            sub.looks.put_nowait(_Look([], closed=True))
+        self._subscribers.clear()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _join(self, sub: _Subscriber) -> None:
         async with self._lock:
@@ -186,7 +195,7 @@ class Feed:
                 # then what the poll hands over
                 while not sub.dropped:
                     look = await checker.wait(sub.looks)
-                    if look is None:
+                    if look is None or look.closed:
                         return
                     fresh = [e for e in look.events if e.id > after_id]
                     if fresh and not await checker.check():
@@ -238,7 +247,7 @@ class Feed:
                     position = batch[-1].id if len(batch) == BATCH else sub.start
                 while not sub.dropped:
                     look = await checker.wait(sub.looks)
-                    if look is None:
+                    if look is None or look.closed:
                         return
                     fresh = [e for e in look.events if e.id > position]
                     if fresh and not await checker.check():
