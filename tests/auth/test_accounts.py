@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.auth.accounts import AccountService, caller_for
+from spindle.auth.session import SessionSigner
 from spindle.auth.verifier import Identity
 from spindle.db.tables import LOCAL_USER, metadata
 from spindle.db.types import utcnow
@@ -212,3 +213,18 @@ async def test_provider_users_are_kept_apart_from_local_ones(db_engine: AsyncEng
     assert (user.id, user.issuer) == (old.id, "https://idp.example")
     with pytest.raises(Forbidden):
         await accounts.sign_in_external(Identity(name="sub-9", issuer="https://other.example"))
+
+
+async def test_ending_sessions_refuses_every_session_made_before(db_engine: AsyncEngine) -> None:
+    accounts = AccountService(db_engine)
+    user = await accounts.add_user("eve")
+    signer = SessionSigner("k", 3600)
+    before = signer.read(signer.sign(user))
+    assert (await accounts.session_user(*before)).id == user.id
+    await accounts.end_sessions(user.id)
+    await accounts.end_sessions(user.id)  # twice: still one number, higher
+    with pytest.raises(Unauthenticated, match="ended"):
+        await accounts.session_user(*before)
+    fresh = signer.read(signer.sign(await accounts.user("eve")))
+    assert fresh[2] == 2
+    assert (await accounts.session_user(*fresh)).id == user.id
