@@ -125,7 +125,8 @@ async def test_streams_over_the_cap_are_429(basic_app: Any) -> None:
                 if env.app.state.service.streams.count:
                     break
                 await asyncio.sleep(0.01)
-            r = await env.api.get(f"{WES}/events", headers=alice)
+            # (bounded: without a cap this second stream would stay open)
+            r = await asyncio.wait_for(env.api.get(f"{WES}/events", headers=alice), 30)
             assert r.status_code == 429
             assert r.json()["status_code"] == 429
             assert "event streams open" in r.json()["msg"]
