@@ -75,11 +75,12 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
                 pytrace=False,
             )
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}{API_PREFIX}/service-info", timeout=2).status_code == 200:
+            # (ready: the database answers and every engine has been checked)
+            if httpx.get(f"{url}{API_PREFIX}/ready", timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
     pytest.fail(
-        f"spindle serve did not answer {url}{API_PREFIX}/service-info within "
+        f"spindle serve was not ready at {url}{API_PREFIX}/ready within "
         f"{START_TIMEOUT:.0f} s; its log:\n{_log_tail(log)}",
         pytrace=False,
     )

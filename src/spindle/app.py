@@ -20,7 +20,8 @@ from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
-from spindle.engines.registry import Catalog, load_catalog
+from spindle.db.outage import OutageLog
+from spindle.engines.registry import CACHE_FILE, START_WAIT, Catalog, load_catalog
 from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
@@ -45,9 +46,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = create_engine(settings.effective_database_url)
+        app.state.outages = OutageLog()
+        app.state.outages.watch(db)
         if migrate:
             await upgrade(db)
-        engines = catalog or await load_catalog(settings)
+        # Detected at once, each engine given START_WAIT s before the server opens without
+        # it (it is then checked on in the background), from a cache on a restart.
+        engines = catalog or await load_catalog(
+            settings, wait=START_WAIT, cache=settings.data_dir / CACHE_FILE
+        )
         wakeup = Wakeup()
         backends = build_backends(settings)
         app.state.accounts = AccountService(db, hashing=HashPool(settings.password_hash_workers))
@@ -63,6 +70,7 @@ def create_app(
             },
         )
         app.state.groups = GroupService(db=db, settings=settings, runs=app.state.service)
+        await app.state.service.settle_submissions()
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
         if worker:
@@ -77,6 +85,8 @@ def create_app(
         finally:
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
+            if catalog is None:
+                await engines.aclose()
             await authenticator.aclose()
             app.state.accounts.hashing.close()
             await app.state.service.feed.aclose()

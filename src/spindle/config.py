@@ -85,6 +85,40 @@ class Settings(BaseSettings):
     #: object in ``SPINDLE_ENGINES``), checked by the engine's settings model.
     engines: dict[str, Any] = Field(default_factory=dict)
 
+    # --- what a workflow runs with (docs/security.md) ------------------------------------
+    #: More variables of Spindle's environment that engines on this host get, besides the
+    #: allow-list (PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TMPDIR, TZ); a name may
+    #: end in ``*`` (e.g. ``CONDA_*``). ``SPINDLE_*`` never gets through.
+    engine_env_passthrough: list[str] = Field(default_factory=list)
+    #: Variables every engine on this host gets, with these values.
+    engine_env: dict[str, str] = Field(default_factory=dict)
+    #: OS account every local engine runs as (Spindle must run as root); empty: Spindle's own.
+    run_as_user: str = ""
+    #: OS account by Spindle user name, for local engines (over ``run_as_user``; a user in
+    #: neither cannot run on ``local``). Spindle must run as root.
+    run_as_users: dict[str, str] = Field(default_factory=dict)
+    #: Folders of this host whose files a CWL input may name by absolute path or ``file://``
+    #: URI; empty: none (inputs are attachments or http(s) URLs).
+    cwl_input_roots: list[Path] = Field(default_factory=list)
+
+    @field_validator("engine_env_passthrough", "engine_env")
+    @classmethod
+    def _no_spindle_names(cls, v: Any) -> Any:
+        bad = [name for name in v if name.upper().startswith("SPINDLE_") or name == "*"]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: Spindle's own variables are never handed to engines"
+            )
+        return v
+
+    @field_validator("cwl_input_roots")
+    @classmethod
+    def _absolute_roots(cls, v: list[Path]) -> list[Path]:
+        for root in v:
+            if not root.is_absolute():
+                raise ValueError(f"must be absolute paths, not {str(root)!r}")
+        return [root.resolve() for root in v]
+
     # --- compute environments ----------------------------------------------------------
     #: Named compute environments besides ``local`` (see docs/hpc.md): TOML tables
     #: ``[compute_envs.NAME]`` or a JSON object in ``SPINDLE_COMPUTE_ENVS``.

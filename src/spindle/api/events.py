@@ -3,9 +3,12 @@ docs/api.md): one run's events and progress until it ends, or every run's events
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
@@ -22,6 +25,9 @@ router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
 
 #: seconds between keep-alive comments on an idle stream
 PING_SECONDS = 15
+#: seconds a stream has, once the server shuts down, to end its body before it is cut
+SHUTDOWN_GRACE_SECONDS = 2.0
+T = TypeVar("T")
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."}
 }
@@ -85,12 +91,47 @@ def _recheck(request: Request) -> Callable[[], Awaitable[bool]]:
     return still_valid
 
 
+async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items`` until ``stop`` is set: then the iteration ends at once (``items`` closed)
+    rather than after its next item, which may be a long way off."""
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(items))
+            await asyncio.wait({following, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        waiter.cancel()
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def _stream(items: AsyncIterator[Any], run_id: str = "") -> EventSourceResponse:
+    # Set by sse-starlette when the server shuts down: the body then ends properly (its
+    # last chunk sent) instead of being cut mid-body by the cancellation.
+    shutdown = anyio.Event()
+
     async def body() -> AsyncIterator[ServerSentEvent]:
-        async for item in items:
+        async for item in until(shutdown, items):
             yield _sse(item, item.run_id if isinstance(item, Event) else run_id)
 
-    return EventSourceResponse(body(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        body(),
+        ping=PING_SECONDS,
+        headers={"Cache-Control": "no-store"},
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 @router.get(

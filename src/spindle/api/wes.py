@@ -137,7 +137,13 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
         default_workflow_engine_parameters=parameters,
         system_state_counts={s.value: counts.get(s.value, 0) for s in State},
         auth_instructions_url=settings.auth_instructions_url,
-        tags={"compute_environments": ",".join(service.compute_envs)},
+        tags={
+            "compute_environments": ",".join(service.compute_envs),
+            # installed engines whose version check has not answered yet (docs/api.md)
+            **(
+                {"engines_checking": ",".join(sorted(catalog.checking))} if catalog.checking else {}
+            ),
+        },
         compute_environments=[
             ComputeEnvironment(name=e.name, type=e.type, description=e.description)
             for e in service.compute_envs.values()

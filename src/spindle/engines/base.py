@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
-from spindle.errors import EngineUnavailable
+from spindle.errors import EngineSlow, EngineUnavailable
 from spindle.execution import Launch, Site
 from spindle.plugins import PluginSettings
 from spindle.storage.files import LocalFiles, RunFiles
@@ -141,7 +141,7 @@ async def ask(executable: str, *args: str, limit: float) -> str:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise EngineUnavailable(f"`{shown}` did not answer within {limit:g} s") from None
+        raise EngineSlow(f"`{shown}` did not answer within {limit:g} s") from None
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip()[-500:]
         raise EngineUnavailable(f"`{shown}` exited with {proc.returncode}: {tail}")

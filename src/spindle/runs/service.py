@@ -11,7 +11,7 @@ nothing. Admins see every run.
 from __future__ import annotations
 
 import asyncio
-import os
+import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,7 +40,7 @@ from spindle.domain import (
     Task,
 )
 from spindle.engines.registry import Catalog
-from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
+from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, storage_error
 from spindle.runs import feed, group_store, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
@@ -56,7 +56,6 @@ from spindle.runs.submit import (
     Upload,
     check_workflow_url,
     copy_attachments,
-    discard,
     parse_request,
     requested_group,
     run_cpus,
@@ -66,7 +65,9 @@ from spindle.runs.submit import (
 from spindle.runs.wakeup import Wakeup
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
-from spindle.storage.rundir import RunDir
+from spindle.storage.rundir import RunDir, Staging, abandoned
+
+log = logging.getLogger(__name__)
 
 LOG_STREAMS = ("stdout", "stderr")
 T = TypeVar("T")
@@ -223,22 +224,21 @@ class RunService:
         group: RunGroup | None = None,
     ) -> Run:
         """Stage the attachments (``stage`` fills the folder it is given; blocking, so it
-        runs in a thread) under a temporary name, move them into place, then store the run.
-        Nothing is left behind if any step fails."""
+        runs in a thread) in a staging folder, insert the run and move its folder into place
+        before the commit (``storage.rundir.Staging``): nothing is left behind if any step
+        fails, and a crash leaves the run with its folder or a staging folder the next start
+        settles."""
         run_id = str(uuid.uuid4())
-        runs_root = self.settings.data_dir / "runs"
-        incoming = runs_root / ".incoming" / run_id
-        final = RunDir.for_run(self.settings.data_dir, run_id)
+        staging = Staging(self.settings.data_dir, run_id)
         try:
-            staging = RunDir(incoming)
-            await asyncio.to_thread(staging.create)
-            staged = await asyncio.to_thread(stage, staging.attachments)
+            try:
+                await asyncio.to_thread(staging.begin)
+                staged = await asyncio.to_thread(stage, staging.rundir.attachments)
+            except OSError as exc:
+                raise storage_error(
+                    "cannot stage the run's attachments", exc, staging.folder
+                ) from exc
             check_workflow_url(request.workflow_url, staged)
-            await asyncio.to_thread(os.replace, incoming, final.root)
-        except BaseException:
-            await asyncio.to_thread(discard, incoming)
-            raise
-        try:
             async with self.db.begin() as conn:
                 run = await store.insert_run(
                     conn,
@@ -252,11 +252,33 @@ class RunService:
                     cpus=run_cpus(request.workflow_engine_parameters),
                 )
                 await self.wakeup.notify(conn, "queued")
+                try:
+                    await asyncio.to_thread(staging.place)
+                except OSError as exc:
+                    raise storage_error(
+                        "cannot move the run's folder into place", exc, staging.final.root
+                    ) from exc
         except BaseException:
-            await asyncio.to_thread(discard, final.root)
+            await asyncio.to_thread(staging.discard)
             raise
+        await asyncio.to_thread(staging.done)
         self.wakeup.run_queued()
         return run
+
+    async def settle_submissions(self) -> int:
+        """At start-up: finish (run stored: its folder put in place) or undo (no run: its
+        files removed) each submission a crash interrupted. Answers how many there were."""
+        found = await asyncio.to_thread(abandoned, self.settings.data_dir)
+        for staging in found:
+            async with self.db.connect() as conn:
+                stored = await store.get_state(conn, staging.run_id) is not None
+            await asyncio.to_thread(staging.settle, stored)
+            log.warning(
+                "a submission interrupted by a crash was %s: run %s",
+                "completed" if stored else "removed",
+                staging.run_id,
+            )
+        return len(found)
 
     # --- read ----------------------------------------------------------------------------
 
@@ -399,8 +421,9 @@ class RunService:
     ) -> LogChunk:
         """The run's engine stdout or stderr from ``offset``."""
         path = await self.log_file(run_id, stream, caller=caller)
+        root = self.rundir(run_id).root
         return await asyncio.to_thread(
-            logs.read_range, path, base=0, end=None, offset=offset, limit=limit
+            logs.read_range, path, base=0, end=None, offset=offset, limit=limit, root=root
         )
 
     async def tail_log(
@@ -408,7 +431,10 @@ class RunService:
     ) -> LogChunk:
         """The last ``max_bytes`` of the run's stdout or stderr."""
         path = await self.log_file(run_id, stream, caller=caller)
-        return await asyncio.to_thread(logs.read_tail, path, base=0, end=None, max_bytes=max_bytes)
+        root = self.rundir(run_id).root
+        return await asyncio.to_thread(
+            logs.read_tail, path, base=0, end=None, max_bytes=max_bytes, root=root
+        )
 
     async def task_log(
         self, run_id: str, task_id: str, stream: str, *, caller: Caller
@@ -434,7 +460,13 @@ class RunService:
         """One task's share of the engine output (its byte span of a log) from ``offset``."""
         path, span = await self.task_log(run_id, task_id, stream, caller=caller)
         return await asyncio.to_thread(
-            logs.read_range, path, base=span.start or 0, end=span.end, offset=offset, limit=limit
+            logs.read_range,
+            path,
+            base=span.start or 0,
+            end=span.end,
+            offset=offset,
+            limit=limit,
+            root=self.rundir(run_id).root,
         )
 
     async def tail_task_log(
@@ -442,7 +474,12 @@ class RunService:
     ) -> LogChunk:
         path, span = await self.task_log(run_id, task_id, stream, caller=caller)
         return await asyncio.to_thread(
-            logs.read_tail, path, base=span.start or 0, end=span.end, max_bytes=max_bytes
+            logs.read_tail,
+            path,
+            base=span.start or 0,
+            end=span.end,
+            max_bytes=max_bytes,
+            root=self.rundir(run_id).root,
         )
 
     async def run_file(self, run_id: str, path: str, *, caller: Caller) -> FileAnswer:

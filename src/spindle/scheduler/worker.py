@@ -31,9 +31,9 @@ from spindle.db.types import utcnow
 from spindle.domain import ACTIVE_STATES, Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
-from spindle.errors import SpindleError, Unreachable
+from spindle.errors import SpindleError, Unreachable, describe
 from spindle.execution import Job, Report
-from spindle.runs import claim, store
+from spindle.runs import claim, store, users
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler import outage
 from spindle.scheduler.outage import DatabaseDown
@@ -293,7 +293,7 @@ class Worker:
             raise
         except Exception as exc:
             log.exception("run %s failed inside Spindle", run.id)
-            reason = exc.message if isinstance(exc, SpindleError) else repr(exc)
+            reason = describe(exc)
             await self._fail(run, f"Spindle could not run it: {reason}")
 
     def _backend(self, run: Run) -> Backend:
@@ -312,6 +312,14 @@ class Worker:
             self._pollers[run.compute_env] = poller
         return poller
 
+    async def _owner_name(self, run: Run) -> str | None:
+        """The name of the run's Spindle user (a backend may run it as their OS account)."""
+        if run.owner_id is None:
+            return None
+        async with self.db.connect() as conn:
+            owner = await users.get_user(conn, run.owner_id)
+        return owner.name if owner is not None else None
+
     async def _launch(
         self, run: Run, engine: Engine | None, backend: Backend, rundir: RunDir
     ) -> Handle:
@@ -319,7 +327,13 @@ class Worker:
         if engine is not None:
             site = backend.site(run.id, rundir)
             launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
-        job = Job(run, rundir, launch, engine.mirror_skip if engine else ())
+        job = Job(
+            run,
+            rundir,
+            launch,
+            engine.mirror_skip if engine else (),
+            owner=await self._owner_name(run),
+        )
         handle = await self._retrying(
             run.id, f"submitting to {run.compute_env}", lambda: backend.submit(job)
         )
