@@ -95,6 +95,7 @@ async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
     """``items`` until ``stop`` is set: then the iteration ends at once (``items`` closed)
     rather than after its next item, which may be a long way off."""
     waiter = asyncio.ensure_future(stop.wait())
+    following: asyncio.Future[T] | None = None
     try:
         while True:
             following = asyncio.ensure_future(anext(items))
@@ -111,6 +112,10 @@ async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
             yield item
     finally:
         waiter.cancel()
+        if following is not None and not following.done():  # this stream was cancelled
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await following
         aclose = getattr(items, "aclose", None)
         if aclose is not None:
             await aclose()
