@@ -16,6 +16,7 @@ from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
+from spindle.auth.passwords import HashPool
 from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
@@ -57,7 +58,7 @@ def create_app(
         )
         wakeup = Wakeup()
         backends = build_backends(settings)
-        app.state.accounts = AccountService(db)
+        app.state.accounts = AccountService(db, hashing=HashPool(settings.password_hash_workers))
         app.state.authenticator = authenticator = Authenticator(settings, app.state.accounts)
         app.state.service = RunService(
             db=db,
@@ -88,6 +89,8 @@ def create_app(
             if catalog is None:
                 await engines.aclose()
             await authenticator.aclose()
+            app.state.accounts.hashing.close()
+            await app.state.service.feed.aclose()
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     await backend.close()

@@ -173,6 +173,26 @@ class Settings(BaseSettings):
     service_info_public: bool = True
     #: Seconds a session cookie stays valid after sign-in.
     session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
+    #: Failed sign-ins (wrong password) for one account within ``signin_window_seconds``
+    #: after which its password checks are refused with 429 until the window moves on; 0: no
+    #: limit.
+    signin_max_failures_per_account: int = Field(default=10, ge=0)
+    #: The same, for one client address (all accounts together); 0: no limit.
+    signin_max_failures_per_address: int = Field(default=30, ge=0)
+    #: The window, in seconds, failed sign-ins are counted in.
+    signin_window_seconds: float = Field(default=300.0, gt=0)
+    #: Threads that hash and check passwords (argon2id: CPU and 64 MiB each), apart from
+    #: every other thread, so password checks never hold up other requests.
+    password_hash_workers: int = Field(default=2, ge=1)
+    #: Event streams (``/events``, ``/runs/{id}/events``, the UI's live pages) one user may
+    #: have open at once; one more is refused with 429.
+    streams_per_user: int = Field(default=20, ge=1)
+    #: Event streams open at once on this process, all users together.
+    streams_total: int = Field(default=500, ge=1)
+    #: Seconds between two checks that a long event stream's credentials still hold (a
+    #: revoked token, a signed-out session); they are also checked before each batch of
+    #: events is sent.
+    stream_recheck_seconds: float = Field(default=60.0, gt=0)
     # JWT verification, for oidc and proxy-jwt
     #: Expected ``iss`` claim (oidc: also where ``/.well-known/openid-configuration`` is).
     jwt_issuer: str = ""

@@ -99,6 +99,17 @@ class Forbidden(SpindleError):
     status_code = 403
 
 
+class TooManyRequests(SpindleError):
+    """Too many requests of this kind; try again later."""
+
+    status_code = 429
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        #: whole seconds after which asking again can succeed (the ``Retry-After`` header)
+        self.retry_after = max(1, retry_after)
+        super().__init__(message)
+
+
 class Conflict(SpindleError):
     """The request conflicts with the current state of the object (it exists already, it is
     not empty, it is no longer queued)."""

@@ -24,7 +24,13 @@ from spindle.api.auth import challenges
 from spindle.api.links import PREFIX
 from spindle.config import Settings
 from spindle.db.outage import OutageLog, unreachable
-from spindle.errors import DatabaseUnavailable, ServiceUnavailable, SpindleError, Unauthenticated
+from spindle.errors import (
+    DatabaseUnavailable,
+    ServiceUnavailable,
+    SpindleError,
+    TooManyRequests,
+    Unauthenticated,
+)
 from spindle.models.wes import ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -82,6 +88,8 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
             settings: Settings = request.app.state.settings
             for value in challenges(settings, exc):
                 response.headers.append("WWW-Authenticate", value)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -132,6 +140,8 @@ _DESCRIPTIONS = {
     409: "The object exists already.",
     413: "The upload is larger than this service accepts.",
     415: "The request body is not multipart/form-data.",
+    429: "Too many requests of this kind (failed sign-ins, open event streams); try again "
+    "after Retry-After seconds.",
     500: "An unexpected error occurred.",
     503: (
         "A service the answer needs (the database, the identity provider, a compute "

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -105,6 +105,11 @@ class RunService:
         #: where a run's files are read (per compute environment whose run folders are
         #: elsewhere, ``file_sources`` fetch them)
         self.storage = storage or FolderStorage(settings.data_dir, file_sources)
+        #: the one poll of the events table every stream of this process is served from
+        self.feed = feed.Feed(db)
+        self.streams = feed.Streams(
+            per_user=settings.streams_per_user, total=settings.streams_total
+        )
 
     @property
     def workflow_types(self) -> dict[str, list[str]]:
@@ -544,11 +549,27 @@ class RunService:
         after_id: int = 0,
         interval: float = feed.INTERVAL,
         caller: Caller,
+        check: feed.Check | None = None,
     ) -> AsyncIterator[Event | Progress]:
         """A run's events after ``after_id`` as they are written, and its progress whenever
-        it changes; ends once the run has ended and its last event was given."""
+        it changes; ends once the run has ended and its last event was given, or ``check``
+        (awaited before each batch and at least every ``stream_recheck_seconds``) says the
+        caller's credentials no longer hold. TooManyRequests over the stream caps."""
         await self.state(run_id, caller=caller)  # RunNotFound before the first item
-        return feed.follow_run(self.db, run_id, after_id=after_id, interval=interval)
+        return self._counted(
+            caller,
+            self.feed.follow_run(
+                run_id,
+                after_id=after_id,
+                interval=interval,
+                check=check,
+                check_every=self.settings.stream_recheck_seconds,
+            ),
+        )
+
+    def _counted(self, caller: Caller, items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+        """``items`` as one of the caller's open streams (refused over the caps)."""
+        return self.streams.counted(caller.user_id, items)
 
     async def last_event_id(self) -> int:
         """The newest event's id (of any run: a position in the stream, not a run's data)."""
@@ -556,13 +577,26 @@ class RunService:
             return await store.last_event_id(conn)
 
     async def follow_all(
-        self, *, after_id: int | None = None, interval: float = feed.INTERVAL, caller: Caller
+        self,
+        *,
+        after_id: int | None = None,
+        interval: float = feed.INTERVAL,
+        caller: Caller,
+        check: feed.Check | None = None,
     ) -> AsyncIterator[Event]:
         """The events of every run the caller may see after ``after_id`` (None: after the
-        last one written by now) as they are written. Never ends by itself."""
+        last one written by now) as they are written. Ends only when ``check`` says the
+        caller's credentials no longer hold. TooManyRequests over the stream caps."""
         position = await self.last_event_id() if after_id is None else after_id
-        return feed.follow_all(
-            self.db, owner_id=caller.owner_scope, position=position, interval=interval
+        return self._counted(
+            caller,
+            self.feed.follow_all(
+                owner_id=caller.owner_scope,
+                position=position,
+                interval=interval,
+                check=check,
+                check_every=self.settings.stream_recheck_seconds,
+            ),
         )
 
 
