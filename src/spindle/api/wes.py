@@ -107,8 +107,13 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
     settings = service.settings
     catalog = service.catalog
     counts = await service.counts(caller=caller)
+    # Spindle's own parameters, good for every engine (docs/api.md), then each engine's
     parameters = [
-        wes.DefaultWorkflowEngineParameter(name="compute_env", type="string", default_value="local")
+        wes.DefaultWorkflowEngineParameter(
+            name="compute_env", type="string", default_value="local"
+        ),
+        wes.DefaultWorkflowEngineParameter(name="cpus", type="int", default_value="1"),
+        wes.DefaultWorkflowEngineParameter(name="priority", type="int", default_value="0"),
     ]
     for engine in catalog.engines.values():
         parameters.extend(

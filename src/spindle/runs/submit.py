@@ -79,6 +79,22 @@ def _string_map(fields: Mapping[str, str | None], name: str) -> dict[str, str]:
     return value
 
 
+def _parameter_map(fields: Mapping[str, str | None], name: str) -> dict[str, str]:
+    """Engine parameters are strings in the spec; a JSON number or boolean (``{"cores": 2}``)
+    is taken in its JSON text (``"2"``, ``"true"``)."""
+    value = _json_field(fields, name)
+    for key, item in value.items():
+        if isinstance(item, bool | int | float):
+            value[key] = json.dumps(item)
+        elif not isinstance(item, str):
+            raise InvalidRequest(
+                name,
+                f"value of {key!r} must be a string, a number or a boolean, "
+                f"not {type(item).__name__}",
+            )
+    return value
+
+
 def _optional(fields: Mapping[str, str | None], name: str) -> str | None:
     value = fields.get(name)
     if value is None or value.strip() == "":
@@ -102,7 +118,7 @@ def parse_request(fields: Mapping[str, str | None]) -> RunRequest:
         tags=_string_map(fields, "tags"),
         workflow_engine=_optional(fields, "workflow_engine"),
         workflow_engine_version=_optional(fields, "workflow_engine_version"),
-        workflow_engine_parameters=_string_map(fields, "workflow_engine_parameters"),
+        workflow_engine_parameters=_parameter_map(fields, "workflow_engine_parameters"),
     )
 
 

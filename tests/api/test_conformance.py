@@ -1,0 +1,56 @@
+"""What WES clients and new users trip over (issue 12): engine parameters sent as JSON
+numbers, the parameters service-info declares, tokens without sign-in, attachments listed
+twice."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from tests.api.conftest import WES, example_form
+
+
+async def test_engine_parameters_may_be_json_numbers_and_booleans(
+    api_no_worker: httpx.AsyncClient,
+) -> None:
+    data, files = example_form("snakemake", "wordcount")
+    data["workflow_engine_parameters"] = json.dumps({"cores": 1, "cpus": 1, "priority": -2})
+    r = await api_no_worker.post(f"{WES}/runs", data=data, files=files)
+    assert r.status_code == 200, r.text
+    log = (await api_no_worker.get(f"{WES}/runs/{r.json()['run_id']}")).json()
+    # used (and echoed) in their string form, as the spec's clients send them
+    assert log["request"]["workflow_engine_parameters"] == {
+        "cores": "1",
+        "cpus": "1",
+        "priority": "-2",
+    }
+    # a boolean is its JSON text; the engine then judges the value as it judges any string
+    data["workflow_engine_parameters"] = json.dumps({"cores": True})
+    r = await api_no_worker.post(f"{WES}/runs", data=data, files=files)
+    assert r.status_code == 400, r.text
+    msg = r.json()["msg"]
+    assert msg.startswith("workflow_engine_parameters: cores must be an integer from 1 to ")
+    assert msg.endswith(", got 'true'")
+
+
+async def test_service_info_declares_every_accepted_engine_parameter(
+    api_no_worker: httpx.AsyncClient,
+) -> None:
+    info = (await api_no_worker.get(f"{WES}/service-info")).json()
+    declared = {p["name"]: p for p in info["default_workflow_engine_parameters"]}
+    assert declared["compute_env"] == {
+        "name": "compute_env",
+        "type": "string",
+        "default_value": "local",
+    }
+    assert declared["cpus"] == {"name": "cpus", "type": "int", "default_value": "1"}
+    assert declared["priority"] == {"name": "priority", "type": "int", "default_value": "0"}
+    assert {"cores", "executor", "jobs"} <= set(declared)
+
+
+async def test_no_tokens_without_sign_in(api_no_worker: httpx.AsyncClient) -> None:
+    r = await api_no_worker.post(f"{WES}/tokens", json={"name": "laptop"})
+    assert r.status_code == 403, r.text
+    assert r.json()["msg"].startswith("tokens: this service signs nobody in (SPINDLE_AUTH=none")
+    assert (await api_no_worker.get(f"{WES}/tokens")).json() == {"tokens": []}
