@@ -54,3 +54,26 @@ async def test_no_tokens_without_sign_in(api_no_worker: httpx.AsyncClient) -> No
     assert r.status_code == 403, r.text
     assert r.json()["msg"].startswith("tokens: this service signs nobody in (SPINDLE_AUTH=none")
     assert (await api_no_worker.get(f"{WES}/tokens")).json() == {"tokens": []}
+
+
+async def test_a_file_attached_twice_with_the_same_bytes_is_one_attachment(
+    api_no_worker: httpx.AsyncClient,
+) -> None:
+    """wes-client attaches the workflow file again when it is also in --attachments."""
+    data, files = example_form("cwl", "wordcount")
+    workflow = next(part for part in files if part[1][0] == "workflow.cwl")
+    r = await api_no_worker.post(f"{WES}/runs", data=data, files=[*files, workflow])
+    assert r.status_code == 200, r.text
+    served = await api_no_worker.get(
+        f"{WES}/runs/{r.json()['run_id']}/files/attachments/workflow.cwl"
+    )
+    assert served.content == workflow[1][1]
+
+    other = ("workflow_attachment", ("workflow.cwl", workflow[1][1] + b"\n# changed\n"))
+    shorter = ("workflow_attachment", ("workflow.cwl", workflow[1][1][:-1]))
+    for conflicting in (other, shorter):
+        r = await api_no_worker.post(f"{WES}/runs", data=data, files=[*files, conflicting])
+        assert r.status_code == 400, r.text
+        assert r.json()["msg"] == (
+            "workflow_attachment: 'workflow.cwl' is attached twice, with other bytes"
+        )
