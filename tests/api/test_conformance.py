@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
-from tests.api.conftest import WES, example_form
+from tests.api.conftest import FINAL_STATES, WES, example_form, wait_state
 
 
 async def test_engine_parameters_may_be_json_numbers_and_booleans(
@@ -77,3 +78,22 @@ async def test_a_file_attached_twice_with_the_same_bytes_is_one_attachment(
         assert r.json()["msg"] == (
             "workflow_attachment: 'workflow.cwl' is attached twice, with other bytes"
         )
+
+
+@pytest.mark.engine
+async def test_a_container_tool_fails_saying_this_service_runs_no_containers(
+    api: httpx.AsyncClient, cwltool_exe: str
+) -> None:
+    tool = (
+        "cwlVersion: v1.2\nclass: CommandLineTool\n"
+        "requirements:\n  DockerRequirement:\n    dockerPull: alpine:3\n"
+        "baseCommand: [echo, hi]\ninputs: []\noutputs: []\n"
+    )
+    data = {"workflow_type": "CWL", "workflow_type_version": "v1.2", "workflow_url": "tool.cwl"}
+    files = [("workflow_attachment", ("tool.cwl", tool.encode()))]
+    r = await api.post(f"{WES}/runs", data=data, files=files)
+    assert r.status_code == 200, r.text
+    run_id = r.json()["run_id"]
+    assert await wait_state(api, run_id, FINAL_STATES) == "EXECUTOR_ERROR"
+    system_logs = (await api.get(f"{WES}/runs/{run_id}")).json()["run_log"]["system_logs"]
+    assert any("this compute environment runs no containers" in line for line in system_logs)
