@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, groups, wes
+from spindle.api import accounts, errors, events, extensions, groups, openapi, wes
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
 from spindle.backends.registry import build_backends, describe
@@ -89,6 +89,7 @@ def create_app(
     )
     app.state.settings = settings
     errors.install(app, page=error_page)
+    openapi.install(app)
     app.include_router(wes.router)
     app.include_router(extensions.router)
     app.include_router(groups.router)

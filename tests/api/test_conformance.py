@@ -97,3 +97,50 @@ async def test_a_container_tool_fails_saying_this_service_runs_no_containers(
     assert await wait_state(api, run_id, FINAL_STATES) == "EXECUTOR_ERROR"
     system_logs = (await api.get(f"{WES}/runs/{run_id}")).json()["run_log"]["system_logs"]
     assert any("this compute environment runs no containers" in line for line in system_logs)
+
+
+async def test_options_and_405_name_every_method_of_the_path(
+    api_no_worker: httpx.AsyncClient,
+) -> None:
+    r = await api_no_worker.options(f"{WES}/runs")
+    assert (r.status_code, r.headers["allow"]) == (204, "GET, OPTIONS, POST")
+    r = await api_no_worker.options(f"{WES}/run-groups/some-id")
+    assert r.headers["allow"] == "DELETE, GET, OPTIONS, PATCH"
+    r = await api_no_worker.put(f"{WES}/runs")
+    assert (r.status_code, r.headers["allow"]) == (405, "GET, OPTIONS, POST")
+    assert r.json() == {"msg": f"method PUT is not allowed on {WES}/runs", "status_code": 405}
+    assert (await api_no_worker.options(f"{WES}/nothing-here")).status_code == 404
+
+
+async def test_the_served_schema_states_the_limits_spindle_enforces(
+    api_no_worker: httpx.AsyncClient,
+) -> None:
+    doc = (await api_no_worker.get("/openapi.json")).json()
+    paths = doc["paths"]
+
+    def parameter(path: str, name: str) -> dict[str, object]:
+        found = [p for p in paths[path]["get"]["parameters"] if p["name"] == name]
+        schema: dict[str, object] = found[0]["schema"]
+        return schema
+
+    for path in (f"{WES}/runs", f"{WES}/runs/{{run_id}}/tasks", f"{WES}/run-groups"):
+        page_size = parameter(path, "page_size")
+        assert str(page_size).count("'minimum': 1") == 1, page_size
+        assert "'maximum': 1000" in str(page_size), page_size
+    body = paths[f"{WES}/runs"]["post"]["requestBody"]
+    assert body["required"] is True
+    form = body["content"]["multipart/form-data"]["schema"]
+    assert form["required"] == ["workflow_type", "workflow_type_version", "workflow_url"]
+    schemas = doc["components"]["schemas"]
+    duration = str(schemas["RunGroupCreate"]["properties"]["max_duration"])
+    assert "'minimum': 0.0166" in duration
+    name = schemas["NewTokenRequest"]["properties"]["name"]
+    assert (name["minLength"], name["maxLength"]) == (1, 255)
+    assert name["pattern"].startswith("^[^\\s")
+    # validation errors are answered 400 ErrorResponse, and documented so
+    for methods in paths.values():
+        for operation in methods.values():
+            assert "422" not in operation["responses"]
+    assert "HTTPValidationError" not in schemas
+    revoke = paths[f"{WES}/tokens/{{token_id}}/revoke"]["post"]["responses"]
+    assert revoke["400"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")

@@ -49,10 +49,11 @@ _MULTIPART = {
                             "items": {"type": "string", "format": "binary"},
                         },
                     },
+                    "required": ["workflow_type", "workflow_type_version", "workflow_url"],
                 }
             }
         },
-        "required": False,
+        "required": True,
     }
 }
 
@@ -414,7 +415,12 @@ async def list_tasks(
     links: LinksDep,
     page_size: Annotated[
         int | None,
-        Query(description="OPTIONAL The preferred number of task logs to return in a page."),
+        Query(
+            ge=1,
+            le=MAX_PAGE_SIZE,
+            description="OPTIONAL The preferred number of task logs to return in a page "
+            f"(1 to {MAX_PAGE_SIZE}; default {DEFAULT_PAGE_SIZE}).",
+        ),
     ] = None,
     page_token: Annotated[
         str | None,

@@ -49,7 +49,7 @@ MaxCpus = Annotated[
 MaxDuration = Annotated[
     float,
     Field(
-        gt=0,
+        ge=1 / 60,  # one second: a limit is counted in whole seconds
         le=MAX_DURATION_MINUTES,
         description="Minutes a run of the group may run before Spindle stops it "
         "(SYSTEM_ERROR, the reason in system_logs). null: no limit.",
