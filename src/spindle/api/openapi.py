@@ -16,18 +16,26 @@ from fastapi.openapi.utils import get_openapi
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from spindle.domain import State
+from spindle.runs.group_store import GroupSort
+from spindle.runs.paging import MAX_TEXT
+from spindle.runs.query import SortKey
+
 
 def install(app: FastAPI) -> None:
     def schema() -> dict[str, Any]:
         if app.openapi_schema is None:
+            service = getattr(app.state, "service", None)
+            envs = list(service.compute_envs) if service is not None else []
             app.openapi_schema = _spindle_schema(
+                envs,
                 get_openapi(
                     title=app.title,
                     version=app.version,
                     summary=app.summary,
                     description=app.description,
                     routes=app.routes,
-                )
+                ),
             )
         return app.openapi_schema
 
@@ -35,9 +43,33 @@ def install(app: FastAPI) -> None:
     app.add_middleware(AllowedMethods)
 
 
-def _spindle_schema(document: dict[str, Any]) -> dict[str, Any]:
+_TIME = {"anyOf": [{"format": "date-time"}, {"maxLength": 0}]}
+#: what list query parameters accept, by operation summary (None: any) and name
+_QUERY_VALUES: dict[tuple[str | None, str], dict[str, Any]] = {
+    (None, "state"): {"items": {"type": "string", "enum": [s.value for s in State]}},
+    (None, "order"): {"enum": ["", "asc", "desc"]},
+    (None, "q"): {"maxLength": MAX_TEXT},
+    ("ListRuns", "sort"): {"enum": ["", *SortKey]},
+    ("ListRunGroups", "sort"): {"enum": ["", *GroupSort]},
+    ("ListRuns", "tag"): {"pattern": r"^[^=]*$|^[^=]*[^=\s][^=]*="},
+    ("ListRuns", "submitted_after"): _TIME,
+    ("ListRuns", "submitted_before"): _TIME,
+}
+
+
+def _spindle_schema(compute_envs: list[str], document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's document with what it cannot know: 400 for validation errors, the values
+    list filters accept, the configured compute environments."""
     for methods in document.get("paths", {}).values():
         for operation in methods.values():
+            name = operation.get("summary")
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") != "query":
+                    continue
+                for key in ((name, parameter["name"]), (None, parameter["name"])):
+                    if key in _QUERY_VALUES:
+                        parameter["schema"].update(_QUERY_VALUES[key])
+                        break
             responses = operation.get("responses", {})
             if responses.pop("422", None) is not None and "400" not in responses:
                 responses["400"] = {
@@ -51,6 +83,11 @@ def _spindle_schema(document: dict[str, Any]) -> dict[str, Any]:
     schemas = document.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    for schema in schemas.values():
+        env = schema.get("properties", {}).get("compute_env")
+        for choice in (env or {}).get("anyOf", [env] if env else []):
+            if choice.get("type") == "string" and compute_envs:
+                choice["enum"] = compute_envs
     return document
 
 
