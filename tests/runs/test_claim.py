@@ -183,6 +183,44 @@ async def test_adopt_with_nothing_expired(db_engine: AsyncEngine) -> None:
     assert await adopt_one(db_engine, "w2") is None
 
 
+async def test_adopt_takes_active_runs_left_without_a_lease(db_engine: AsyncEngine) -> None:
+    # what an older Spindle's clean stop left: active runs with no owner and no lease
+    stranded = [
+        await add_run(db_engine, state, worker_id=None, lease_expires_at=None)
+        for state in (State.RUNNING, State.CANCELING)
+    ]
+    await add_run(db_engine, State.QUEUED)
+    await add_run(db_engine, State.COMPLETE, worker_id=None, lease_expires_at=None)
+
+    adopted = [await adopt_one(db_engine, "w2") for _ in range(3)]
+    assert [r.id if r else None for r in adopted] == [r.id for r in stranded] + [None]
+    for run in adopted[:2]:
+        assert run is not None
+        assert (run.worker_id, run.lease_expires_at) == ("w2", NOW + LEASE)
+
+
+async def test_expired_leases_are_adopted_at_once(db_engine: AsyncEngine) -> None:
+    """A worker that stops expires its leases: another worker adopts the runs at once,
+    long before the leases would have run out."""
+    mine, other = await add_run(db_engine), await add_run(db_engine)
+    assert await claim_one(db_engine, "w1") is not None
+    assert await claim_one(db_engine, "w3") is not None
+    assert await adopt_one(db_engine, "w2") is None
+
+    async with db_engine.begin() as conn:
+        await claim.expire_leases(conn, worker_id="w1", run_ids=[mine.id, other.id], now=NOW)
+    stopped = await get(db_engine, mine.id)
+    assert (stopped.worker_id, stopped.lease_expires_at) == ("w1", NOW)
+    # only the stopping worker's own lease ended
+    assert (await get(db_engine, other.id)).lease_expires_at == NOW + LEASE
+
+    later = NOW + timedelta(microseconds=1)
+    adopted = await adopt_one(db_engine, "w2", now=later)
+    assert adopted is not None
+    assert (adopted.id, adopted.worker_id) == (mine.id, "w2")
+    assert await adopt_one(db_engine, "w2", now=later) is None
+
+
 # --- renew_leases and release ------------------------------------------------------------
 
 

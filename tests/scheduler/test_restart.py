@@ -106,3 +106,69 @@ def test_engine_gone_after_restart_is_system_error_with_reason(
     assert body["state"] == "SYSTEM_ERROR"
     logs = body["run_log"]["system_logs"]  # type: ignore[index]
     assert any("is gone and recorded no exit code" in line for line in logs), logs
+
+
+TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
+
+
+def _engine_starts(data: Path, run_id: str) -> int:
+    """How many times an engine started the run's workflow (Snakemake logs each start)."""
+    events = (data / "runs" / run_id / "logs" / "snakemake-events.jsonl").read_text()
+    return sum(1 for e in map(json.loads, events.splitlines()) if e["event"] == "workflow_started")
+
+
+def test_a_server_stopped_with_sigterm_takes_its_run_up_at_the_next_start(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    data = tmp_path / "data"
+    first = Server(data, tmp_path / "server.log")
+    servers.append(first)
+    first.start()
+    run_id = _submit_sleep(first.url, 3)
+    _wait(first.url, run_id, {"RUNNING"})
+    _wait_task(first.url, run_id)
+
+    first.stop()  # SIGTERM: a clean stop, the engine left running
+
+    second = Server(data, tmp_path / "server.log")
+    servers.append(second)
+    second.start()
+    body = _wait(second.url, run_id, TERMINAL)
+    assert body["state"] == "COMPLETE", body
+    assert _engine_starts(data, run_id) == 1
+
+
+def test_a_worker_stopped_with_sigterm_leaves_its_runs_to_the_next_one(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    """A standalone worker stopped mid-run, one of its runs cancelled while no worker is
+    up: the next worker finishes one and cancels the other, each engine started once."""
+    env = {"SPINDLE_POLL_INTERVAL": "0.5", "SPINDLE_MAX_CONCURRENT_RUNS": "4"}
+    data = tmp_path / "data"
+    api = Server(data, tmp_path / "api.log", command=["serve", "--no-worker"], env=env)
+    worker = Server(data, tmp_path / "worker.log", command=["worker"], env=env)
+    servers.extend([api, worker])
+    api.start()
+    worker.start()
+    short, long = _submit_sleep(api.url, 3), _submit_sleep(api.url, 300)
+    for run_id in (short, long):
+        _wait(api.url, run_id, {"RUNNING"})
+        _wait_task(api.url, run_id)
+    long_pgid = int((data / "runs" / long / "pid").read_text())
+
+    worker.stop()  # SIGTERM
+    assert worker.proc is not None
+    assert worker.proc.returncode == 0
+    os.killpg(long_pgid, 0)  # the engine outlived its worker
+    r = httpx.post(f"{api.url}{WES}/runs/{long}/cancel", timeout=10)
+    assert r.status_code == 200, r.text
+    assert _wait(api.url, long, {"CANCELING"})["state"] == "CANCELING"
+
+    again = Server(data, tmp_path / "worker.log", command=["worker"], env=env)
+    servers.append(again)
+    again.start()
+    assert _wait(api.url, short, TERMINAL)["state"] == "COMPLETE"
+    assert _wait(api.url, long, TERMINAL)["state"] == "CANCELED"
+    assert [_engine_starts(data, r) for r in (short, long)] == [1, 1]
+    with pytest.raises(ProcessLookupError):  # nothing of the cancelled run is left
+        os.killpg(long_pgid, 0)

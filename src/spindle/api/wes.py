@@ -135,7 +135,7 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
         version=spindle.__version__,
         workflow_type_versions={
             t: wes.WorkflowTypeVersion(workflow_type_version=v)
-            for t, v in catalog.workflow_types.items()
+            for t, v in service.workflow_types.items()
         },
         supported_wes_versions=["1.1.0"],
         supported_filesystem_protocols=["file", "http", "https"],

@@ -6,6 +6,12 @@ engine keeps going if Spindle is killed, even with ``kill -9``. A restarted Spin
 through the saved handle: the exit code file says the run ended; otherwise the wrapper's pid,
 checked against its start time so a recycled pid is not mistaken for it, says it still runs;
 neither means it is gone, which is a SYSTEM_ERROR with the reason.
+
+Failures that are Spindle's or the machine's, not the workflow's, are told apart from the
+engine's own exit code: an engine (or the interpreter its script names) that is missing
+when the run starts is written to ``launch_error`` by the wrapper, and an exit code that
+could not be written (a full disk, a folder that cannot be written) is named with the path
+and the error, found by trying to write it again.
 """
 
 from __future__ import annotations
@@ -22,20 +28,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
+from spindle.compute import EnvSettings, LocalEnv
+from spindle.config import Settings
 from spindle.domain import State
-from spindle.engines.base import Launch
 from spindle.errors import BackendError
+from spindle.execution import Job
 from spindle.storage.rundir import RunDir
 
 # $1: run folder, $2: working directory; the rest: the engine's argv. The pid file lets a
 # worker that died between submit and saving the handle find the process again (submit is
 # idempotent per run). The wrapper changes directory itself because posix_spawn has no chdir.
+# Before starting the engine it checks that the executable (and the interpreter its #! line
+# names) is there, so a missing engine is a launch_error, never the workflow's exit 127. If
+# the exit code cannot be recorded it says so on stderr and exits with the engine's code.
 WRAPPER = r"""
-d=$1; cd "$2" || exit 127; shift 2
+d=$1
+fail() { printf '%s\n' "$1" > "$d/launch_error"; printf 'spindle: %s\n' "$1" >&2; exit 127; }
+cd "$2" || fail "cannot enter the working directory $2"
+shift 2
 echo $$ > "$d/pid"
+case $1 in */*) exe=$1 ;; *) exe=$(command -v "$1") || fail "the engine $1 is not on PATH" ;; esac
+case $exe in
+  */*)
+    [ -f "$exe" ] && [ -x "$exe" ] || fail "the engine $exe is missing or not executable"
+    first=; IFS= read -r first < "$exe" || true
+    case $first in
+      '#!'*)
+        interp=${first#??}; interp=${interp# }; interp=${interp%% *}
+        [ -x "$interp" ] || fail "the interpreter $interp named by the engine $exe is missing"
+        ;;
+    esac
+    ;;
+esac
 "$@"
 code=$?
-printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code"
+printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code" || {
+  printf 'spindle: could not record the exit code %s in %s\n' "$code" "$d/exit_code" >&2
+  exit "$code"
+}
 """
 
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
@@ -62,6 +92,27 @@ def _read_exit_code(path: Path) -> int | None:
         return None
 
 
+def _launch_error(root: Path) -> Status | None:
+    """What the wrapper wrote when it could not start the engine, as a SYSTEM_ERROR."""
+    try:
+        error = (root / "launch_error").read_text().strip()
+    except FileNotFoundError:
+        return None
+    return Status(State.SYSTEM_ERROR, reason=f"the engine could not be started: {error}")
+
+
+def _write_failure(root: Path) -> str | None:
+    """Why the wrapper could not record an exit code in ``root``, found by writing where it
+    writes (``exit_code.tmp``); None if that works now."""
+    probe = root / "exit_code.tmp"
+    try:
+        probe.write_text("0\n")
+        probe.unlink()
+    except OSError as exc:
+        return f"{exc.strerror or exc} ({exc.filename or probe})"
+    return None
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -78,6 +129,7 @@ def _status_for_exit(code: int) -> Status:
 
 class LocalBackend(Backend):
     name = "local"
+    settings_model = LocalEnv
     capabilities = Capabilities(local_files=True, waits=True)
 
     def __init__(self, *, cancel_grace_seconds: float = 10.0) -> None:
@@ -87,7 +139,14 @@ class LocalBackend(Backend):
         # through a pidfd at once rather than at the next poll.
         self._exits: dict[str, _ExitWatch] = {}
 
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
+    @classmethod
+    def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> LocalBackend:
+        return cls(cancel_grace_seconds=settings.cancel_grace_seconds)
+
+    async def submit(self, job: Job) -> Handle:
+        run_id, launch, rundir = job.run_id, job.launch, job.rundir
+        if launch is None:
+            raise BackendError("the local backend runs an engine's launch; this job has none")
         watch = self._exits.get(run_id)
         if watch is not None:
             return self._handle(run_id, watch.pid, rundir)
@@ -151,7 +210,6 @@ class LocalBackend(Backend):
     def _handle(self, run_id: str, pid: int, rundir: RunDir) -> Handle:
         return Handle(
             run_id=run_id,
-            backend=self.name,
             data={
                 "pid": pid,
                 "pgid": pid,
@@ -167,7 +225,7 @@ class LocalBackend(Backend):
             pid = int((rundir.root / "pid").read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        if rundir.exit_code_file.exists():
+        if rundir.exit_code_file.exists() or (rundir.root / "launch_error").exists():
             return self._handle(run_id, pid, rundir)
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -186,6 +244,9 @@ class LocalBackend(Backend):
         code = _read_exit_code(exit_file)
         if code is not None:
             return _status_for_exit(code)
+        launch_error = _launch_error(Path(data["rundir"]))
+        if launch_error is not None:
+            return launch_error
         if data["host"] != self.host:
             return Status(
                 State.SYSTEM_ERROR,
@@ -202,6 +263,16 @@ class LocalBackend(Backend):
         code = _read_exit_code(exit_file)
         if code is not None:
             return _status_for_exit(code)
+        failure = _write_failure(Path(data["rundir"]))
+        if failure is not None:
+            return Status(
+                State.SYSTEM_ERROR,
+                reason=(
+                    f"the engine process (pid {data['pid']} on {data['host']}) ended, but "
+                    f"its exit code could not be written to {exit_file}: {failure}; "
+                    "the end of logs/stderr may say more"
+                ),
+            )
         return Status(
             State.SYSTEM_ERROR,
             reason=(

@@ -48,7 +48,7 @@ async def _claim_one(
 ) -> Run | None:
     guards: list[ColumnElement[bool]] = [runs.c.state.in_([s.value for s in guard_states])]
     if guard_lease_before is not None:
-        guards.append(runs.c.lease_expires_at < guard_lease_before)
+        guards.append(_unowned(guard_lease_before))
     if _is_mysql(conn):
         seq = (await conn.execute(candidate)).scalar_one_or_none()
         if seq is None:
@@ -69,6 +69,12 @@ async def _claim_one(
 
 
 _ACTIVE = sorted(s.value for s in ACTIVE_STATES)
+
+
+def _unowned(now: datetime) -> ColumnElement[bool]:
+    """No worker holds the run: its lease ran out, or it has none (a run left without one
+    by an older Spindle, whose clean stop dropped leases instead of expiring them)."""
+    return or_(runs.c.lease_expires_at.is_(None), runs.c.lease_expires_at < now)
 
 
 #: aliases of ``runs`` for the correlated subqueries: made once, as an alias copies every
@@ -210,11 +216,12 @@ async def _claim_by_seq(conn: AsyncConnection, seq: int, values: dict[str, objec
 async def adopt_expired(
     conn: AsyncConnection, *, worker_id: str, now: datetime, lease_until: datetime
 ) -> Run | None:
-    """Take over one active run whose owner stopped renewing its lease (it died)."""
+    """Take over one active run that no worker holds: its owner stopped renewing the lease
+    (it died), or let it expire when it stopped cleanly (``expire_leases``)."""
     active = [s.value for s in ACTIVE_STATES]
     candidate = (
         select(runs.c.seq)
-        .where(runs.c.state.in_(active), runs.c.lease_expires_at < now)
+        .where(runs.c.state.in_(active), _unowned(now))
         .order_by(runs.c.seq)
         .limit(1)
         .with_for_update(skip_locked=True)
@@ -249,8 +256,23 @@ async def renew_leases(
     return set(owned.scalars())
 
 
+async def expire_leases(
+    conn: AsyncConnection, *, worker_id: str, run_ids: Collection[str], now: datetime
+) -> None:
+    """End this worker's leases on ``run_ids`` now (it is stopping and leaves their engines
+    running): any worker, or the next start, adopts them at once."""
+    if not run_ids:
+        return
+    await conn.execute(
+        update(runs)
+        .where(runs.c.id.in_(list(run_ids)), runs.c.worker_id == worker_id)
+        .values(lease_expires_at=now)
+    )
+
+
 async def release(conn: AsyncConnection, *, run_id: str, worker_id: str) -> None:
-    """Drop the lease (the run ended, or this worker is shutting down cleanly)."""
+    """Drop the lease of a run that ended. Never for a run still active: one without a
+    lease is adopted, but ``expire_leases`` says why it was let go."""
     await conn.execute(
         update(runs)
         .where(runs.c.id == run_id, runs.c.worker_id == worker_id)

@@ -158,6 +158,7 @@ class GroupService:
             row = await group_store.get_group_row(conn, group_id)
             assert row is not None
             group = (await group_store.with_usage(conn, [row]))[0]
+            await self.runs.wakeup.notify(conn, "queued")  # workers in other processes too
         self.runs.wakeup.run_queued()  # a raised limit may let queued runs start
         return group
 
@@ -179,6 +180,8 @@ class GroupService:
                 )
             detached = await group_store.detach_runs(conn, group_id) if n else 0
             await group_store.delete_group(conn, group_id)
+            if detached:
+                await self.runs.wakeup.notify(conn, "queued")  # workers in other processes
         if detached:
             self.runs.wakeup.run_queued()  # detached runs are no longer held by its limits
         return detached
@@ -240,6 +243,7 @@ class GroupService:
                 raise Conflict(f"run {run_id!r} started meanwhile; it can no longer change groups")
             moved = await store.get_run(conn, run_id)
             assert moved is not None
+            await self.runs.wakeup.notify(conn, "queued")  # workers in other processes too
         self.runs.wakeup.run_queued()
         return moved
 

@@ -1,8 +1,12 @@
 """The worker: claim → stage → launch → monitor → finish, for up to N runs at once.
 
 One asyncio task per owned run drives it through its states; one heartbeat task renews the
-leases of all of them in a single statement. A run whose owner died (its lease ran out) is
-adopted and re-attached through the backend handle saved at submit time.
+leases of all of them in a single statement. A run whose owner died (its lease ran out) or
+stopped (it expired its leases) is adopted, before any queued run is claimed, and
+re-attached through the backend handle saved at submit time. A run's task that loses the
+database waits for it to come back and then takes the run up again from its backend, as an
+adopter would (see ``scheduler.outage``): it never fails or lets go of a run it could not
+write about.
 """
 
 from __future__ import annotations
@@ -28,8 +32,11 @@ from spindle.domain import ACTIVE_STATES, Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import SpindleError, Unreachable
+from spindle.execution import Job, Report
 from spindle.runs import claim, store
 from spindle.runs.wakeup import Wakeup
+from spindle.scheduler import outage
+from spindle.scheduler.outage import DatabaseDown
 from spindle.scheduler.poller import Outcome, Poller, Trouble
 from spindle.storage.rundir import RunDir
 
@@ -42,15 +49,6 @@ RETRY_MAX_SECONDS = 30.0
 #: How long a run waits on a backend that can wait for its process (local) before looking
 #: again; the poller's cycles look anyway, so this only bounds one wait.
 PROCESS_WAIT_SECONDS = 3600.0
-
-#: what a task still marked unfinished becomes when its run ends this way
-_TASK_END = {
-    State.CANCELED: State.CANCELED,
-    State.SYSTEM_ERROR: State.SYSTEM_ERROR,
-    State.EXECUTOR_ERROR: State.EXECUTOR_ERROR,
-    State.COMPLETE: State.COMPLETE,
-    State.PREEMPTED: State.PREEMPTED,
-}
 
 
 class _Overtime:
@@ -123,17 +121,10 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker %s started (capacity %d)", self.id, self.capacity)
         heartbeat = asyncio.create_task(self._heartbeat(stop))
-        loop = asyncio.get_running_loop()
-        next_adoption = loop.time()
         try:
             while not stop.is_set():
                 self.wakeup.queued.clear()
-                # Orphans are looked for at start and then on the poll timer: a lease runs
-                # for many poll intervals, so a submission's wake-up need not pay for it.
-                adopt = loop.time() >= next_adoption
-                if adopt:
-                    next_adoption = loop.time() + self.settings.poll_interval
-                await self._fill(adopt=adopt)
+                await self._fill()
                 await self._sleep(stop)
         finally:
             heartbeat.cancel()
@@ -153,9 +144,11 @@ class Worker:
         for task in pending:
             task.cancel()
 
-    async def _fill(self, *, adopt: bool) -> None:
-        """Adopt orphans first (they already run somewhere), then claim queued runs."""
-        while adopt and len(self._active) < self.capacity:
+    async def _fill(self) -> None:
+        """Adopt orphans first (they already run somewhere, and have waited a lease), then
+        claim queued runs: every time a slot may have freed, so however long the queue, a
+        dead worker's runs go before any queued run."""
+        while len(self._active) < self.capacity:
             run = await self._take(claim.adopt_expired)
             if run is None:
                 break
@@ -174,8 +167,11 @@ class Worker:
                     conn, worker_id=self.id, now=now, lease_until=now + self._lease
                 )
                 return run
-        except Exception:
-            log.exception("claiming a run failed; will retry")
+        except Exception as exc:
+            if not outage.is_fault(exc):
+                log.exception("claiming a run failed; will retry")
+            else:
+                log.warning("claiming a run failed, the database is unreachable (%r)", exc)
             return None
 
     def _start(self, run: Run, *, adopted: bool) -> None:
@@ -201,8 +197,11 @@ class Worker:
                     owned = await claim.renew_leases(
                         conn, worker_id=self.id, run_ids=ids, lease_until=utcnow() + self._lease
                     )
-            except Exception:
-                log.exception("renewing leases failed; will retry")
+            except Exception as exc:
+                if not outage.is_fault(exc):
+                    log.exception("renewing leases failed; will retry")
+                else:
+                    log.warning("renewing leases failed, the database is unreachable (%r)", exc)
                 continue
             for lost in ids - owned:
                 log.warning("run %s was adopted by another worker; letting go", lost)
@@ -211,21 +210,25 @@ class Worker:
                     task.cancel()
 
     async def _shutdown(self) -> None:
-        """Stop following runs but leave their engines running; expire the leases now so a
-        restarted worker adopts them at once."""
+        """Stop following runs but leave their engines running; expire the leases now so
+        another worker, or this one's next start, adopts them at once. (A run's task keeps
+        its lease when cancelled; were the database unreachable now, the leases expire
+        by themselves within ``lease_seconds``.)"""
+        followed = list(self._active)
         tasks = list(self._active.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if tasks:
-            with contextlib.suppress(Exception):
+        if followed:
+            try:
                 async with self.db.begin() as conn:
-                    await claim.renew_leases(
-                        conn,
-                        worker_id=self.id,
-                        run_ids=[t.get_name().removeprefix("run-") for t in tasks],
-                        lease_until=utcnow(),
+                    await claim.expire_leases(
+                        conn, worker_id=self.id, run_ids=followed, now=utcnow()
                     )
+            except Exception as exc:
+                log.warning("could not expire the leases of %d runs: %r", len(followed), exc)
+            else:
+                log.info("left %d runs to be adopted: %s", len(followed), ", ".join(followed))
         for poller in self._pollers.values():
             await poller.close()
         for backend in self.backends.values():
@@ -234,10 +237,50 @@ class Worker:
     # --- one run -------------------------------------------------------------------------
 
     async def _drive(self, run: Run, *, adopted: bool) -> None:
+        """Drive ``run`` to its end. The lease is dropped only once the run ended: a task
+        cancelled (the worker stops, or another worker took the run) keeps it, and one that
+        lost the database waits for it and takes the run up again from its backend."""
+        ended = False
+        current: Run | None = run
+        try:
+            while current is not None:
+                try:
+                    await self._drive_once(current, adopted=adopted)
+                    ended = True
+                    return
+                except DatabaseDown as exc:
+                    log.warning("run %s: lost the database (%r); waiting for it", run.id, exc)
+                    current = await self._after_outage(run.id)
+                    adopted = True  # its backend says what became of it meanwhile
+        finally:
+            if ended:
+                with contextlib.suppress(Exception):
+                    async with self.db.begin() as conn:
+                        await claim.release(conn, run_id=run.id, worker_id=self.id)
+
+    async def _after_outage(self, run_id: str) -> Run | None:
+        """Wait, with backoff, until the database answers; then the run if it is still
+        active and still this worker's (None: it ended, or another worker adopted it)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            await outage.backoff(attempt)
+            try:
+                async with outage.connect(self.db) as conn:
+                    current = await store.get_run(conn, run_id)
+            except DatabaseDown:
+                continue
+            log.info("run %s: the database answers again", run_id)
+            if current is None or not current.state.active or current.worker_id != self.id:
+                return None
+            return current
+
+    async def _drive_once(self, run: Run, *, adopted: bool) -> None:
         rundir = RunDir.for_run(self.settings.data_dir, run.id)
         try:
             backend = self._backend(run)
-            engine = self.catalog.get(run.engine)
+            # a backend that runs the workflow type itself was resolved as the run's engine
+            engine = None if run.engine == backend.name else self.catalog.get(run.engine)
             if run.handle is not None:
                 handle = Handle.from_json(run.handle)
             elif run.state is State.CANCELING:
@@ -246,16 +289,12 @@ class Worker:
             else:
                 handle = await self._launch(run, engine, backend, rundir)
             await self._monitor(run, engine, backend, rundir, handle, adopted=adopted)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, DatabaseDown):
             raise
         except Exception as exc:
             log.exception("run %s failed inside Spindle", run.id)
             reason = exc.message if isinstance(exc, SpindleError) else repr(exc)
             await self._fail(run, f"Spindle could not run it: {reason}")
-        finally:
-            with contextlib.suppress(Exception):
-                async with self.db.begin() as conn:
-                    await claim.release(conn, run_id=run.id, worker_id=self.id)
 
     def _backend(self, run: Run) -> Backend:
         try:
@@ -273,16 +312,19 @@ class Worker:
             self._pollers[run.compute_env] = poller
         return poller
 
-    async def _launch(self, run: Run, engine: Engine, backend: Backend, rundir: RunDir) -> Handle:
-        site = backend.site(run.id, rundir)
-        launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+    async def _launch(
+        self, run: Run, engine: Engine | None, backend: Backend, rundir: RunDir
+    ) -> Handle:
+        launch = None
+        if engine is not None:
+            site = backend.site(run.id, rundir)
+            launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+        job = Job(run, rundir, launch, engine.mirror_skip if engine else ())
         handle = await self._retrying(
-            run.id,
-            f"submitting to {run.compute_env}",
-            lambda: backend.submit(run.id, launch, rundir),
+            run.id, f"submitting to {run.compute_env}", lambda: backend.submit(job)
         )
-        saved: dict[str, Any] = {"handle": handle.to_json(), "cmd": launch.argv}
-        async with self.db.begin() as conn:
+        saved: dict[str, Any] = {"handle": handle.to_json(), "cmd": launch.argv if launch else []}
+        async with outage.begin(self.db) as conn:
             # the common case in one statement: the handle saved with the move to RUNNING
             started = not backend.capabilities.queues and await store.transition(
                 conn,
@@ -301,7 +343,7 @@ class Worker:
     async def _monitor(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         handle: Handle,
@@ -313,6 +355,7 @@ class Worker:
         poller.follow(handle)
         trouble: Trouble | None = None
         deadline = await self._deadline(run.id)
+        state: State | None = run.state
         try:
             outcome: Outcome | None = None
             if adopted:
@@ -340,11 +383,15 @@ class Worker:
                 status = outcome if isinstance(outcome, Status) else None
                 outcome = None
                 if status is not None and status.state.terminal:
+                    if state is State.CANCELING:
+                        # ended while being cancelled (an adopted run whose previous owner
+                        # stopped it, say): cancelled is what was asked and what it is
+                        status = Status(State.CANCELED, status.exit_code)
                     # _finish reads the engine's progress once, with the final state
                     await self._finish(run, engine, backend, rundir, status, handle)
                     return
-                await self._sync_progress(run, engine, rundir)
-                async with self.db.connect() as conn:
+                await self._sync_progress(run, engine, backend, rundir, handle)
+                async with outage.connect(self.db) as conn:
                     watch = await store.get_watch(conn, run.id)
                 state = watch[0] if watch else None
                 deadline = Deadline.of(watch)
@@ -359,7 +406,7 @@ class Worker:
                 if state is State.INITIALIZING and status and status.state is State.RUNNING:
                     # the backend started it (a queued job runs now, or we adopted the run
                     # before the previous owner recorded the start)
-                    async with self.db.begin() as conn:
+                    async with outage.begin(self.db) as conn:
                         await store.transition(
                             conn,
                             run.id,
@@ -409,7 +456,7 @@ class Worker:
     async def _stop_overtime(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         handle: Handle,
@@ -423,7 +470,7 @@ class Worker:
         await self._finish(run, engine, backend, rundir, status, handle)
 
     async def _deadline(self, run_id: str) -> Deadline | None:
-        async with self.db.connect() as conn:
+        async with outage.connect(self.db) as conn:
             return Deadline.of(await store.get_watch(conn, run_id))
 
     async def _retrying(self, run_id: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
@@ -456,26 +503,41 @@ class Worker:
             async with self.db.begin() as conn:
                 await store.append_system_log(conn, run_id, line)
 
-    async def _sync_progress(self, run: Run, engine: Engine, rundir: RunDir) -> None:
-        tasks, progress = await self._read_progress(engine, rundir)
+    async def _sync_progress(
+        self, run: Run, engine: Engine | None, backend: Backend, rundir: RunDir, handle: Handle
+    ) -> None:
+        tasks, progress, _ = await self._read_progress(engine, backend, rundir, handle)
         if tasks:
-            async with self.db.begin() as conn:
+            async with outage.begin(self.db) as conn:
                 await _save_progress(conn, run.id, tasks, progress)
 
     @staticmethod
-    async def _read_progress(engine: Engine, rundir: RunDir) -> tuple[list[Task], Progress]:
-        tasks = await asyncio.to_thread(engine.progress, rundir)
+    async def _read_progress(
+        engine: Engine | None, backend: Backend, rundir: RunDir, handle: Handle
+    ) -> tuple[list[Task], Progress, Report | None]:
+        """The tasks so far: the backend's report when it gives one, else the engine's."""
+        try:
+            report = await backend.report(handle, rundir)
+        except Unreachable:  # no news this time: its poller notes the trouble and retries
+            return [], Progress(done=0, total=None), None
+        if report is not None:
+            tasks, planned = report.tasks, report.planned
+        elif engine is not None:
+            tasks = await asyncio.to_thread(engine.progress, rundir)
+            planned = engine.planned_tasks(rundir) if tasks else None
+        else:
+            tasks, planned = [], None
         progress = Progress(
             done=sum(1 for t in tasks if t.state is State.COMPLETE),
-            total=engine.planned_tasks(rundir) if tasks else None,
+            total=planned if tasks else None,
             current=[t.name for t in tasks if t.state is State.RUNNING],
         )
-        return tasks, progress
+        return tasks, progress, report
 
     async def _finish(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         status: Status,
@@ -491,20 +553,23 @@ class Worker:
         tasks: list[Task] = []
         progress: Progress | None = None
         if handle is not None:
-            tasks, progress = await self._read_progress(engine, rundir)
+            tasks, progress, report = await self._read_progress(engine, backend, rundir, handle)
             try:
-                files = await self._retrying(
-                    run.id,
-                    f"listing the run's files in {run.compute_env}",
-                    lambda: backend.files(handle, rundir),
-                )
-                values["outputs"] = await asyncio.to_thread(engine.outputs, rundir, files)
+                if report is not None and report.outputs is not None:
+                    values["outputs"] = report.outputs
+                elif engine is not None:
+                    files = await self._retrying(
+                        run.id,
+                        f"listing the run's files in {run.compute_env}",
+                        lambda: backend.files(handle, rundir),
+                    )
+                    values["outputs"] = await asyncio.to_thread(engine.outputs, rundir, files)
             except Exception as exc:
                 log.exception("collecting outputs of %s failed", run.id)
                 notes.append(f"collecting outputs failed: {exc!r}")
-            if final is State.EXECUTOR_ERROR:
+            if final is State.EXECUTOR_ERROR and engine is not None:
                 notes += await asyncio.to_thread(engine.failure_notes, rundir)
-        async with self.db.begin() as conn:
+        async with outage.begin(self.db) as conn:
             current = await store.get_run(conn, run.id)
             if current is None or not current.state.active:
                 log.info("run %s ended elsewhere", run.id)
@@ -527,7 +592,7 @@ class Worker:
                 **values,
             )
             if done:
-                await store.unfinished_tasks_to(conn, run.id, _TASK_END.get(final, final))
+                await store.unfinished_tasks_to(conn, run.id, final)  # tasks end as their run
                 if current.group_id is not None:
                     await self.wakeup.notify(conn, "queued")  # its group has room again
         if done and current.group_id is not None:
@@ -535,23 +600,24 @@ class Worker:
         log.info("run %s ended %s", run.id, final.value if done else "(already ended)")
 
     async def _fail(self, run: Run, reason: str) -> None:
-        with contextlib.suppress(Exception):
-            async with self.db.begin() as conn:
-                current = await store.get_run(conn, run.id)
-                logs = [*(current.system_logs if current else []), reason]
-                if await store.transition(
-                    conn,
-                    run.id,
-                    expected=ACTIVE_STATES,
-                    new=State.SYSTEM_ERROR,
-                    reason=reason,
-                    end_time=utcnow(),
-                    system_logs=logs,
-                ):
-                    await store.unfinished_tasks_to(conn, run.id, State.SYSTEM_ERROR)
-                    if current is not None and current.group_id is not None:
-                        await self.wakeup.notify(conn, "queued")
-                        self.wakeup.run_queued()
+        """SYSTEM_ERROR with ``reason``. Raises ``DatabaseDown`` if that cannot be written:
+        the run is then taken up again once the database is back, never left unowned."""
+        async with outage.begin(self.db) as conn:
+            current = await store.get_run(conn, run.id)
+            logs = [*(current.system_logs if current else []), reason]
+            if await store.transition(
+                conn,
+                run.id,
+                expected=ACTIVE_STATES,
+                new=State.SYSTEM_ERROR,
+                reason=reason,
+                end_time=utcnow(),
+                system_logs=logs,
+            ):
+                await store.unfinished_tasks_to(conn, run.id, State.SYSTEM_ERROR)
+                if current is not None and current.group_id is not None:
+                    await self.wakeup.notify(conn, "queued")
+                    self.wakeup.run_queued()
 
 
 async def _save_progress(
