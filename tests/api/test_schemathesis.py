@@ -35,6 +35,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Schemathesis keeps a cache folder where it runs: in the test's folder, not the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 def schemathesis(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "schemathesis"
     if not exe.exists():
