@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, groups, wes
+from spindle.api import accounts, errors, events, extensions, groups, openapi, wes
 from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
@@ -105,6 +105,7 @@ def create_app(
     )
     app.state.settings = settings
     errors.install(app, page=error_page)
+    openapi.install(app)
     app.include_router(wes.router)
     app.include_router(extensions.router)
     app.include_router(groups.router)

@@ -60,9 +60,9 @@ BAD_SUBMISSIONS: list[tuple[str, dict[str, Any], list[Any] | None, str]] = [
     ),
     (
         "engine param not a string",
-        _form(workflow_engine_parameters='{"parallel": true}'),
+        _form(workflow_engine_parameters='{"parallel": [1]}'),
         None,
-        "workflow_engine_parameters: value of 'parallel' must be a string",
+        "workflow_engine_parameters: value of 'parallel' must be a string, a number or a boolean",
     ),
     (
         "unknown engine param",

@@ -351,6 +351,49 @@ async def test_a_snakefile_in_a_subfolder_runs_with_its_includes(
 
 
 @pytest.mark.engine
+async def test_the_standard_layout_runs_unchanged(engine: SnakemakeEngine, rundir: RunDir) -> None:
+    """workflow/Snakefile, config/config.yaml, workflow/rules/*.smk and resources/, run as on
+    a laptop: ``configfile:`` and resources/ resolve from the layout's root, and
+    workflow_params are merged over the config file."""
+    stage("layout", rundir)
+    params = json.loads((EXAMPLE / "layout" / "params.json").read_text())
+    code = await run_to_end(engine, make_run("workflow/Snakefile", params=params), rundir)
+    assert code == 0, stderr_of(rundir)
+    assert sorted(t.name for t in engine.progress(rundir)) == [
+        "all", "count[sample=alpha]", "count[sample=beta]", "summary"
+    ]  # fmt: skip
+    summary = (rundir.work / "results" / "summary.txt").read_text()
+    assert summary == ("Hello from workflow_params\nresults/alpha.count:3\nresults/beta.count:2\n")
+    assert [f["path"] for f in engine.outputs(rundir)["files"]] == [
+        "results/alpha.count", "results/beta.count", "results/summary.txt"
+    ]  # fmt: skip
+
+
+def test_the_layout_root_is_above_a_workflow_folder(rundir: RunDir) -> None:
+    stage("layout", rundir, "project")
+    (rundir.work / "config").mkdir()
+    (rundir.work / "config" / "config.yaml").write_text("kept: true\n")
+    SnakemakeEngine("snakemake", 1).prepare(make_run("project/workflow/Snakefile"), rundir)
+    # The root's content is the working directory's; a file already there is kept.
+    assert (rundir.work / "resources" / "alpha.txt").read_text() == "one two three\n"
+    assert (rundir.work / "workflow" / "rules" / "count.smk").is_file()
+    assert (rundir.work / "config" / "config.yaml").read_text() == "kept: true\n"
+    assert not (rundir.work / "project").exists()
+
+
+def test_any_other_snakefile_runs_from_the_top_of_the_attachments(
+    rundir: RunDir, tmp_path: Path
+) -> None:
+    stage("wordcount", rundir, "pipelines/wordcount")
+    (tmp_path / "secret").write_text("secret")
+    (rundir.attachments / "link").symlink_to(tmp_path / "secret")
+    SnakemakeEngine("snakemake", 1).prepare(make_run("pipelines/wordcount/Snakefile"), rundir)
+    assert (rundir.work / "pipelines" / "wordcount" / "rules" / "count.smk").is_file()
+    # A link is copied as a link: nothing outside the attachments is read.
+    assert (rundir.work / "link").readlink() == tmp_path / "secret"
+
+
+@pytest.mark.engine
 async def test_a_job_still_going_is_running(engine: SnakemakeEngine, rundir: RunDir) -> None:
     stage("sleep", rundir)
     proc = await start(engine.prepare(make_run(params={"seconds": 60}), rundir), rundir)

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spindle.api.auth import challenges
 from spindle.api.links import PREFIX
+from spindle.api.openapi import allowed_methods
 from spindle.config import Settings
 from spindle.db.outage import OutageLog, unreachable
 from spindle.errors import (
@@ -101,9 +102,13 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
         msg = str(exc.detail)
         if exc.status_code == 404 and msg == "Not Found":
             msg = f"no such path: {request.url.path}"
-        elif exc.status_code == 405:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
             msg = f"method {request.method} is not allowed on {request.url.path}"
-        return await answer(request, exc.status_code, msg, getattr(exc, "headers", None))
+            # every method of the path, not only those of the first route that matched it
+            allow = ", ".join(allowed_methods(request.app, request.scope))
+            headers = {**(headers or {}), "Allow": allow}
+        return await answer(request, exc.status_code, msg, headers)
 
     async def database_error(request: Request, exc: Exception) -> Response:
         """An outage answers 503 (one log line per outage); any other error as unexpected.

@@ -113,6 +113,11 @@ class Engine(ABC):
         folder where the engine ran (default: ``rundir`` on this host); the engine's own
         logs and event files are always in ``rundir``."""
 
+    def failure_notes(self, rundir: RunDir) -> list[str]:
+        """What the engine's own log says went wrong, said for the user, once a run ended in
+        EXECUTOR_ERROR (added to the run's ``system_logs``). Default: nothing."""
+        return []
+
     def validate(self, request: RunRequest, env: ComputeEnv | None = None) -> None:  # noqa: B027
         """Refuse, at submission, a request this engine cannot run (raise InvalidRequest
         naming the field): its version, params or engine parameters, also for the compute

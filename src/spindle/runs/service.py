@@ -40,7 +40,14 @@ from spindle.domain import (
     Task,
 )
 from spindle.engines.registry import Catalog
-from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, storage_error
+from spindle.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RunNotFound,
+    TaskNotFound,
+    storage_error,
+)
 from spindle.runs import feed, group_store, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
@@ -337,6 +344,7 @@ class RunService:
     ) -> Page[RunSummary]:
         """Summaries of the runs the caller may see that match ``q``, in its order,
         keyset-paged both ways."""
+        _check_owner_filter(q, caller)
         size = check_page_size(page_size)
         after, back = decode_cursor(q.token_kind, page_token, q.key_width)
         async with self.db.connect() as conn:
@@ -358,6 +366,12 @@ class RunService:
             return Page(rows, token(rows[-1], back=False), prev)
         prev = token(rows[0], back=True) if after is not None else ""
         return Page(rows, token(rows[-1], back=False) if more else "", prev)
+
+    async def count_matching(self, q: RunQuery, *, caller: Caller) -> int:
+        """How many of the runs the caller may see match ``q``, on every page."""
+        _check_owner_filter(q, caller)
+        async with self.db.connect() as conn:
+            return await query.count(conn, q, owner_id=caller.owner_scope)
 
     async def summary(self, run_id: str, *, caller: Caller) -> RunSummary:
         async with self.db.connect() as conn:
@@ -603,3 +617,9 @@ class RunService:
 def _check_stream(stream: str) -> None:
     if stream not in LOG_STREAMS:
         raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
+
+
+def _check_owner_filter(q: RunQuery, caller: Caller) -> None:
+    """Only an admin lists other users' runs by owner (anyone may name themselves)."""
+    if q.owner is not None and caller.owner_scope is not None and q.owner != caller.name:
+        raise Forbidden("owner: only an admin may list the runs of another user")
