@@ -122,11 +122,13 @@ def running_server(
     *,
     env: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    worker: bool = True,
 ) -> Iterator[str]:
     """A real ``spindle serve`` with an embedded worker, SQLite and the local backend, its
     data in ``workdir/data`` and its log in ``workdir/server.log``; yields the base URL.
     ``env`` adds settings (``SPINDLE_AUTH``, ...); ``headers`` are the credentials teardown
-    uses to cancel what still runs."""
+    uses to cancel what still runs; ``worker=False`` serves the API alone (runs stay
+    QUEUED)."""
     require_engines()
     data_dir = workdir / "data"
     seed_engine_versions(data_dir)
@@ -135,7 +137,8 @@ def running_server(
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spindle", "serve", "--port", str(port)],
+            [sys.executable, "-m", "spindle", "serve", "--port", str(port)]
+            + ([] if worker else ["--no-worker"]),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**_server_env(data_dir, workdir), **(env or {})},

@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, groups, wes
+from spindle.api import accounts, errors, events, extensions, groups, openapi, wes
+from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
+from spindle.auth.passwords import HashPool
 from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
@@ -56,7 +58,7 @@ def create_app(
         )
         wakeup = Wakeup()
         backends = build_backends(settings)
-        app.state.accounts = AccountService(db)
+        app.state.accounts = AccountService(db, hashing=HashPool(settings.password_hash_workers))
         app.state.authenticator = authenticator = Authenticator(settings, app.state.accounts)
         app.state.service = RunService(
             db=db,
@@ -87,6 +89,8 @@ def create_app(
             if catalog is None:
                 await engines.aclose()
             await authenticator.aclose()
+            app.state.accounts.hashing.close()
+            await app.state.service.feed.aclose()
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     await backend.close()
@@ -101,10 +105,13 @@ def create_app(
     )
     app.state.settings = settings
     errors.install(app, page=error_page)
+    openapi.install(app)
     app.include_router(wes.router)
     app.include_router(extensions.router)
     app.include_router(groups.router)
     app.include_router(events.router)
     app.include_router(accounts.router)
     site.install(app, settings)
+    # Host, cross-site changes and request bodies are checked before any route runs
+    app.add_middleware(Guard, settings=settings, page=error_page)
     return app

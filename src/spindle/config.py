@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +60,35 @@ class Settings(BaseSettings):
     database_url: str = ""
     #: Largest accepted ``POST /runs`` body, all attachments together (bytes).
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
+
+    # --- the network (docs/security.md, "The network") -----------------------------------
+    #: Host names a request's Host header may carry besides IP addresses, ``localhost``,
+    #: ``host`` and ``public_url``'s host: ``*`` accepts any, ``*.example.org`` any name
+    #: under it. Anything else is refused (421), which stops DNS rebinding.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Origins (``https://app.example.org``) besides Spindle's own whose pages may make
+    #: changes (POST, PUT, PATCH, DELETE); any other Origin is refused (403).
+    allowed_origins: list[str] = Field(default_factory=list)
+    #: Seconds a client has to send a request's line and headers (then 408 and closed).
+    header_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds an idle keep-alive connection stays open between requests.
+    keep_alive_seconds: int = Field(default=5, gt=0)
+    #: Largest request line plus headers (bytes); larger is a 400.
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096)
+    #: Seconds of grace before a request body must keep up with body_min_bytes_per_second.
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Slowest average rate a request body may arrive at after the grace period (bytes/s);
+    #: a slower body is cut with a 408.
+    body_min_bytes_per_second: int = Field(default=1024, gt=0)
+    #: Networks Spindle may fetch http(s) workflow URLs from although they are not public
+    #: (loopback, private, link-local, ...), e.g. ``["10.1.0.0/16"]``. Empty: public only.
+    fetch_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    #: Largest workflow file Spindle fetches from an http(s) workflow_url (bytes).
+    fetch_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    #: Seconds a workflow_url fetch may take in all (connecting, redirects, the body).
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Redirects a workflow_url fetch follows (each target checked as the first).
+    fetch_max_redirects: int = Field(default=5, ge=0)
 
     # --- worker --------------------------------------------------------------------------
     #: Runs one worker owns at once.
@@ -144,6 +173,26 @@ class Settings(BaseSettings):
     service_info_public: bool = True
     #: Seconds a session cookie stays valid after sign-in.
     session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
+    #: Failed sign-ins (wrong password) for one account within ``signin_window_seconds``
+    #: after which its password checks are refused with 429 until the window moves on; 0: no
+    #: limit.
+    signin_max_failures_per_account: int = Field(default=10, ge=0)
+    #: The same, for one client address (all accounts together); 0: no limit.
+    signin_max_failures_per_address: int = Field(default=30, ge=0)
+    #: The window, in seconds, failed sign-ins are counted in.
+    signin_window_seconds: float = Field(default=300.0, gt=0)
+    #: Threads that hash and check passwords (argon2id: CPU and 64 MiB each), apart from
+    #: every other thread, so password checks never hold up other requests.
+    password_hash_workers: int = Field(default=2, ge=1)
+    #: Event streams (``/events``, ``/runs/{id}/events``, the UI's live pages) one user may
+    #: have open at once; one more is refused with 429.
+    streams_per_user: int = Field(default=20, ge=1)
+    #: Event streams open at once on this process, all users together.
+    streams_total: int = Field(default=500, ge=1)
+    #: Seconds between two checks that a long event stream's credentials still hold (a
+    #: revoked token, a signed-out session); they are also checked before each batch of
+    #: events is sent.
+    stream_recheck_seconds: float = Field(default=60.0, gt=0)
     # JWT verification, for oidc and proxy-jwt
     #: Expected ``iss`` claim (oidc: also where ``/.well-known/openid-configuration`` is).
     jwt_issuer: str = ""

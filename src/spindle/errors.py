@@ -45,6 +45,12 @@ class PayloadTooLarge(SpindleError):
     status_code = 413
 
 
+class UnsupportedMediaType(SpindleError):
+    """The request body is not of a type this route takes."""
+
+    status_code = 415
+
+
 class NotFound(SpindleError):
     """The requested object was not found."""
 
@@ -91,6 +97,17 @@ class Forbidden(SpindleError):
     """The caller is known but not allowed to do this."""
 
     status_code = 403
+
+
+class TooManyRequests(SpindleError):
+    """Too many requests of this kind; try again later."""
+
+    status_code = 429
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        #: whole seconds after which asking again can succeed (the ``Retry-After`` header)
+        self.retry_after = max(1, retry_after)
+        super().__init__(message)
 
 
 class Conflict(SpindleError):

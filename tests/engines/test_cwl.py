@@ -264,8 +264,10 @@ def test_prepare_workflow_url_forms(tmp_path: Path) -> None:
 
     assert workflow("tools/count.cwl") == str(attachments / "tools" / "count.cwl")
     assert workflow("workflow.cwl#main") == f"{(attachments / 'workflow.cwl').as_uri()}#main"
+    # an http(s) URL runs from the copy Spindle fetched into the attachments at submission
+    (rundir.attachments / "packed.cwl").write_text("cwlVersion: v1.2\n")
     url = "https://example.org/wf/packed.cwl#main"
-    assert workflow(url) == url
+    assert workflow(url) == f"{(attachments / 'packed.cwl').as_uri()}#main"
     for bad, problem in [
         ("../workflow.cwl", "contains '..'"),
         ("/etc/passwd", "must be a path relative"),
@@ -741,3 +743,52 @@ async def test_an_output_that_links_out_of_the_run_is_refused_not_copied(
     assert "stolen.txt" in rundir.stderr.read_text()
     assert not (rundir.outputs / "stolen.txt").exists()
     assert engine.outputs(rundir) == {}
+
+
+# --- failures said for the user ----------------------------------------------------------
+
+DOCKER_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement:
+    dockerPull: alpine:3
+baseCommand: [echo, hi]
+inputs: []
+outputs: []
+"""
+
+
+@pytest.mark.engine
+async def test_a_docker_requirement_says_this_environment_runs_no_containers(
+    cwltool_exe: str, tmp_path: Path
+) -> None:
+    rundir = staged(tmp_path)
+    (rundir.attachments / "workflow.cwl").write_text(DOCKER_TOOL)
+    launch = CwltoolEngine(cwltool_exe).prepare(make_run(), rundir)
+    assert await run_to_end(launch, rundir) != 0
+    (note,) = CwltoolEngine(cwltool_exe).failure_notes(rundir)
+    assert note.startswith(
+        "a CommandLineTool of the workflow has a DockerRequirement under 'requirements', "
+        "but this compute environment runs no containers"
+    )
+    assert "not available in Spindle yet" in note
+
+
+@pytest.mark.engine
+async def test_a_missing_input_file_is_named_by_its_input(cwltool_exe: str, tmp_path: Path) -> None:
+    rundir = staged(tmp_path, "wordcount")
+    params = {"text": {"class": "File", "location": "nothere.txt"}}
+    launch = CwltoolEngine(cwltool_exe).prepare(make_run(params), rundir)
+    assert await run_to_end(launch, rundir) != 0
+    assert "params.json" in rundir.stderr.read_text()  # what cwltool says
+    assert CwltoolEngine(cwltool_exe).failure_notes(rundir) == [
+        "input 'text' of workflow_params: 'nothere.txt' does not exist (not attached?)"
+    ]
+
+
+def test_a_run_that_failed_otherwise_has_no_notes(tmp_path: Path) -> None:
+    rundir = staged(tmp_path)
+    assert CwltoolEngine("cwltool").failure_notes(rundir) == []
+    rundir.stderr.write_text("ERROR [job x] Job error:\nexit 3\n")
+    assert CwltoolEngine("cwltool").failure_notes(rundir) == []

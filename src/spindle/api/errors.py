@@ -22,9 +22,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spindle.api.auth import challenges
 from spindle.api.links import PREFIX
+from spindle.api.openapi import allowed_methods
 from spindle.config import Settings
 from spindle.db.outage import OutageLog, unreachable
-from spindle.errors import DatabaseUnavailable, ServiceUnavailable, SpindleError, Unauthenticated
+from spindle.errors import (
+    DatabaseUnavailable,
+    ServiceUnavailable,
+    SpindleError,
+    TooManyRequests,
+    Unauthenticated,
+)
 from spindle.models.wes import ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,8 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
             settings: Settings = request.app.state.settings
             for value in challenges(settings, exc):
                 response.headers.append("WWW-Authenticate", value)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -93,9 +102,13 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
         msg = str(exc.detail)
         if exc.status_code == 404 and msg == "Not Found":
             msg = f"no such path: {request.url.path}"
-        elif exc.status_code == 405:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
             msg = f"method {request.method} is not allowed on {request.url.path}"
-        return await answer(request, exc.status_code, msg, getattr(exc, "headers", None))
+            # every method of the path, not only those of the first route that matched it
+            allow = ", ".join(allowed_methods(request.app, request.scope))
+            headers = {**(headers or {}), "Allow": allow}
+        return await answer(request, exc.status_code, msg, headers)
 
     async def database_error(request: Request, exc: Exception) -> Response:
         """An outage answers 503 (one log line per outage); any other error as unexpected.
@@ -131,6 +144,9 @@ _DESCRIPTIONS = {
     404: "The requested workflow run wasn't found.",
     409: "The object exists already.",
     413: "The upload is larger than this service accepts.",
+    415: "The request body is not multipart/form-data.",
+    429: "Too many requests of this kind (failed sign-ins, open event streams); try again "
+    "after Retry-After seconds.",
     500: "An unexpected error occurred.",
     503: (
         "A service the answer needs (the database, the identity provider, a compute "

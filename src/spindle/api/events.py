@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import anyio
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from spindle.api.auth import CallerDep
+from spindle.api.auth import CallerDep, read_credentials
 from spindle.api.deps import Service
 from spindle.api.errors import documented
+from spindle.auth.authenticator import Authenticator
 from spindle.domain import Event, Progress, State
 from spindle.errors import InvalidRequest
 from spindle.limits import MAX_ID
@@ -78,10 +79,23 @@ def _sse(item: Event | Progress, run_id: str) -> ServerSentEvent:
     return ServerSentEvent(data=update.model_dump_json(), event="progress")
 
 
+def _recheck(request: Request) -> Callable[[], Awaitable[bool]]:
+    """Whether the credentials a stream was opened with still hold (a revoked token or an
+    ended session stops the stream: ``RunService.follow``'s ``check``)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    creds = read_credentials(request, request.app.state.settings)
+
+    async def still_valid() -> bool:
+        return await authenticator.still_valid(creds)
+
+    return still_valid
+
+
 async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
     """``items`` until ``stop`` is set: then the iteration ends at once (``items`` closed)
     rather than after its next item, which may be a long way off."""
     waiter = asyncio.ensure_future(stop.wait())
+    following: asyncio.Future[T] | None = None
     try:
         while True:
             following = asyncio.ensure_future(anext(items))
@@ -98,6 +112,10 @@ async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
             yield item
     finally:
         waiter.cancel()
+        if following is not None and not following.done():  # this stream was cancelled
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await following
         aclose = getattr(items, "aclose", None)
         if aclose is not None:
             await aclose()
@@ -125,10 +143,11 @@ def _stream(items: AsyncIterator[Any], run_id: str = "") -> EventSourceResponse:
     "/runs/{run_id}/events",
     summary="StreamRunEvents",
     response_class=EventSourceResponse,
-    responses={**documented(400, 401, 403, 404, 500), **_STREAM},
+    responses={**documented(400, 401, 403, 404, 429, 500), **_STREAM},
 )
 async def stream_run_events(
     run_id: str,
+    request: Request,
     service: Service,
     caller: CallerDep,
     after: After = None,
@@ -137,9 +156,13 @@ async def stream_run_events(
     """The run's events as server-sent events, from its first (or after `after` /
     `Last-Event-ID`), each named by its kind (`state`, `adopted`) with a `RunEvent` as data;
     and a `progress` event whenever the tasks done or running change. The stream ends once
-    the run has ended and its final state event was sent."""
+    the run has ended and its final state event was sent, or once the credentials it was
+    opened with no longer hold (checked before each batch of events and every minute).
+    429 when the caller, or the server, has as many streams open as it may."""
     position = _position(after, last_event_id) or 0
-    updates = await service.follow(run_id, after_id=position, caller=caller)
+    updates = await service.follow(
+        run_id, after_id=position, caller=caller, check=_recheck(request)
+    )
     return _stream(updates, run_id)
 
 
@@ -147,14 +170,21 @@ async def stream_run_events(
     "/events",
     summary="StreamEvents",
     response_class=EventSourceResponse,
-    responses={**documented(400, 401, 403, 500), **_STREAM},
+    responses={**documented(400, 401, 403, 429, 500), **_STREAM},
 )
 async def stream_events(
-    service: Service, caller: CallerDep, after: After = None, last_event_id: LastEventId = None
+    request: Request,
+    service: Service,
+    caller: CallerDep,
+    after: After = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """The events of every run the caller may see (an admin: every run) as server-sent
     events, from now on (or after `after` / `Last-Event-ID`), each named by its kind with a
     `RunEvent` as data. The stream stays open; an idle one carries a keep-alive comment
-    every 15 s."""
-    updates = await service.follow_all(after_id=_position(after, last_event_id), caller=caller)
+    every 15 s. It ends once the credentials it was opened with no longer hold; 429 when
+    the caller, or the server, has as many streams open as it may."""
+    updates = await service.follow_all(
+        after_id=_position(after, last_event_id), caller=caller, check=_recheck(request)
+    )
     return _stream(updates)

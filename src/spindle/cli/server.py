@@ -36,6 +36,7 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
     """Serve the WES API (and by default run a worker in the same process)."""
     import uvicorn
 
+    from spindle.api.http11 import uvicorn_options
     from spindle.app import create_app
 
     _logging(log_level)
@@ -54,6 +55,8 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
         port=settings.port,
         log_level=log_level,
         timeout_graceful_shutdown=5,
+        # h11 with a header deadline, keep-alive and header size from the settings
+        **uvicorn_options(settings),
     )
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import threading
 from collections import OrderedDict
@@ -54,6 +55,7 @@ from spindle.engines.base import (
 from spindle.engines.cwl_log import CwltoolLog
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
 from spindle.execution import Launch, Site
+from spindle.storage.fetch import local_reference
 from spindle.storage.files import RunFiles, open_inside
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
@@ -231,6 +233,9 @@ class CwltoolEngine(Engine):
                 self._logs.popitem(last=False)
         return tasks
 
+    def failure_notes(self, rundir: RunDir) -> list[str]:
+        return explain_failure(rundir)
+
     def outputs(self, rundir: RunDir, files: RunFiles | None = None) -> dict[str, Any]:
         """The output object cwltool printed, with files inside the run folder (where it ran)
         as ``run:`` references. A run that failed before printing it (empty or cut-off
@@ -273,13 +278,15 @@ def parallel_parameter(engine_parameters: dict[str, str]) -> bool:
 
 
 def workflow_argument(workflow_url: str, rundir: RunDir, site: Site | None = None) -> str:
-    """What to give cwltool as the workflow: an http(s) URL as given, or the attachment the
-    relative URL names (inside the attachments, which keep their folder layout, so the
-    documents it references resolve). A ``#fragment`` picks a process inside a packed
-    document; cwltool then needs a ``file://`` URI to tell the fragment from the path."""
+    """What to give cwltool as the workflow: the attachment the relative URL names (inside
+    the attachments, which keep their folder layout, so the documents it references resolve);
+    for an http(s) URL, the copy Spindle fetched at submission (``spindle.storage.fetch``).
+    A ``#fragment`` picks a process inside a packed document; cwltool then needs a
+    ``file://`` URI to tell the fragment from the path."""
     scheme = urlsplit(workflow_url).scheme.lower()
     if scheme in ("http", "https"):
-        return workflow_url
+        # Spindle fetched it at submission: the copy among the attachments is what runs
+        workflow_url, scheme = local_reference(workflow_url), ""
     if scheme or workflow_url.startswith("/"):
         raise InvalidRequest(
             "workflow_url",
@@ -418,3 +425,51 @@ def run_references(value: Any, files: RunFiles) -> Any:
             if rel is not None:  # outside the run directory: left as is
                 out["location"] = f"{RUN_FILE_SCHEME}{rel.as_posix()}"
     return out
+
+
+# --- failures said for the user ----------------------------------------------------------
+
+#: The end of cwltool's log read for the reason it stopped.
+_LOG_TAIL = 64 * 1024
+_NO_CONTAINER = re.compile(r"--no-container, but this (\w+) has DockerRequirement")
+_NO_SUCH_FILE = re.compile(r"No such file or directory:\s+'([^']+)'")
+
+
+def explain_failure(rundir: RunDir) -> list[str]:
+    """cwltool's refusals that name what the user never wrote (``--no-container``) or point
+    into Spindle's job file (``../params.json:4:5``), said in the user's terms."""
+    try:
+        with rundir.stderr.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - _LOG_TAIL))
+            tail = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    notes = []
+    if found := _NO_CONTAINER.search(tail):
+        notes.append(
+            f"a {found.group(1)} of the workflow has a DockerRequirement under 'requirements', "
+            "but this compute environment runs no containers (Spindle runs cwltool with "
+            "--no-container). Running containers is not available in Spindle yet: no setting "
+            "enables it. Move DockerRequirement to 'hints' to run the tool with the programs "
+            "installed on the host."
+        )
+    for missing in dict.fromkeys(_NO_SUCH_FILE.findall(tail)):
+        if note := _missing_input(rundir, missing):
+            notes.append(note)
+    return notes
+
+
+def _missing_input(rundir: RunDir, missing: str) -> str | None:
+    """The input of ``params.json`` that names the missing file, said by its name in the
+    request (None: no input names it; the tool itself looked for it)."""
+    try:
+        params = json.loads(rundir.params_file.read_text())
+    except (OSError, ValueError):
+        params = {}
+    attachments = str(rundir.attachments.resolve())
+    shown = missing.removeprefix(attachments + "/") if missing.startswith(attachments) else missing
+    for name, value in params.items() if isinstance(params, dict) else ():
+        text = json.dumps(value, ensure_ascii=False)
+        if missing in text or Path(missing).as_uri() in text:
+            return f"input {name!r} of workflow_params: {shown!r} does not exist (not attached?)"
+    return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -40,7 +40,14 @@ from spindle.domain import (
     Task,
 )
 from spindle.engines.registry import Catalog
-from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, storage_error
+from spindle.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RunNotFound,
+    TaskNotFound,
+    storage_error,
+)
 from spindle.runs import feed, group_store, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
@@ -63,6 +70,7 @@ from spindle.runs.submit import (
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
+from spindle.storage import fetch
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
 from spindle.storage.rundir import RunDir, Staging, abandoned
@@ -104,6 +112,11 @@ class RunService:
         #: where a run's files are read (per compute environment whose run folders are
         #: elsewhere, ``file_sources`` fetch them)
         self.storage = storage or FolderStorage(settings.data_dir, file_sources)
+        #: the one poll of the events table every stream of this process is served from
+        self.feed = feed.Feed(db)
+        self.streams = feed.Streams(
+            per_user=settings.streams_per_user, total=settings.streams_total
+        )
 
     @property
     def workflow_types(self) -> dict[str, list[str]]:
@@ -127,13 +140,19 @@ class RunService:
         group = await self._group(requested_group(fields, request), caller)
         engine, compute_env = self._check(request, group)
         max_bytes = self.settings.max_upload_bytes
+        url = request.workflow_url
+        # an http(s) workflow is fetched here, checked and bounded, and runs from the copy
+        fetched = await fetch.fetch(url, self.settings) if fetch.is_remote(url) else None
+
+        def stage(dest: Path) -> list[StagedFile]:
+            staged = stage_uploads(uploads, dest, max_bytes=max_bytes)
+            if fetched is not None:
+                name = fetch.store(url, fetched, dest, (f.name for f in staged))
+                staged.append(StagedFile(name=name, size=len(fetched)))
+            return staged
+
         return await self._create(
-            request,
-            engine,
-            compute_env,
-            lambda dest: stage_uploads(uploads, dest, max_bytes=max_bytes),
-            owner_id=caller.user_id,
-            group=group,
+            request, engine, compute_env, stage, owner_id=caller.user_id, group=group
         )
 
     async def resubmit(self, run_id: str, *, caller: Caller) -> Run:
@@ -325,6 +344,7 @@ class RunService:
     ) -> Page[RunSummary]:
         """Summaries of the runs the caller may see that match ``q``, in its order,
         keyset-paged both ways."""
+        _check_owner_filter(q, caller)
         size = check_page_size(page_size)
         after, back = decode_cursor(q.token_kind, page_token, q.key_width)
         async with self.db.connect() as conn:
@@ -346,6 +366,12 @@ class RunService:
             return Page(rows, token(rows[-1], back=False), prev)
         prev = token(rows[0], back=True) if after is not None else ""
         return Page(rows, token(rows[-1], back=False) if more else "", prev)
+
+    async def count_matching(self, q: RunQuery, *, caller: Caller) -> int:
+        """How many of the runs the caller may see match ``q``, on every page."""
+        _check_owner_filter(q, caller)
+        async with self.db.connect() as conn:
+            return await query.count(conn, q, owner_id=caller.owner_scope)
 
     async def summary(self, run_id: str, *, caller: Caller) -> RunSummary:
         async with self.db.connect() as conn:
@@ -537,11 +563,27 @@ class RunService:
         after_id: int = 0,
         interval: float = feed.INTERVAL,
         caller: Caller,
+        check: feed.Check | None = None,
     ) -> AsyncIterator[Event | Progress]:
         """A run's events after ``after_id`` as they are written, and its progress whenever
-        it changes; ends once the run has ended and its last event was given."""
+        it changes; ends once the run has ended and its last event was given, or ``check``
+        (awaited before each batch and at least every ``stream_recheck_seconds``) says the
+        caller's credentials no longer hold. TooManyRequests over the stream caps."""
         await self.state(run_id, caller=caller)  # RunNotFound before the first item
-        return feed.follow_run(self.db, run_id, after_id=after_id, interval=interval)
+        return self._counted(
+            caller,
+            self.feed.follow_run(
+                run_id,
+                after_id=after_id,
+                interval=interval,
+                check=check,
+                check_every=self.settings.stream_recheck_seconds,
+            ),
+        )
+
+    def _counted(self, caller: Caller, items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+        """``items`` as one of the caller's open streams (refused over the caps)."""
+        return self.streams.counted(caller.user_id, items)
 
     async def last_event_id(self) -> int:
         """The newest event's id (of any run: a position in the stream, not a run's data)."""
@@ -549,16 +591,35 @@ class RunService:
             return await store.last_event_id(conn)
 
     async def follow_all(
-        self, *, after_id: int | None = None, interval: float = feed.INTERVAL, caller: Caller
+        self,
+        *,
+        after_id: int | None = None,
+        interval: float = feed.INTERVAL,
+        caller: Caller,
+        check: feed.Check | None = None,
     ) -> AsyncIterator[Event]:
         """The events of every run the caller may see after ``after_id`` (None: after the
-        last one written by now) as they are written. Never ends by itself."""
+        last one written by now) as they are written. Ends only when ``check`` says the
+        caller's credentials no longer hold. TooManyRequests over the stream caps."""
         position = await self.last_event_id() if after_id is None else after_id
-        return feed.follow_all(
-            self.db, owner_id=caller.owner_scope, position=position, interval=interval
+        return self._counted(
+            caller,
+            self.feed.follow_all(
+                owner_id=caller.owner_scope,
+                position=position,
+                interval=interval,
+                check=check,
+                check_every=self.settings.stream_recheck_seconds,
+            ),
         )
 
 
 def _check_stream(stream: str) -> None:
     if stream not in LOG_STREAMS:
         raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
+
+
+def _check_owner_filter(q: RunQuery, caller: Caller) -> None:
+    """Only an admin lists other users' runs by owner (anyone may name themselves)."""
+    if q.owner is not None and caller.owner_scope is not None and q.owner != caller.name:
+        raise Forbidden("owner: only an admin may list the runs of another user")

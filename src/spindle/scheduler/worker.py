@@ -581,6 +581,8 @@ class Worker:
             except Exception as exc:
                 log.exception("collecting outputs of %s failed", run.id)
                 notes.append(f"collecting outputs failed: {exc!r}")
+            if final is State.EXECUTOR_ERROR and engine is not None:
+                notes += await asyncio.to_thread(engine.failure_notes, rundir)
         async with outage.begin(self.db) as conn:
             current = await store.get_run(conn, run.id)
             if current is None or not current.state.active:
