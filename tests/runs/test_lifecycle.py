@@ -158,11 +158,17 @@ async def test_a_failed_event_write_rolls_back_the_state_change(
 
 
 def _writes_runs(tree: ast.AST) -> bool:
-    """Whether a module updates or inserts into the ``runs`` table."""
+    """Whether a module updates or inserts into the ``runs`` table (itself, or through
+    ``store.update_run``)."""
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         func_ = node.func
+        if isinstance(func_, ast.Attribute | ast.Name) and "update_run" in (
+            getattr(func_, "attr", None),
+            getattr(func_, "id", None),
+        ):
+            return True
         if (
             isinstance(func_, ast.Name)
             and func_.id in ("update", "insert")
@@ -180,10 +186,9 @@ def _writes_runs(tree: ast.AST) -> bool:
 
 
 def _sets_state(function: ast.AST) -> bool:
-    """Whether a function writes a ``state`` value: ``.values(state=...)`` (or
-    ``store.update_run(..., state=...)``) or a ``"state"``
-    key in a dict of values, outside a function that works on the ``tasks`` table (a
-    task's state)."""
+    """Whether a function writes a ``state`` value: ``.values(state=...)``,
+    ``store.update_run(..., state=...)`` or a ``"state"`` key in a dict of values, outside
+    a function that works on the ``tasks`` table (a task's state)."""
     names = {n.id for n in ast.walk(function) if isinstance(n, ast.Name)}
     if "tasks" in names:
         return False
