@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -176,13 +177,35 @@ async def fail(
     return change
 
 
-def overtime_reason(max_duration_seconds: int) -> str:
-    """The reason a run past its group's ``max_duration`` ends ``SYSTEM_ERROR`` with (its
-    driver stops it in its backend, then :func:`finish` writes it)."""
-    return (
-        f"stopped: it ran longer than its run group's max_duration of "
-        f"{max_duration_seconds / 60:g} minutes ({max_duration_seconds} s)"
-    )
+@dataclass(frozen=True)
+class Deadline:
+    """When a running run of a group with ``max_duration`` must be stopped (the group
+    max_duration stop is a :func:`finish` with :meth:`reason`)."""
+
+    at: datetime
+    seconds: int
+
+    @classmethod
+    def of(cls, watch: tuple[State, datetime | None, int | None] | None) -> Deadline | None:
+        """From ``store.get_watch``: only a run that has started and whose group has a
+        max_duration has one."""
+        if watch is None:
+            return None
+        _, start, seconds = watch
+        if start is None or seconds is None:
+            return None
+        return cls(start + timedelta(seconds=seconds), seconds)
+
+    def remaining(self) -> float:
+        return max(0.0, (self.at - utcnow()).total_seconds())
+
+    def reason(self) -> str:
+        """The reason a run past it ends ``SYSTEM_ERROR`` with (its driver stops it in its
+        backend, then :func:`finish` writes it)."""
+        return (
+            f"stopped: it ran longer than its run group's max_duration of "
+            f"{self.seconds / 60:g} minutes ({self.seconds} s)"
+        )
 
 
 async def _ended(conn: AsyncConnection, run: Run, final: State, wakeup: Wakeup) -> None:

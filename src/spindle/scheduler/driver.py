@@ -12,21 +12,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.backends.base import Backend, Handle, Status
 from spindle.config import Settings
-from spindle.db.types import utcnow
 from spindle.domain import Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import SpindleError, Unreachable
 from spindle.runs import lifecycle, store
-from spindle.runs.lifecycle import Ending
+from spindle.runs.lifecycle import Deadline, Ending
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler import outage
 from spindle.scheduler.outage import DatabaseDown
@@ -49,28 +46,6 @@ class _Overtime:
 
 
 _OVERTIME = _Overtime()
-
-
-@dataclass(frozen=True)
-class Deadline:
-    """When a running run of a group with ``max_duration`` must be stopped."""
-
-    at: datetime
-    seconds: int
-
-    @classmethod
-    def of(cls, watch: tuple[State, datetime | None, int | None] | None) -> Deadline | None:
-        """From ``store.get_watch``: only a run that has started and whose group has a
-        max_duration has one."""
-        if watch is None:
-            return None
-        _, start, seconds = watch
-        if start is None or seconds is None:
-            return None
-        return cls(start + timedelta(seconds=seconds), seconds)
-
-    def remaining(self) -> float:
-        return max(0.0, (self.at - utcnow()).total_seconds())
 
 
 class Driver:
@@ -327,8 +302,7 @@ class Driver:
         await self._retrying(
             run.id, f"stopping in {run.compute_env}", lambda: backend.cancel(handle)
         )
-        reason = lifecycle.overtime_reason(deadline.seconds)
-        status = Status(State.SYSTEM_ERROR, None, reason)
+        status = Status(State.SYSTEM_ERROR, None, deadline.reason())
         await self._finish(run, engine, backend, rundir, status, handle)
 
     async def _finish(
