@@ -12,9 +12,9 @@ import pytest
 
 from spindle.backends.local import LocalBackend
 from spindle.backends.registry import build_backends, describe
+from spindle.backends.remote.ssh import SshTransport
+from spindle.backends.remote.transport import LocalTransport
 from spindle.backends.slurm.backend import SlurmBackend
-from spindle.backends.slurm.ssh import SshTransport
-from spindle.backends.slurm.transport import LocalTransport
 from spindle.config import Settings, load_settings
 from spindle.domain import ComputeEnv
 from spindle.errors import ConfigError

@@ -18,6 +18,29 @@ def test_every_setting_is_documented(name: str) -> None:
     assert f"| `{name}` | `SPINDLE_{name.upper()}` |" in text
 
 
+def test_every_engine_setting_is_documented() -> None:
+    """The configuration page documents every field of every installed engine's own
+    settings model (the registry says which)."""
+    from spindle.engines.registry import engine_classes
+
+    text = (DOCS / "configuration.md").read_text()
+    for name, cls in engine_classes().items():
+        for field in cls.settings_model.model_fields:
+            assert f"| `engines.{name}.{field}` |" in text, f"engines.{name}.{field}"
+
+
+def test_every_compute_env_setting_is_documented() -> None:
+    """Every key of every installed backend's settings model is in its page's table."""
+    from spindle.backends.registry import backend_classes
+
+    for kind, cls in backend_classes().items():
+        if kind == "local":
+            continue  # nothing to configure
+        text = (DOCS / cls.docs).read_text()
+        for field in cls.settings_model.model_fields:
+            assert f"| `{field}`" in text or f", `{field}`" in text, f"{kind}: {field}"
+
+
 def test_every_served_path_is_documented(settings: Settings) -> None:
     text = (DOCS / "api.md").read_text()
     app = create_app(settings, worker=False)

@@ -8,10 +8,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 import spindle
 from spindle.api import accounts, errors, events, extensions, groups, wes
+from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
 from spindle.backends.registry import build_backends, describe
@@ -86,6 +87,7 @@ def create_app(
         version=spindle.__version__,
         summary="GA4GH WES 1.1.0 workflow execution service",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul)],
     )
     app.state.settings = settings
     errors.install(app, page=error_page)

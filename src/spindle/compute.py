@@ -1,6 +1,8 @@
 """Compute environments as the settings describe them: ``local`` (always there, no
-configuration) and any number of named SLURM environments, reached over SSH or, without an
-SSH target, through the ``sbatch``/``squeue`` of the machine Spindle runs on.
+configuration) and any number of named environments of the installed backends' types (see
+:mod:`spindle.plugins`), each validated by its backend's own settings model, chosen by its
+``type``: e.g. SLURM environments, reached over SSH or, without an SSH target, through the
+``sbatch``/``squeue`` of the machine Spindle runs on.
 
 In ``spindle.toml``::
 
@@ -22,9 +24,19 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FilePath,
+    TypeAdapter,
+    create_model,
+    field_validator,
+)
+
+from spindle.plugins import registry
 
 #: Name of the built-in environment that runs engines on Spindle's own machine.
 LOCAL = "local"
@@ -35,12 +47,25 @@ ENV_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SLURM_TIME = re.compile(r"^(\d+-\d+(:\d+){0,2}|\d+(:\d+){0,2})$")
 #: ``sbatch --mem`` values: a number with an optional K, M, G or T suffix.
 _SLURM_MEM = re.compile(r"^\d+[KMGT]?$")
-#: Engine names Spindle knows (the keys of ``engines``).
-ENGINE_NAMES = ("snakemake", "cwltool")
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvSettings(_Model):
+    """What the settings of every compute environment have; a backend's own model adds the
+    rest (its ``type`` a ``Literal`` of the backend's name)."""
+
+    type: str
+    #: Shown in service-info.
+    description: str = ""
+
+
+class LocalEnv(EnvSettings):
+    """The built-in ``local`` environment (nothing to configure)."""
+
+    type: Literal["local"] = "local"
 
 
 class SshTarget(_Model):
@@ -68,13 +93,11 @@ class SshTarget(_Model):
         return Path(v).expanduser() if isinstance(v, str) and v.startswith("~") else v
 
 
-class SlurmEnv(_Model):
+class SlurmEnv(EnvSettings):
     """A SLURM cluster: each run is one head job that runs the engine in the run's folder
     under ``work_root``."""
 
     type: Literal["slurm"]
-    #: Shown in service-info.
-    description: str = ""
     #: Where to reach the cluster; absent: the ``sbatch`` on Spindle's machine, with
     #: ``work_root`` on a file system Spindle's machine shares with the cluster.
     ssh: SshTarget | None = None
@@ -126,20 +149,42 @@ class SlurmEnv(_Model):
     @field_validator("engines")
     @classmethod
     def _engines(cls, v: dict[str, str]) -> dict[str, str]:
+        known = sorted(registry().engines)
         for name, command in v.items():
-            if name not in ENGINE_NAMES:
-                raise ValueError(f"{name!r} is not an engine; known: {', '.join(ENGINE_NAMES)}")
+            if name not in known:
+                raise ValueError(f"{name!r} is not an engine; known: {', '.join(known)}")
             if not command.strip():
                 raise ValueError(f"the command for {name} is empty")
         return v
 
 
-#: Every configurable environment type (one for now; a discriminator on ``type`` once there
-#: are more).
-ComputeEnvConfig = SlurmEnv
+#: The settings of a configured environment (a backend's own model).
+ComputeEnvConfig = EnvSettings
 
 
-def check_env_names(envs: dict[str, ComputeEnvConfig]) -> dict[str, ComputeEnvConfig]:
+def validate_envs(raw: Any) -> Any:
+    """``compute_envs`` as given (TOML tables or JSON) → each environment validated by the
+    model of the backend its ``type`` names: a union discriminated by ``type`` over the
+    installed backends. Errors name the field (``hpc.work_root``)."""
+    if not isinstance(raw, dict) or not raw:
+        return raw  # pydantic says what is wrong with it
+    check_env_names(raw)
+    models: dict[str, type[BaseModel]] = {
+        kind: cls.settings_model
+        for kind, cls in registry().backends.items()
+        if kind != LOCAL and isinstance(getattr(cls, "settings_model", None), type)
+    }
+    kinds: Any = Literal[tuple(models)]  # the installed types, as pydantic shows them
+    tag = create_model("ComputeEnvType", __config__=ConfigDict(extra="allow"), type=(kinds, ...))
+    TypeAdapter(dict[str, tag]).validate_python(raw)
+    out: dict[str, Any] = {}
+    for name, env in raw.items():
+        model = models[env["type"]]
+        out.update(TypeAdapter(dict[str, model]).validate_python({name: env}))  # type: ignore[valid-type]
+    return out
+
+
+def check_env_names(envs: dict[str, Any]) -> dict[str, Any]:
     for name in envs:
         if name == LOCAL:
             raise ValueError(f"{LOCAL!r} is built in and cannot be configured")

@@ -20,8 +20,9 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
-from spindle.compute import ComputeEnvConfig, check_env_names
+from spindle.compute import ComputeEnvConfig, validate_envs
 from spindle.errors import ConfigError
+from spindle.plugins import registry
 
 #: Algorithms a JWT may be signed with: asymmetric ones only. ``none`` and the HMAC family
 #: (``HS*``) are never accepted, since the keys come from a public JWKS.
@@ -80,6 +81,9 @@ class Settings(BaseSettings):
     cwltool: str = ""
     #: Cores Snakemake may use per run.
     snakemake_cores: int = Field(default_factory=_cpu_count, gt=0)
+    #: Each engine's own settings, by engine name (``[engines.NAME]`` TOML tables or a JSON
+    #: object in ``SPINDLE_ENGINES``), checked by the engine's settings model.
+    engines: dict[str, Any] = Field(default_factory=dict)
 
     # --- compute environments ----------------------------------------------------------
     #: Named compute environments besides ``local`` (see docs/hpc.md): TOML tables
@@ -154,10 +158,24 @@ class Settings(BaseSettings):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
-    @field_validator("compute_envs")
+    @field_validator("compute_envs", mode="before")
     @classmethod
-    def _env_names(cls, v: dict[str, ComputeEnvConfig]) -> dict[str, ComputeEnvConfig]:
-        return check_env_names(v)
+    def _envs(cls, v: Any) -> Any:
+        return validate_envs(v)
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _engines(cls, v: Any) -> Any:
+        if not isinstance(v, dict) or not v:
+            return v
+        plugins = registry()
+        unknown = sorted(set(v) - set(plugins.engines))
+        if unknown:
+            raise ValueError(
+                f"{', '.join(map(repr, unknown))} is not an engine; installed: "
+                + ", ".join(sorted(plugins.engines))
+            )
+        return {name: plugins.engine_settings(name, raw) for name, raw in v.items()}
 
     @classmethod
     def settings_customise_sources(
@@ -185,11 +203,11 @@ class Settings(BaseSettings):
         """The database URL with its password masked, for messages and logs."""
         return make_url(self.effective_database_url).render_as_string(hide_password=True)
 
-    def engine_executable(self, name: str) -> str:
-        """Path of an engine's executable: explicit setting, engines_dir, then PATH."""
-        explicit: Any = getattr(self, name, "")
+    def engine_executable(self, name: str, explicit: str = "") -> str:
+        """Path of an engine's executable: ``explicit`` (its setting), engines_dir, then
+        PATH."""
         if explicit:
-            return str(explicit)
+            return explicit
         candidate = self.engines_dir / name / "bin" / name
         if candidate.exists():
             return str(candidate)

@@ -7,6 +7,7 @@ nothing above the database layer can lazily load or accidentally write.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -128,6 +129,9 @@ class ComputeEnv:
     name: str
     type: str
     description: str = ""
+    #: workflow types (with their versions) the environment's backend runs itself: a run of
+    #: one there needs no local engine
+    workflow_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ import pytest
 
 from spindle.backends.base import Backend, Handle, Status
 from spindle.domain import State
-from spindle.engines.base import Launch, Site
+from spindle.execution import Launch, Site
 from spindle.storage.rundir import RunDir
+from spindle.testing import job
 
 
 def sh(script: str, site: Site) -> Launch:
@@ -67,7 +68,7 @@ class BackendContract:
         self, backend: Backend, rundir: RunDir, run_id: str
     ) -> None:
         handle = await backend.submit(
-            run_id, launch(backend, "echo out-line; echo err-line >&2", rundir, run_id), rundir
+            job(run_id, launch(backend, "echo out-line; echo err-line >&2", rundir, run_id), rundir)
         )
         status = await wait_terminal(backend, handle)
         assert status == Status(State.COMPLETE, exit_code=0)
@@ -77,7 +78,9 @@ class BackendContract:
     async def test_failure_is_executor_error_with_its_exit_code(
         self, backend: Backend, rundir: RunDir, run_id: str
     ) -> None:
-        handle = await backend.submit(run_id, launch(backend, "exit 3", rundir, run_id), rundir)
+        handle = await backend.submit(
+            job(run_id, launch(backend, "exit 3", rundir, run_id), rundir)
+        )
         status = await wait_terminal(backend, handle)
         assert status.state is State.EXECUTOR_ERROR
         assert status.exit_code == 3
@@ -88,7 +91,7 @@ class BackendContract:
         # an absolute path on this host: the test backends all run their jobs here
         marker = rundir.root / "survivor"
         script = f"(sleep 3; touch {marker}) & sleep 300"
-        handle = await backend.submit(run_id, launch(backend, script, rundir, run_id), rundir)
+        handle = await backend.submit(job(run_id, launch(backend, script, rundir, run_id), rundir))
         await wait_running(backend, handle)
         await backend.cancel(handle)
         status = (await backend.poll([handle]))[run_id]
@@ -100,8 +103,8 @@ class BackendContract:
         self, backend: Backend, rundir: RunDir, run_id: str
     ) -> None:
         once = launch(backend, "sleep 2; echo once", rundir, run_id)
-        first = await backend.submit(run_id, once, rundir)
-        again = await backend.submit(run_id, once, rundir)
+        first = await backend.submit(job(run_id, once, rundir))
+        again = await backend.submit(job(run_id, once, rundir))
         assert again.data == first.data
         await wait_terminal(backend, first)
         assert rundir.stdout.read_text() == "once\n"
@@ -111,7 +114,7 @@ class BackendContract:
     ) -> None:
         """A restarted Spindle (a new backend object) follows a run to its end."""
         handle = await backend.submit(
-            run_id, launch(backend, "sleep 3; exit 5", rundir, run_id), rundir
+            job(run_id, launch(backend, "sleep 3; exit 5", rundir, run_id), rundir)
         )
         saved = Handle.from_json(handle.to_json())
         assert (await fresh_backend.attach(saved)).state in (State.QUEUED, State.RUNNING)

@@ -15,6 +15,7 @@ from spindle.backends.base import Handle
 from spindle.backends.local import LocalBackend
 from spindle.domain import State
 from spindle.storage.rundir import RunDir
+from spindle.testing import job
 from tests.backends.contract import BackendContract, launch
 
 
@@ -36,7 +37,7 @@ class TestLocalBackend(BackendContract):
     async def test_vanished_process_is_system_error_with_reason(
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
-        handle = await backend.submit("run-1", launch(backend, "sleep 300", rundir), rundir)
+        handle = await backend.submit(job("run-1", launch(backend, "sleep 300", rundir), rundir))
         os.killpg(handle.data["pgid"], signal.SIGKILL)
         await backend.wait(handle, 5)
         status = (await backend.poll([handle]))["run-1"]
@@ -48,7 +49,7 @@ class TestLocalBackend(BackendContract):
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
         handle = await backend.submit(
-            "run-1", launch(backend, "trap '' TERM; sleep 300", rundir), rundir
+            job("run-1", launch(backend, "trap '' TERM; sleep 300", rundir), rundir)
         )
         await asyncio.sleep(0.3)
         await backend.cancel(handle)
@@ -58,15 +59,14 @@ class TestLocalBackend(BackendContract):
     async def test_a_recycled_pid_is_not_taken_for_the_engine(
         self, backend: LocalBackend, rundir: RunDir
     ) -> None:
-        handle = await backend.submit("run-1", launch(backend, "sleep 300", rundir), rundir)
+        handle = await backend.submit(job("run-1", launch(backend, "sleep 300", rundir), rundir))
         forged = Handle(
             run_id="run-1",
-            backend="local",
             data={**handle.data, "start_ticks": handle.data["start_ticks"] + 1},
         )
         rundir_other = RunDir(rundir.root.parent / "other")
         rundir_other.create()
-        forged = Handle("run-1", "local", {**forged.data, "rundir": str(rundir_other.root)})
+        forged = Handle("run-1", {**forged.data, "rundir": str(rundir_other.root)})
         status = (await backend.poll([forged]))["run-1"]
         assert status.state is State.SYSTEM_ERROR
         await backend.cancel(handle)
@@ -76,7 +76,6 @@ class TestLocalBackend(BackendContract):
     ) -> None:
         handle = Handle(
             "run-1",
-            "local",
             {
                 "pid": 1,
                 "pgid": 1,
@@ -99,7 +98,7 @@ class TestLocalBackend(BackendContract):
 
         async def start_then_shut_down() -> Handle:
             backend = LocalBackend(cancel_grace_seconds=2)
-            handle = await backend.submit("run-1", launch(backend, "sleep 1", rundir), rundir)
+            handle = await backend.submit(job("run-1", launch(backend, "sleep 1", rundir), rundir))
             await backend.close()
             return handle
 
@@ -121,7 +120,7 @@ class TestLocalBackend(BackendContract):
     ) -> None:
         """A re-attached engine is not a child of the new backend, yet its end wakes
         ``wait`` at once (pidfd) instead of after the whole wait."""
-        handle = await backend.submit("run-1", launch(backend, "sleep 1", rundir), rundir)
+        handle = await backend.submit(job("run-1", launch(backend, "sleep 1", rundir), rundir))
         assert (await fresh_backend.attach(handle)).state is State.RUNNING
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -11,8 +11,9 @@ import pytest
 
 from spindle.backends.local import LocalBackend
 from spindle.domain import State
-from spindle.engines.base import Launch
+from spindle.execution import Launch
 from spindle.storage.rundir import RunDir
+from spindle.testing import job
 from tests.backends.contract import launch, wait_terminal
 
 
@@ -31,7 +32,7 @@ def rundir(tmp_path: Path) -> RunDir:
 
 
 async def _run(backend: LocalBackend, rundir: RunDir, argv: list[str]) -> tuple[State, str]:
-    handle = await backend.submit("run-1", Launch(argv=argv, cwd=rundir.work), rundir)
+    handle = await backend.submit(job("run-1", Launch(argv=argv, cwd=rundir.work), rundir))
     status = await wait_terminal(backend, handle, 30)
     return status.state, status.reason or ""
 
@@ -63,7 +64,7 @@ async def test_an_engine_whose_interpreter_is_gone_is_a_system_error_naming_it(
 async def test_a_workflow_that_exits_127_is_still_its_own_failure(
     backend: LocalBackend, rundir: RunDir
 ) -> None:
-    handle = await backend.submit("run-1", launch(backend, "exit 127", rundir), rundir)
+    handle = await backend.submit(job("run-1", launch(backend, "exit 127", rundir), rundir))
     status = await wait_terminal(backend, handle, 30)
     assert (status.state, status.exit_code) == (State.EXECUTOR_ERROR, 127)
 
@@ -75,7 +76,7 @@ async def test_an_exit_code_that_cannot_be_written_is_named_with_its_path(
     # its exit code makes the write fail as a full disk or a read-only folder would.
     blocker = rundir.root / "exit_code.tmp"
     blocker.mkdir()
-    handle = await backend.submit("run-1", launch(backend, "echo ran", rundir), rundir)
+    handle = await backend.submit(job("run-1", launch(backend, "echo ran", rundir), rundir))
     status = await wait_terminal(backend, handle, 30)
     assert status.state is State.SYSTEM_ERROR
     reason = status.reason or ""

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from spindle.backends.base import Handle
+from spindle.backends.remote.ssh import SshTransport
+from spindle.backends.remote.transport import Completed, LocalTransport, Transport
 from spindle.backends.slurm.backend import SlurmBackend
-from spindle.backends.slurm.ssh import SshTransport
-from spindle.backends.slurm.transport import Completed, LocalTransport, Transport
 from spindle.compute import SlurmEnv
 from spindle.domain import State
 from spindle.errors import NotFound, Unreachable
 from spindle.storage.rundir import RunDir
+from spindle.testing import job
 from tests.backends.contract import BackendContract, launch, wait_running, wait_terminal
 from tests.hpc import Cluster, cluster
 
@@ -142,9 +143,9 @@ async def test_a_worker_that_died_after_sbatch_finds_the_job_again(
     first = SlurmBackend("hpc", ssh_env(cluster))
     second = SlurmBackend("hpc", ssh_env(cluster))
     try:
-        job = launch(first, "sleep 2; echo done", rundir, run_id)
-        handle = await first.submit(run_id, job, rundir)
-        again = await second.submit(run_id, job, rundir)
+        started = launch(first, "sleep 2; echo done", rundir, run_id)
+        handle = await first.submit(job(run_id, started, rundir))
+        again = await second.submit(job(run_id, started, rundir))
         assert again.data["job_id"] == handle.data["job_id"]
         assert len(cluster.jobs_named(f"spindle-{run_id}")) == 1
         status = await wait_terminal(second, again)
@@ -164,7 +165,9 @@ async def test_the_job_id_recorded_in_the_run_folder_is_found(
     remote = cluster.work_root / run_id
     remote.mkdir()
     (remote / "slurm_job_id").write_text("424242\n")
-    handle = await ssh_backend.submit(run_id, launch(ssh_backend, "true", rundir, run_id), rundir)
+    handle = await ssh_backend.submit(
+        job(run_id, launch(ssh_backend, "true", rundir, run_id), rundir)
+    )
     assert handle.data["job_id"] == "424242"
     assert cluster.jobs_named(f"spindle-{run_id}") == []
 
@@ -178,7 +181,9 @@ async def test_one_squeue_per_poll_for_all_runs(cluster: Cluster, tmp_path: Path
             run_id = new_run_id()
             rundir = made_rundir(tmp_path, run_id)
             handles.append(
-                await backend.submit(run_id, launch(backend, "sleep 5", rundir, run_id), rundir)
+                await backend.submit(
+                    job(run_id, launch(backend, "sleep 5", rundir, run_id), rundir)
+                )
             )
         transport.commands.clear()
         statuses = await backend.poll(handles)
@@ -203,7 +208,6 @@ async def test_a_job_slurm_no_longer_knows_is_a_system_error_with_the_reason(
     rundir = made_rundir(tmp_path, run_id)
     handle = Handle(
         run_id,
-        "slurm",
         {
             "env": "hpc",
             "job_id": "999999",
@@ -245,7 +249,9 @@ async def test_outputs_are_listed_and_fetched_one_by_one(
         " && echo x > results/deep/b.txt && echo meta > .snakemake/big/m"
         f" && ln -s {outside} leak.txt && ln -s results/a.txt alias.txt"
     )
-    handle = await ssh_backend.submit(run_id, launch(ssh_backend, script, rundir, run_id), rundir)
+    # the engine's own bookkeeping (its mirror_skip) comes with the job
+    started = launch(ssh_backend, script, rundir, run_id)
+    handle = await ssh_backend.submit(job(run_id, started, rundir, skip=("work/.snakemake",)))
     assert (await wait_terminal(ssh_backend, handle)).state is State.COMPLETE
 
     files = await ssh_backend.files(handle, rundir)
@@ -278,7 +284,7 @@ async def test_cancel_waits_until_slurm_shows_the_job_cancelled(
     run_id = new_run_id()
     rundir = made_rundir(tmp_path, run_id)
     handle = await ssh_backend.submit(
-        run_id, launch(ssh_backend, "sleep 300", rundir, run_id), rundir
+        job(run_id, launch(ssh_backend, "sleep 300", rundir, run_id), rundir)
     )
     await wait_running(ssh_backend, handle)
     await ssh_backend.cancel(handle)
@@ -293,7 +299,7 @@ async def test_a_dropped_ssh_connection_is_unreachable_then_comes_back(
     run_id = new_run_id()
     rundir = made_rundir(tmp_path, run_id)
     handle = await ssh_backend.submit(
-        run_id, launch(ssh_backend, "sleep 4", rundir, run_id), rundir
+        job(run_id, launch(ssh_backend, "sleep 4", rundir, run_id), rundir)
     )
     await ssh_backend.poll([handle])
     cluster.stop_sshd()
@@ -313,8 +319,8 @@ async def test_a_connection_that_dropped_while_idle_is_opened_again(
 ) -> None:
     run_id = new_run_id()
     rundir = made_rundir(tmp_path, run_id)
-    job = launch(ssh_backend, "echo x > made.txt", rundir, run_id)
-    handle = await ssh_backend.submit(run_id, job, rundir)
+    started = launch(ssh_backend, "echo x > made.txt", rundir, run_id)
+    handle = await ssh_backend.submit(job(run_id, started, rundir))
     await ssh_backend.poll([handle])
     cluster.stop_sshd()
     await asyncio.sleep(0.5)  # the client notices the connection is gone; nobody calls
@@ -337,6 +343,4 @@ async def test_an_unreachable_host_is_unreachable(cluster: Cluster) -> None:
 
 
 def _dummy_handle() -> Handle:
-    return Handle(
-        "x", "slurm", {"job_id": "1", "job_name": "spindle-x", "root": "/", "rundir": "/"}
-    )
+    return Handle("x", {"job_id": "1", "job_name": "spindle-x", "root": "/", "rundir": "/"})

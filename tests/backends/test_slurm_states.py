@@ -15,7 +15,7 @@ from spindle.backends.slurm.script import parse_job_id, render, sbatch_argv
 from spindle.backends.slurm.states import ACTIVE, STATES, Job, parse_sacct, parse_squeue, status_of
 from spindle.compute import SlurmEnv
 from spindle.domain import State
-from spindle.engines.base import Launch
+from spindle.execution import Launch
 from spindle.storage.rundir import RunDir
 
 # SLURM state, exit code the head job recorded (None: none), expected state, exit code,

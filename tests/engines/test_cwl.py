@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from spindle.domain import LogSpan, Run, RunRequest, State, Task
-from spindle.engines.base import Launch, Site
 from spindle.engines.cwl import CwltoolEngine
 from spindle.engines.cwl_log import CwltoolLog, split_command
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
+from spindle.execution import Launch, Site
 from spindle.storage.files import ListedFiles
 from spindle.storage.rundir import RunDir
 from tests.engines import validate_with

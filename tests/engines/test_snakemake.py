@@ -25,7 +25,6 @@ import pytest
 
 from spindle.config import Settings
 from spindle.domain import ComputeEnv, LogSpan, Run, RunRequest, State, Task
-from spindle.engines.base import Cluster, Launch, Site
 from spindle.engines.snakemake import (
     EVENTS_FILE,
     PLUGIN_DIR,
@@ -36,6 +35,7 @@ from spindle.engines.snakemake import (
     read_events,
 )
 from spindle.errors import EngineUnavailable, InvalidRequest
+from spindle.execution import Executor, Launch, Site
 from spindle.storage.files import FileStat, ListedFiles
 from spindle.storage.rundir import RunDir
 from tests.engines import validate_with
@@ -557,11 +557,11 @@ def slurm_run(**parameters: str) -> Run:
     ("cluster", "expected"),
     [
         (
-            Cluster("slurm", engine_args={"snakemake": ("--slurm-status-command", "squeue")}),
+            Executor("slurm", engine_args={"snakemake": ("--slurm-status-command", "squeue")}),
             ["--slurm-no-account", "--slurm-status-command", "squeue"],
         ),
         (
-            Cluster("slurm", partition="short", account="lab", qos="high"),
+            Executor("slurm", {"partition": "short", "account": "lab", "qos": "high"}),
             [
                 "--default-resources",
                 "slurm_partition=short",
@@ -573,10 +573,10 @@ def slurm_run(**parameters: str) -> Run:
     ],
 )
 def test_the_slurm_executor_takes_the_environments_settings(
-    rundir: RunDir, cluster: Cluster, expected: list[str]
+    rundir: RunDir, cluster: Executor, expected: list[str]
 ) -> None:
     stage("wordcount", rundir)
-    site = Site(root=SITE_ROOT, cluster=cluster)
+    site = Site(root=SITE_ROOT, executor=cluster)
     argv = SnakemakeEngine("snakemake", 1).prepare(slurm_run(jobs="4"), rundir, site).argv
     tail = argv[argv.index("--executor") :]
     assert tail == ["--executor", "slurm", "--jobs", "4", *expected]

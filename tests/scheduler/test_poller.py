@@ -11,10 +11,9 @@ import pytest
 
 from spindle.backends.base import Backend, Handle, Status
 from spindle.domain import State
-from spindle.engines.base import Launch
 from spindle.errors import Unreachable
+from spindle.execution import Job
 from spindle.scheduler.poller import Poller, Trouble
-from spindle.storage.rundir import RunDir
 
 
 class Recording(Backend):
@@ -26,7 +25,7 @@ class Recording(Backend):
         self.calls: list[list[str]] = []
         self.down = False
 
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
+    async def submit(self, job: Job) -> Handle:
         raise NotImplementedError
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Status]:
@@ -41,7 +40,7 @@ class Recording(Backend):
 
 
 def handle(run_id: str) -> Handle:
-    return Handle(run_id, "recording")
+    return Handle(run_id)
 
 
 async def test_one_call_per_cycle_for_every_followed_run() -> None:

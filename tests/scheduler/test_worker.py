@@ -1,5 +1,6 @@
 """The worker's own paths that the end-to-end tests cannot time: a run cancelled while its
-worker is starting it (between the claim and the save of its handle)."""
+worker is starting it (between the claim and the save of its handle). The fake engine
+(spindle.testing) runs on the real local backend: no real engine is needed to show it."""
 
 from __future__ import annotations
 
@@ -19,20 +20,18 @@ from spindle.runs import claim
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler.worker import Worker
-from tests.api.conftest import CLEANUP, app_client, catalog, make_app, submit_example
-
-__all__ = ["catalog"]  # the fixture, imported so pytest finds it here
-
-pytestmark = pytest.mark.engine
+from spindle.testing import FakeEngine
+from tests.api.conftest import CLEANUP, app_client, make_app
+from tests.scheduler.test_fakes import submit
 
 
-async def test_a_run_cancelled_while_starting_is_stopped_and_canceled(
-    settings: Settings, catalog: Catalog, cwltool_exe: str
-) -> None:
+async def test_a_run_cancelled_while_starting_is_stopped_and_canceled(settings: Settings) -> None:
+    catalog = Catalog()
+    catalog.add(FakeEngine(), await FakeEngine().detect())
     app: FastAPI = make_app(settings, catalog, worker=False)
     async with app_client(app) as client:
         service: RunService = app.state.service
-        run_id = await submit_example(client, "cwl", "sleep", params={"seconds": 300})
+        run_id = await submit(client, {"sleep": 300})
         now = utcnow()
         async with service.db.begin() as conn:
             claimed = await claim.claim_next(

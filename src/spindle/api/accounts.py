@@ -6,13 +6,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 
 from spindle.api.auth import CallerDep
 from spindle.api.errors import documented
 from spindle.auth.accounts import AccountService
 from spindle.domain import ApiToken
 from spindle.domain import UserStats as DomainStats
+from spindle.limits import MAX_ID
 from spindle.models.accounts import (
     NewToken,
     NewTokenRequest,
@@ -100,7 +101,9 @@ async def create_token(body: NewTokenRequest, caller: CallerDep, accounts: Accou
     response_model=TokenInfo,
     responses=documented(401, 403, 404, 500),
 )
-async def revoke_token(token_id: int, caller: CallerDep, accounts: Accounts) -> TokenInfo:
+async def revoke_token(
+    token_id: Annotated[int, Path(ge=0, le=MAX_ID)], caller: CallerDep, accounts: Accounts
+) -> TokenInfo:
     """Revoke one of the caller's tokens (admins: anyone's). It stops working at once;
     revoking it again changes nothing."""
     return _token(await accounts.revoke_token(caller, token_id))

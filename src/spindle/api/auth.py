@@ -10,7 +10,6 @@ and the session cookie helpers the web UI's sign-in page uses.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -29,7 +28,7 @@ def _basic(value: str) -> tuple[str, str] | str:
     """(user, password) from a Basic credential, or what is wrong with it."""
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # binascii.Error, UnicodeDecodeError, or text that is not ASCII
         return "the Basic credentials are not base64 of UTF-8 'user:password'"
     name, sep, password = decoded.partition(":")
     if not sep or not name:

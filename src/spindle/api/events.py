@@ -14,6 +14,7 @@ from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.domain import Event, Progress, State
 from spindle.errors import InvalidRequest
+from spindle.limits import MAX_ID
 from spindle.models.extensions import ProgressUpdate, RunEvent
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
@@ -28,6 +29,7 @@ After = Annotated[
     int | None,
     Query(
         ge=0,
+        le=MAX_ID,
         description="Send the events after this event id; a `Last-Event-ID` header (sent "
         "by a reconnecting EventSource) takes precedence.",
     ),
@@ -39,8 +41,11 @@ def _position(after: int | None, last_event_id: str | None) -> int | None:
     """Where a stream starts: after ``Last-Event-ID`` when a reconnecting EventSource sends
     it (it is further on than the URL's ``after``), else after ``after``."""
     if last_event_id:
-        if not last_event_id.isdigit():
-            raise InvalidRequest("Last-Event-ID", f"{last_event_id!r} is not an event id")
+        # (ASCII digits only: str.isdigit() takes "²", which int() does not)
+        digits = last_event_id.isascii() and last_event_id.isdigit()
+        if not digits or len(last_event_id) > len(str(MAX_ID)) or int(last_event_id) > MAX_ID:
+            shown = last_event_id[:40] + ("..." if len(last_event_id) > 40 else "")
+            raise InvalidRequest("Last-Event-ID", f"{shown!r} is not an event id (0 to {MAX_ID})")
         return int(last_event_id)
     return after
 

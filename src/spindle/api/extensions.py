@@ -6,13 +6,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from spindle.api.auth import CallerDep
 from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.domain import LogChunk
+from spindle.limits import MAX_OFFSET
 from spindle.models.extensions import RunProgress
+from spindle.storage.access import SignedURL
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
 
@@ -31,6 +33,7 @@ Offset = Annotated[
     int,
     Query(
         ge=0,
+        le=MAX_OFFSET,
         description="Byte offset to start from; follow a live log with the "
         f"`{NEXT_OFFSET}` header of the previous answer.",
     ),
@@ -82,12 +85,15 @@ async def get_task_log_stream(
 )
 async def download_run_file(
     run_id: str, path: str, service: Service, caller: CallerDep
-) -> FileResponse:
+) -> Response:
     """Download a file of the run (an output, or any file inside its folder) by the path
     that output ``location`` URLs carry. A run in a remote compute environment has the file
-    fetched from there when asked for (503 if it cannot be reached now)."""
-    target = await service.run_file(run_id, path, caller=caller)
-    return FileResponse(target, filename=target.name)
+    fetched from there when asked for (503 if it cannot be reached now); storage that serves
+    files by URL answers a redirect to a time-limited one."""
+    found = await service.run_file(run_id, path, caller=caller)
+    if isinstance(found, SignedURL):
+        return RedirectResponse(found.url, status_code=307)
+    return FileResponse(found.path, filename=found.name)
 
 
 @router.get(

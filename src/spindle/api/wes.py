@@ -14,8 +14,10 @@ from spindle.api.auth import CallerDep, ServiceInfoCallerDep
 from spindle.api.deps import LinksDep, Service
 from spindle.api.errors import documented
 from spindle.api.links import Links
+from spindle.api.multipart import read_form
 from spindle.domain import Run, State, Task
 from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.limits import clip_depth
 from spindle.models import wes
 from spindle.models.extensions import ComputeEnvironment, SpindleServiceInfo
 from spindle.runs.submit import EXTENSION_FIELDS, TEXT_FIELDS
@@ -59,7 +61,8 @@ def wes_time(value: datetime | None) -> str | None:
 def _request_model(run: Run) -> wes.RunRequest:
     r = run.request
     return wes.RunRequest(
-        workflow_params=r.workflow_params,
+        # (clipped: a run stored before the depth limit may nest deeper than a response can)
+        workflow_params=clip_depth(r.workflow_params),
         workflow_type=r.workflow_type,
         workflow_type_version=r.workflow_type_version,
         tags=r.tags,
@@ -123,7 +126,7 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
         version=spindle.__version__,
         workflow_type_versions={
             t: wes.WorkflowTypeVersion(workflow_type_version=v)
-            for t, v in catalog.workflow_types.items()
+            for t, v in service.workflow_types.items()
         },
         supported_wes_versions=["1.1.0"],
         supported_filesystem_protocols=["file", "http", "https"],
@@ -240,7 +243,7 @@ async def run_workflow(request: Request, service: Service, caller: CallerDep) ->
     are JSON objects sent as strings."""
     _check_body(request, service.settings.max_upload_bytes)
     # the form's spooled upload files are closed on leaving the block, whatever happens
-    async with request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS) as form:
+    async with read_form(request, max_parts=MAX_FORM_PARTS) as form:
         fields, uploads = _split_form(form)
         run = await service.submit(fields, uploads, caller=caller)
     return wes.RunId(run_id=run.id)
@@ -260,7 +263,7 @@ async def get_run_log(
 ) -> wes.RunLog:
     """This endpoint provides detailed information about a given workflow run."""
     run = await service.get(run_id, caller=caller)
-    outputs: dict[str, Any] = links.outputs(run.id, run.outputs)
+    outputs: dict[str, Any] = links.outputs(run.id, clip_depth(run.outputs))
     return wes.RunLog(
         run_id=run.id,
         request=_request_model(run),

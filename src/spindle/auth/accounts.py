@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import secrets
 import time
-import unicodedata
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from spindle import limits
 from spindle.auth import passwords, tokens
 from spindle.auth.session import fingerprint
 from spindle.auth.verifier import Identity
@@ -51,9 +51,7 @@ class UserNotFound(NotFound):
 def check_name(name: str, *, field: str = "name") -> str:
     if not name or len(name) > MAX_NAME_LENGTH:
         raise InvalidRequest(field, f"must be 1 to {MAX_NAME_LENGTH} characters")
-    if name != name.strip() or any(unicodedata.category(c).startswith("C") for c in name):
-        raise InvalidRequest(field, "must not start or end with spaces or hold control characters")
-    return name
+    return limits.check_name(name, field=field)
 
 
 def check_password(password: str) -> str:

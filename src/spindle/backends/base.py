@@ -1,11 +1,15 @@
-"""The backend seam: where an engine process runs.
+"""The backend seam: where an engine process runs (or, for a managed service, where the
+workflow itself runs).
 
 ``site`` says where a run's folder and engines are for the process (the engine builds its
-command for that); ``submit`` starts the launch and returns a :class:`Handle` that the
-scheduler saves before anything else happens; ``poll`` takes all active handles of a backend
-at once (and brings the engine's logs into the local run folder); ``cancel`` is separate;
-``attach`` re-adopts a handle after Spindle restarted; ``files`` tells what the run left in
-its folder. Backends return statuses and never call back into the scheduler.
+command for that); ``submit`` takes the :class:`~spindle.execution.Job` (the run, its folder
+and the engine's launch, or none for a workflow type the backend runs itself) and returns a
+:class:`Handle` that the scheduler saves before anything else happens; ``poll`` takes all
+active handles of a backend at once (and brings the engine's logs into the local run
+folder); ``cancel`` is separate; ``attach`` re-adopts a handle after Spindle restarted;
+``files`` tells what the run left in its folder; ``report`` (optional) gives the tasks and
+outputs of a workflow the backend follows itself. Backends return statuses and never call
+back into the scheduler.
 """
 
 from __future__ import annotations
@@ -15,13 +19,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from spindle.compute import EnvSettings
 from spindle.domain import State
-from spindle.engines.base import Launch, Site
 from spindle.errors import NotFound
+from spindle.execution import Job, Report, Site
 from spindle.storage.files import LocalFiles, RunFiles
 from spindle.storage.rundir import RunDir
+
+if TYPE_CHECKING:
+    from spindle.config import Settings
 
 
 @dataclass(frozen=True)
@@ -29,15 +37,16 @@ class Handle:
     """Enough to find the engine process again, from any worker, after any restart."""
 
     run_id: str
-    backend: str
     data: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "backend": self.backend, "data": self.data}
+        return {"run_id": self.run_id, "data": self.data}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> Handle:
-        return cls(run_id=raw["run_id"], backend=raw["backend"], data=dict(raw.get("data", {})))
+        """A saved handle (one saved by an older Spindle also names its backend: the run's
+        compute environment says that)."""
+        return cls(run_id=raw["run_id"], data=dict(raw.get("data", {})))
 
 
 @dataclass(frozen=True)
@@ -62,19 +71,36 @@ class Capabilities:
 
 
 class Backend(ABC):
-    #: the backend type (``local``, ``slurm``), also saved in each handle
+    """A backend plugin (registered in the ``spindle.backends`` entry point group, see
+    :mod:`spindle.plugins`); one object per compute environment of its type."""
+
+    #: the backend type (``local``, ``slurm``): a compute environment's ``type``
     name: str
+    #: the model of a ``[compute_envs.NAME]`` table of this type (its ``type`` field a
+    #: ``Literal`` of ``name``)
+    settings_model: ClassVar[type[EnvSettings]] = EnvSettings
+    #: the page of docs/ that documents its settings (a table row per key)
+    docs: ClassVar[str] = "configuration.md"
     capabilities: Capabilities = Capabilities()
+    #: workflow types the backend runs itself, with their versions (a managed service): a
+    #: run of one needs no local engine, and its job comes without a launch
+    workflow_types: ClassVar[Mapping[str, tuple[str, ...]]] = {}
     #: seconds between polls of all its runs; None: the worker's ``monitor_interval``
     poll_interval: float | None = None
+
+    @classmethod
+    def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> Backend:
+        """The backend of compute environment ``env_name`` (``env``: its settings model)."""
+        raise NotImplementedError(f"{cls.__qualname__} does not say how it is configured")
 
     def site(self, run_id: str, rundir: RunDir) -> Site:
         """Where the run's engine will run and find its folder (default: ``rundir`` here)."""
         return Site.local(rundir)
 
     @abstractmethod
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
-        """Start the launch. Idempotent per run id: a second submit finds the first."""
+    async def submit(self, job: Job) -> Handle:
+        """Start the job (its launch, or its workflow when the backend runs the workflow
+        type itself). Idempotent per run id: a second submit finds the first."""
 
     @abstractmethod
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Status]:
@@ -91,6 +117,12 @@ class Backend(ABC):
     async def wait(self, handle: Handle, max_wait: float) -> None:
         """Return when the handle's status may have changed, or after ``max_wait`` seconds."""
         await asyncio.sleep(max_wait)
+
+    async def report(self, handle: Handle, rundir: RunDir) -> Report | None:
+        """The run's tasks (and outputs once it ended) as the backend knows them, for a
+        backend that follows the workflow itself; the worker prefers this when it answers.
+        Default None: the engine reads them from the run folder."""
+        return None
 
     async def files(self, handle: Handle, rundir: RunDir) -> RunFiles:
         """The run folder where the engine ran, to list its outputs (default: ``rundir``)."""

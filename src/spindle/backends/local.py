@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
+from spindle.compute import EnvSettings, LocalEnv
+from spindle.config import Settings
 from spindle.domain import State
-from spindle.engines.base import Launch
 from spindle.errors import BackendError
+from spindle.execution import Job
 from spindle.storage.rundir import RunDir
 
 # $1: run folder, $2: working directory; the rest: the engine's argv. The pid file lets a
@@ -127,6 +129,7 @@ def _status_for_exit(code: int) -> Status:
 
 class LocalBackend(Backend):
     name = "local"
+    settings_model = LocalEnv
     capabilities = Capabilities(local_files=True, waits=True)
 
     def __init__(self, *, cancel_grace_seconds: float = 10.0) -> None:
@@ -136,7 +139,14 @@ class LocalBackend(Backend):
         # through a pidfd at once rather than at the next poll.
         self._exits: dict[str, _ExitWatch] = {}
 
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
+    @classmethod
+    def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> LocalBackend:
+        return cls(cancel_grace_seconds=settings.cancel_grace_seconds)
+
+    async def submit(self, job: Job) -> Handle:
+        run_id, launch, rundir = job.run_id, job.launch, job.rundir
+        if launch is None:
+            raise BackendError("the local backend runs an engine's launch; this job has none")
         watch = self._exits.get(run_id)
         if watch is not None:
             return self._handle(run_id, watch.pid, rundir)
@@ -200,7 +210,6 @@ class LocalBackend(Backend):
     def _handle(self, run_id: str, pid: int, rundir: RunDir) -> Handle:
         return Handle(
             run_id=run_id,
-            backend=self.name,
             data={
                 "pid": pid,
                 "pgid": pid,

@@ -1,44 +1,50 @@
 """The compute environments of a Spindle: ``local`` and every one in the settings, each a
-backend built from its settings. Built-in types register the way a plugin would: a type name
-and a factory."""
+backend built from its settings by the backend plugin its ``type`` names (built-ins register
+through the same entry point group as an outside plugin, see :mod:`spindle.plugins`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from spindle.backends.base import Backend
-from spindle.compute import LOCAL, ComputeEnvConfig
+from spindle.compute import LOCAL, EnvSettings
 from spindle.config import Settings
 from spindle.domain import ComputeEnv
-
-BackendFactory = Callable[[str, ComputeEnvConfig], Backend]
-
-
-def _slurm(name: str, env: ComputeEnvConfig) -> Backend:
-    from spindle.backends.slurm.backend import SlurmBackend
-
-    return SlurmBackend(name, env)
+from spindle.plugins import Registry, registry
 
 
-BACKEND_TYPES: dict[str, BackendFactory] = {"slurm": _slurm}
+def backend_classes(plugins: Registry | None = None) -> dict[str, type[Backend]]:
+    """The backend plugins installed, by type; a class that is no ``Backend`` is refused."""
+    out: dict[str, type[Backend]] = {}
+    for kind, cls in (plugins or registry()).backends.items():
+        if not issubclass(cls, Backend):
+            raise TypeError(f"backend plugin {kind!r} ({cls.__qualname__}) is not a Backend")
+        out[kind] = cls
+    return out
+
+
+def environments(settings: Settings) -> dict[str, EnvSettings]:
+    """Every compute environment's settings, ``local`` (always there) first."""
+    local = backend_classes()[LOCAL].settings_model.model_validate({"type": LOCAL})
+    return {LOCAL: local, **settings.compute_envs}
 
 
 def build_backends(settings: Settings) -> dict[str, Backend]:
     """One backend per compute environment, by environment name. Nothing connects yet."""
-    from spindle.backends.local import LocalBackend
-
-    backends: dict[str, Backend] = {
-        LOCAL: LocalBackend(cancel_grace_seconds=settings.cancel_grace_seconds)
+    classes = backend_classes()
+    return {
+        name: classes[env.type].from_settings(name, env, settings)
+        for name, env in environments(settings).items()
     }
-    for name, env in settings.compute_envs.items():
-        backends[name] = BACKEND_TYPES[env.type](name, env)
-    return backends
 
 
 def describe(settings: Settings) -> list[ComputeEnv]:
     """What service-info and request validation know of each environment."""
-    envs = [ComputeEnv(LOCAL, LOCAL, "Spindle's own machine")]
-    envs += [
-        ComputeEnv(name, env.type, env.description) for name, env in settings.compute_envs.items()
+    classes = backend_classes()
+    return [
+        ComputeEnv(
+            name,
+            env.type,
+            env.description or ("Spindle's own machine" if name == LOCAL else ""),
+            workflow_types=dict(classes[env.type].workflow_types),
+        )
+        for name, env in environments(settings).items()
     ]
-    return envs

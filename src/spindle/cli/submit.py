@@ -4,6 +4,7 @@ the run's progress to its end."""
 from __future__ import annotations
 
 import asyncio
+import fnmatch
 import json
 import re
 from collections.abc import Sequence
@@ -106,12 +107,16 @@ def _workflow(target: str, extra: Sequence[Path]) -> Workflow:
 
 
 def _infer_type(name: str) -> str:
+    """The workflow type whose engine plugins claim the file name (their ``workflow_files``)."""
+    from spindle.engines.registry import engine_classes
+
     lowered = name.lower()
-    if lowered == "snakefile" or lowered.endswith((".smk", ".snakefile")):
-        return "SMK"
-    if lowered.endswith(".cwl"):
-        return "CWL"
-    raise CliError(f"cannot tell the workflow type of {name!r}: give --type SMK or --type CWL")
+    engines = engine_classes().values()
+    for engine in engines:
+        if any(fnmatch.fnmatchcase(lowered, pattern) for pattern in engine.workflow_files):
+            return engine.workflow_type
+    types = " or ".join(f"--type {t}" for t in sorted({e.workflow_type for e in engines}))
+    raise CliError(f"cannot tell the workflow type of {name!r}: give {types}")
 
 
 def _version_key(version: str) -> tuple[int, ...]:

@@ -1,7 +1,8 @@
 """The engine seam: one module per workflow language.
 
 An engine never runs anything itself and never imports the scheduler, the API or a backend.
-It turns a run into a :class:`Launch` (argv, environment, working directory), and later reads
+It turns a run into a :class:`~spindle.execution.Launch` (argv, environment, working
+directory) for the :class:`~spindle.execution.Site` the backend names, and later reads
 what the engine process left in the run directory: tasks (from the engine's own events) and
 outputs. Engines are external programs started as processes, so their dependency trees never
 meet Spindle's.
@@ -11,67 +12,20 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import PurePath, PurePosixPath
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel
 
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
 from spindle.errors import EngineUnavailable
+from spindle.execution import Launch, Site
+from spindle.plugins import PluginSettings
 from spindle.storage.files import LocalFiles, RunFiles
 from spindle.storage.rundir import RunDir
 
-
-@dataclass(frozen=True)
-class Cluster:
-    """A batch scheduler the engine may hand its own jobs to (e.g. Snakemake's SLURM
-    executor), with the settings of the compute environment."""
-
-    scheduler: str
-    partition: str = ""
-    account: str = ""
-    qos: str = ""
-    #: more engine arguments for that, by engine name (from the environment's settings)
-    engine_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Site:
-    """Where a launch will run, as the engine process there sees it. The backend says; the
-    engine builds every path of its command from ``root``, so the same run folder layout
-    works on this host and in a cluster's work folder."""
-
-    #: the run folder there (its layout is the local :class:`RunDir`'s, copied as is)
-    root: PurePosixPath
-    #: engine commands there by engine name; absent: the engine's own executable
-    executables: Mapping[str, str] = field(default_factory=dict)
-    #: CPUs an engine process gets there unless its run asks for more (None: the engine's
-    #: own default, e.g. ``snakemake_cores``)
-    cpus: int | None = None
-    #: the scheduler it may hand jobs to, if any
-    cluster: Cluster | None = None
-
-    @classmethod
-    def local(cls, rundir: RunDir) -> Site:
-        return cls(root=PurePosixPath(rundir.root.absolute()))
-
-    def path(self, rundir: RunDir, local: PurePath) -> PurePosixPath:
-        """Where a path inside the local run folder is on the site."""
-        rel = PurePosixPath(local.relative_to(rundir.root.absolute()).as_posix())
-        return self.root / rel
-
-
-@dataclass(frozen=True)
-class Launch:
-    """Everything a backend needs to start the engine: the process, not the workflow. Paths
-    are the site's (see :class:`Site`)."""
-
-    argv: list[str]
-    cwd: PurePath
-    env: dict[str, str] = field(default_factory=dict)
-    #: CPUs the process will use (a batch backend asks its scheduler for them); None: the
-    #: site's default
-    cpus: int | None = None
+if TYPE_CHECKING:
+    from spindle.config import Settings
 
 
 @dataclass(frozen=True)
@@ -95,11 +49,34 @@ class EngineInfo:
     workflow_type_versions: list[str]
 
 
+class EngineSettings(PluginSettings):
+    """An engine's ``[engines.NAME]`` table (a plugin's model may add fields)."""
+
+    #: The engine's executable; empty: ``<engines_dir>/NAME/bin/NAME``, then ``PATH``.
+    executable: str = ""
+
+
 class Engine(ABC):
+    """An engine plugin (registered in the ``spindle.engines`` entry point group, see
+    :mod:`spindle.plugins`)."""
+
     #: engine name as clients give it in ``workflow_engine`` (e.g. "snakemake", "cwltool")
     name: str
     #: WES workflow_type this engine runs (e.g. "SMK", "CWL")
     workflow_type: str
+    #: the model of its ``[engines.NAME]`` settings
+    settings_model: ClassVar[type[BaseModel]] = EngineSettings
+    #: folders of the run folder that are the engine's own bookkeeping: never listed as
+    #: outputs, nor copied back from a remote run folder (``work/.snakemake``)
+    mirror_skip: ClassVar[tuple[str, ...]] = ()
+    #: file names (fnmatch patterns, lowercase) of workflows of its type, for the CLI to
+    #: infer ``workflow_type`` from (``*.cwl``)
+    workflow_files: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, own: BaseModel) -> Engine:
+        """The engine as the settings configure it (``own``: its ``settings_model``)."""
+        raise NotImplementedError(f"{cls.__qualname__} does not say how it is configured")
 
     def parameters(self) -> list[EngineParameter]:
         """The ``workflow_engine_parameters`` keys this engine understands, with defaults."""

@@ -30,18 +30,21 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import BaseModel
+
+from spindle.config import Settings
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
 from spindle.engines.base import (
     Engine,
     EngineInfo,
     EngineParameter,
-    Launch,
-    Site,
+    EngineSettings,
     ask,
     local_files,
 )
 from spindle.engines.cwl_log import CwltoolLog
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
+from spindle.execution import Launch, Site
 from spindle.storage.files import RunFiles
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
@@ -61,12 +64,19 @@ class CwltoolEngine(Engine):
 
     name = "cwltool"
     workflow_type = "CWL"
+    workflow_files = ("*.cwl",)
 
     def __init__(self, executable: str) -> None:
         self.executable = executable
         self.versions: list[str] = list(KNOWN_VERSIONS)
         self._logs: OrderedDict[Path, CwltoolLog] = OrderedDict()
         self._logs_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, own: BaseModel) -> CwltoolEngine:
+        """``[engines.cwltool]``, or the older top-level ``cwltool`` setting."""
+        explicit = own.executable if isinstance(own, EngineSettings) else ""
+        return cls(settings.engine_executable(cls.name, explicit or settings.cwltool))
 
     # --- what is installed ---------------------------------------------------------------
 
@@ -146,7 +156,7 @@ class CwltoolEngine(Engine):
             (rundir.work / sub).mkdir(parents=True, exist_ok=True)
         work = site.path(rundir, rundir.work.absolute())
         argv = [
-            site.executables.get(self.name, self.executable),
+            site.executable(self.name, self.executable),
             "--no-container",
             "--disable-color",  # colour codes would sit in the middle of every log line
             "--timestamps",  # task times come from these

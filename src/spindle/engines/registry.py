@@ -1,39 +1,43 @@
 """The engines this Spindle can run, found at start-up.
 
-Built-in engines register the same way a plugin would: a name and a factory taking the
-settings. ``load_catalog`` runs each engine's ``detect`` so that service-info and request
-validation speak of what is really installed, not of what the code knows about.
+Engines are plugins (:mod:`spindle.plugins`): the built-in ones register through the same
+entry point group as an outside one. ``load_catalog`` runs each engine's ``detect`` so that
+service-info and request validation speak of what is really installed, not of what the code
+knows about.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spindle.config import Settings
+from spindle.domain import ComputeEnv
 from spindle.engines.base import Engine, EngineInfo
 from spindle.errors import EngineUnavailable, InvalidRequest
+from spindle.plugins import Registry, registry
 
 log = logging.getLogger(__name__)
 
-EngineFactory = Callable[[Settings], Engine]
+
+def engine_classes(plugins: Registry | None = None) -> dict[str, type[Engine]]:
+    """The engine plugins installed, by name; a class that is no ``Engine`` is refused."""
+    out: dict[str, type[Engine]] = {}
+    for name, cls in (plugins or registry()).engines.items():
+        if not issubclass(cls, Engine):
+            raise TypeError(f"engine plugin {name!r} ({cls.__qualname__}) is not an Engine")
+        out[name] = cls
+    return out
 
 
-def _snakemake(settings: Settings) -> Engine:
-    from spindle.engines.snakemake import SnakemakeEngine
-
-    return SnakemakeEngine(settings.engine_executable("snakemake"), settings.snakemake_cores)
-
-
-def _cwltool(settings: Settings) -> Engine:
-    from spindle.engines.cwl import CwltoolEngine
-
-    return CwltoolEngine(settings.engine_executable("cwltool"))
-
-
-BUILTIN_ENGINES: dict[str, EngineFactory] = {"snakemake": _snakemake, "cwltool": _cwltool}
+def build_engines(settings: Settings, plugins: Registry | None = None) -> list[Engine]:
+    """One engine per installed plugin, configured by its ``[engines.NAME]`` table."""
+    plugins = plugins or registry()
+    return [
+        cls.from_settings(settings, plugins.engine_settings(name, settings.engines.get(name, {})))
+        for name, cls in engine_classes(plugins).items()
+    ]
 
 
 @dataclass
@@ -69,8 +73,18 @@ class Catalog:
         workflow_type_version: str,
         workflow_engine: str | None,
         workflow_engine_version: str | None,
-    ) -> Engine:
-        """The engine for a request, or InvalidRequest naming the field that does not fit."""
+        env: ComputeEnv | None = None,
+    ) -> Engine | None:
+        """The engine for a request, or InvalidRequest naming the field that does not fit.
+        None: the compute environment ``env`` runs the workflow type itself (a managed
+        service), so no local engine is needed."""
+        native = env.workflow_types.get(workflow_type, ()) if env is not None else ()
+        if (
+            workflow_type_version in native
+            and workflow_engine in (None, env.type if env else None)
+            and workflow_engine_version is None
+        ):
+            return None
         types = self.workflow_types
         if workflow_type not in types:
             raise InvalidRequest(
@@ -108,11 +122,9 @@ class Catalog:
         )
 
 
-async def load_catalog(
-    settings: Settings, factories: dict[str, EngineFactory] | None = None
-) -> Catalog:
+async def load_catalog(settings: Settings, plugins: Registry | None = None) -> Catalog:
     catalog = Catalog()
-    engines = [make(settings) for make in (factories or BUILTIN_ENGINES).values()]
+    engines = build_engines(settings, plugins)
     results = await asyncio.gather(*(e.detect() for e in engines), return_exceptions=True)
     for engine, result in zip(engines, results, strict=True):
         if isinstance(result, EngineInfo):

@@ -23,18 +23,20 @@ from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
+from pydantic import BaseModel, Field
+
+from spindle.config import Settings
 from spindle.domain import ComputeEnv, LogSpan, Run, RunRequest, State, Task
 from spindle.engines.base import (
-    Cluster,
     Engine,
     EngineInfo,
     EngineParameter,
-    Launch,
-    Site,
+    EngineSettings,
     ask,
     local_files,
 )
 from spindle.errors import EngineUnavailable, InvalidRequest
+from spindle.execution import Executor, Launch, Site
 from spindle.storage.files import FileStat, RunFiles
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
@@ -60,6 +62,13 @@ _ANNOTATION = re.compile(r" \([^()]*\)$")
 _WORK = PurePosixPath("work")
 
 
+class SnakemakeSettings(EngineSettings):
+    """``[engines.snakemake]``."""
+
+    #: Cores Snakemake may use per run; empty: ``snakemake_cores``.
+    cores: int | None = Field(default=None, gt=0)
+
+
 class SnakemakeEngine(Engine):
     """Runs Snakefiles with the ``snakemake`` executable found at ``executable``.
 
@@ -71,11 +80,22 @@ class SnakemakeEngine(Engine):
 
     name = "snakemake"
     workflow_type = "SMK"
+    settings_model = SnakemakeSettings
+    mirror_skip = ("work/.snakemake",)
+    workflow_files = ("snakefile", "*.smk", "*.snakefile")
 
     def __init__(self, executable: str, cores: int) -> None:
         self.executable = executable
         self.cores = cores
         self.versions: list[str] = [str(MIN_MAJOR)]
+
+    @classmethod
+    def from_settings(cls, settings: Settings, own: BaseModel) -> SnakemakeEngine:
+        """``[engines.snakemake]``, or the older top-level ``snakemake`` and
+        ``snakemake_cores`` settings."""
+        mine = own if isinstance(own, SnakemakeSettings) else SnakemakeSettings()
+        executable = settings.engine_executable(cls.name, mine.executable or settings.snakemake)
+        return cls(executable, mine.cores or settings.snakemake_cores)
 
     # --- what is installed ---------------------------------------------------------------
 
@@ -170,7 +190,7 @@ class SnakemakeEngine(Engine):
         plugin = install_plugin(rundir)
         work = site.path(rundir, rundir.work.absolute())
         argv = [
-            site.executables.get(self.name, self.executable),
+            site.executable(self.name, self.executable),
             "--snakefile",
             snakefile,
             "--directory",
@@ -187,7 +207,7 @@ class SnakemakeEngine(Engine):
             str(site.path(rundir, events_path(rundir).absolute())),
         ]
         if executor_parameter(parameters) == "slurm":
-            argv += slurm_executor_arguments(site.cluster, cluster_jobs(parameters))
+            argv += slurm_executor_arguments(site.executor, cluster_jobs(parameters))
         # PYTHONPATH is the plugin folder alone: nothing of Spindle's environment leaks in.
         env = {"PYTHONPATH": str(site.path(rundir, plugin)), "PYTHONUNBUFFERED": "1"}
         return Launch(argv=argv, cwd=work, env=env, cpus=cores)
@@ -266,27 +286,28 @@ def cluster_jobs(engine_parameters: Mapping[str, str]) -> int:
     return jobs
 
 
-def slurm_executor_arguments(cluster: Cluster | None, jobs: int) -> list[str]:
+def slurm_executor_arguments(executor: Executor | None, jobs: int) -> list[str]:
     """Snakemake's SLURM executor plugin, with the environment's partition, account and QoS
     as the jobs' defaults (``--slurm-no-account`` when there is no account)."""
-    if cluster is None or cluster.scheduler != "slurm":
+    if executor is None or executor.name != "slurm":
         raise InvalidRequest(
             "workflow_engine_parameters",
             "executor 'slurm' needs a compute_env of type slurm",
         )
     argv = ["--executor", "slurm", "--jobs", str(jobs)]
+    defaults = executor.defaults
     resources = []
-    if cluster.partition:
-        resources.append(f"slurm_partition={cluster.partition}")
-    if cluster.account:
-        resources.append(f"slurm_account={cluster.account}")
+    if defaults.get("partition"):
+        resources.append(f"slurm_partition={defaults['partition']}")
+    if defaults.get("account"):
+        resources.append(f"slurm_account={defaults['account']}")
     else:
         argv.append("--slurm-no-account")
     if resources:
         argv += ["--default-resources", *resources]
-    if cluster.qos:
-        argv += ["--slurm-qos", cluster.qos]
-    argv += cluster.engine_args.get("snakemake", ())
+    if defaults.get("qos"):
+        argv += ["--slurm-qos", defaults["qos"]]
+    argv += executor.engine_args.get("snakemake", ())
     return argv
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from spindle import limits
 from spindle.config import Settings
 from spindle.db.types import utcnow
 from spindle.domain import Caller, Run, RunGroup, RunSummary, State
@@ -158,6 +159,7 @@ class GroupService:
             row = await group_store.get_group_row(conn, group_id)
             assert row is not None
             group = (await group_store.with_usage(conn, [row]))[0]
+            await self.runs.wakeup.notify(conn, "queued")  # workers in other processes too
         self.runs.wakeup.run_queued()  # a raised limit may let queued runs start
         return group
 
@@ -179,6 +181,8 @@ class GroupService:
                 )
             detached = await group_store.detach_runs(conn, group_id) if n else 0
             await group_store.delete_group(conn, group_id)
+            if detached:
+                await self.runs.wakeup.notify(conn, "queued")  # workers in other processes
         if detached:
             self.runs.wakeup.run_queued()  # detached runs are no longer held by its limits
         return detached
@@ -240,6 +244,7 @@ class GroupService:
                 raise Conflict(f"run {run_id!r} started meanwhile; it can no longer change groups")
             moved = await store.get_run(conn, run_id)
             assert moved is not None
+            await self.runs.wakeup.notify(conn, "queued")  # workers in other processes too
         self.runs.wakeup.run_queued()
         return moved
 
@@ -260,7 +265,7 @@ class GroupService:
                 raise InvalidRequest("name", "is required (a non-empty string)")
             if len(name.strip()) > MAX_NAME:
                 raise InvalidRequest("name", f"is longer than {MAX_NAME} characters")
-            values["name"] = name.strip()
+            values["name"] = limits.check_name(name.strip(), field="name")
         if "description" in fields:
             description = fields["description"]
             if description is None:
@@ -269,7 +274,9 @@ class GroupService:
                 raise InvalidRequest("description", "must be a string")
             if len(description) > MAX_DESCRIPTION:
                 raise InvalidRequest("description", f"is longer than {MAX_DESCRIPTION} characters")
-            values["description"] = description
+            values["description"] = limits.check_text(
+                description, field="description", multiline=True
+            )
         for name in ("max_runs", "max_cpus"):
             if name in fields:
                 values[name] = _positive_int(name, fields[name])

@@ -3,6 +3,7 @@ one (what a page shows first). Blocking file reads: call them through ``asyncio.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from spindle.domain import LogChunk
@@ -21,7 +22,7 @@ def read_range(path: Path, *, base: int, end: int | None, offset: int, limit: in
         limit = max(0, min(end - start, limit))
     try:
         with path.open("rb") as fh:
-            fh.seek(start)
+            fh.seek(min(start, os.fstat(fh.fileno()).st_size))  # (past the end: read b"")
             data = fh.read(limit)
     except FileNotFoundError:
         data = b""

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,9 +37,8 @@ from spindle.domain import (
     State,
     Task,
 )
-from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
-from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound, Unreachable
+from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
 from spindle.runs import feed, group_store, lifecycle, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
@@ -63,6 +62,7 @@ from spindle.runs.submit import (
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
+from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
 from spindle.storage.rundir import RunDir
 
@@ -91,14 +91,27 @@ class RunService:
         wakeup: Wakeup,
         compute_envs: Sequence[ComputeEnv] = (ComputeEnv("local", "local"),),
         file_sources: Mapping[str, FileSource] | None = None,
+        storage: RunStorage | None = None,
     ) -> None:
         self.db = db
         self.settings = settings
         self.catalog = catalog
         self.wakeup = wakeup
         self.compute_envs = {env.name: env for env in compute_envs}
-        #: per compute environment whose run folders are elsewhere: where to fetch files
-        self.file_sources = dict(file_sources or {})
+        #: where a run's files are read (per compute environment whose run folders are
+        #: elsewhere, ``file_sources`` fetch them)
+        self.storage = storage or FolderStorage(settings.data_dir, file_sources)
+
+    @property
+    def workflow_types(self) -> dict[str, list[str]]:
+        """workflow_type -> every version something here runs: an installed engine, or a
+        compute environment whose backend runs the type itself."""
+        out = {t: list(v) for t, v in self.catalog.workflow_types.items()}
+        for env in self.compute_envs.values():
+            for kind, versions in env.workflow_types.items():
+                known = out.setdefault(kind, [])
+                known.extend(v for v in versions if v not in known)
+        return out
 
     # --- submit --------------------------------------------------------------------------
 
@@ -150,25 +163,28 @@ class RunService:
             raise InvalidRequest("run_group_id", f"run group {group_id!r} was not found")
         return group_store.group_from_row(row)
 
-    def _check(self, request: RunRequest, group: RunGroup | None = None) -> tuple[Engine, str]:
-        """The engine and compute environment for a request (into ``group``), or
+    def _check(self, request: RunRequest, group: RunGroup | None = None) -> tuple[str, str]:
+        """The engine (by name: an engine's, or the compute environment's type when it runs
+        the workflow itself) and compute environment for a request (into ``group``), or
         InvalidRequest."""
+        default_env = group.compute_env if group and group.compute_env else "local"
+        compute_env = request.workflow_engine_parameters.get("compute_env", default_env)
         engine = self.catalog.resolve(
             request.workflow_type,
             request.workflow_type_version,
             request.workflow_engine,
             request.workflow_engine_version,
+            self.compute_envs.get(compute_env),
         )
-        known = {p.name for p in engine.parameters()} | SPINDLE_PARAMETERS
+        known = {p.name for p in engine.parameters()} if engine else set()
+        known |= SPINDLE_PARAMETERS
         for key in request.workflow_engine_parameters:
             if key not in known:
                 raise InvalidRequest(
                     "workflow_engine_parameters",
-                    f"{key!r} is not a parameter of {engine.name}; known: "
-                    + ", ".join(sorted(known)),
+                    f"{key!r} is not a parameter of {engine.name if engine else compute_env}; "
+                    "known: " + ", ".join(sorted(known)),
                 )
-        default_env = group.compute_env if group and group.compute_env else "local"
-        compute_env = request.workflow_engine_parameters.get("compute_env", default_env)
         cpus = run_cpus(request.workflow_engine_parameters)
         run_priority(request.workflow_engine_parameters)
         if group is not None and group.max_cpus is not None and cpus > group.max_cpus:
@@ -184,13 +200,15 @@ class RunService:
                 f"compute_env {compute_env!r} is not configured; configured: "
                 + ", ".join(self.compute_envs),
             )
+        if engine is None:
+            return env.type, compute_env
         engine.validate(request, env)
-        return engine, compute_env
+        return engine.name, compute_env
 
     async def _create(
         self,
         request: RunRequest,
-        engine: Engine,
+        engine: str,
         compute_env: str,
         stage: Callable[[Path], list[StagedFile]],
         *,
@@ -219,7 +237,7 @@ class RunService:
                     conn,
                     run_id=run_id,
                     request=request,
-                    engine=engine.name,
+                    engine=engine,
                     compute_env=compute_env,
                     owner_id=owner_id,
                     group_id=group.id if group else None,
@@ -420,27 +438,11 @@ class RunService:
             logs.read_tail, path, base=span.start or 0, end=span.end, max_bytes=max_bytes
         )
 
-    async def run_file(self, run_id: str, path: str, *, caller: Caller) -> Path:
-        """A file of the run, for download; refuses anything outside the run folder. A run
-        that ran elsewhere (a cluster) has its files fetched from there when asked for: on
-        every request while it is active, once when it has ended."""
+    async def run_file(self, run_id: str, path: str, *, caller: Caller) -> FileAnswer:
+        """A file of the run (anything inside its folder), for a download, a page or a
+        link: a file on this host or a time-limited URL, as the run's storage answers."""
         run = await self.get(run_id, caller=caller)
-        rundir = self.rundir(run_id)
-        target = rundir.resolve(path)
-        source = self.file_sources.get(run.compute_env)
-        fetched = run.state.terminal and await asyncio.to_thread(target.is_file)
-        if source is not None and run.handle is not None and not fetched:
-            rel = PurePosixPath(target.relative_to(rundir.root.resolve()).as_posix())
-            try:
-                await source.fetch(run.handle, rel, target)
-            except Unreachable:
-                if not await asyncio.to_thread(target.is_file):
-                    raise  # 503: the file is on a compute environment out of reach now
-            except NotFound:
-                raise NotFound(f"run {run_id!r} has no file {path!r}") from None
-        if not await asyncio.to_thread(target.is_file):
-            raise NotFound(f"run {run_id!r} has no file {path!r}")
-        return target
+        return await self.storage.open(run, path)
 
     # --- cancel --------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from spindle import limits
 from spindle.domain import RunRequest
 from spindle.errors import InvalidRequest, PayloadTooLarge
 from spindle.storage.rundir import safe_relative
@@ -64,8 +65,14 @@ def _json_field(fields: Mapping[str, str | None], name: str) -> dict[str, Any]:
         value = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InvalidRequest(name, f"is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except RecursionError:
+        # (the parser gives up on nesting long past the limit checked below)
+        raise InvalidRequest(
+            name, f"nests too deeply; at most {limits.MAX_PARAMS_DEPTH} levels are accepted"
+        ) from None
     if not isinstance(value, dict):
         raise InvalidRequest(name, f"must be a JSON object, not {type(value).__name__}")
+    limits.check_depth(value, field=name)
     return value
 
 
@@ -97,9 +104,9 @@ def parse_request(fields: Mapping[str, str | None]) -> RunRequest:
     return RunRequest(
         workflow_type=_required(fields, "workflow_type"),
         workflow_type_version=_required(fields, "workflow_type_version"),
-        workflow_url=_required(fields, "workflow_url"),
+        workflow_url=limits.check_text(_required(fields, "workflow_url"), field="workflow_url"),
         workflow_params=_json_field(fields, "workflow_params"),
-        tags=_string_map(fields, "tags"),
+        tags=dict(limits.check_tags(_string_map(fields, "tags"))),
         workflow_engine=_optional(fields, "workflow_engine"),
         workflow_engine_version=_optional(fields, "workflow_engine_version"),
         workflow_engine_parameters=_string_map(fields, "workflow_engine_parameters"),
@@ -141,6 +148,8 @@ def requested_group(fields: Mapping[str, str | None], request: RunRequest) -> st
     """The run group a submission names, by the ``run_group_id`` form field or tag (both
     may be given, if they agree)."""
     field = _optional(fields, "run_group_id")
+    if field is not None:
+        limits.check_name(field, field="run_group_id")
     tag = request.tags.get(GROUP_TAG)
     tag = tag.strip() if tag and tag.strip() else None
     if field and tag and field != tag:
@@ -174,8 +183,48 @@ def check_workflow_url(url: str, attachments: Sequence[StagedFile]) -> None:
         )
 
 
+def check_attachment_names(names: Sequence[str]) -> None:
+    """Each name a relative path of names within the limits (docs/security.md), and no name
+    both a file and a folder of another (``a`` and ``a/b``)."""
+    field = "workflow_attachment"
+    files: set[str] = set()
+    folders: dict[str, str] = {}
+    for name in names:
+        shown = repr(name[:60] + ("..." if len(name) > 60 else ""))
+        if len(name.encode("utf-8", "surrogatepass")) > limits.MAX_ATTACHMENT_PATH_BYTES:
+            raise InvalidRequest(
+                field, f"{shown} is longer than {limits.MAX_ATTACHMENT_PATH_BYTES} bytes"
+            )
+        rel = safe_relative(name, field=field)
+        if len(rel.parts) > limits.MAX_ATTACHMENT_DEPTH + 1:
+            raise InvalidRequest(
+                field,
+                f"{shown} is nested in {len(rel.parts) - 1} folders; at most "
+                f"{limits.MAX_ATTACHMENT_DEPTH} are accepted",
+            )
+        for part in rel.parts:
+            if len(part.encode("utf-8", "surrogatepass")) > limits.MAX_ATTACHMENT_PART_BYTES:
+                raise InvalidRequest(
+                    field,
+                    f"{shown}: a file or folder name is longer than "
+                    f"{limits.MAX_ATTACHMENT_PART_BYTES} bytes",
+                )
+            if limits.has_control(part):
+                raise InvalidRequest(field, f"{shown} must not hold control characters")
+        path = rel.as_posix()
+        files.add(path)
+        for i in range(1, len(rel.parts)):
+            folders.setdefault("/".join(rel.parts[:i]), path)
+    for path in sorted(files):
+        if path in folders:
+            raise InvalidRequest(
+                field, f"{path!r} is attached as a file and as the folder of {folders[path]!r}"
+            )
+
+
 def stage_uploads(uploads: Sequence[Upload], dest: Path, *, max_bytes: int) -> list[StagedFile]:
     """Copy uploads into ``dest`` keeping their relative paths. Blocking: run in a thread."""
+    check_attachment_names([upload.filename or "" for upload in uploads])
     staged: list[StagedFile] = []
     seen: set[str] = set()
     total = 0

@@ -22,6 +22,7 @@ from spindle.domain import Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import SpindleError, Unreachable
+from spindle.execution import Job, Report
 from spindle.runs import lifecycle, store
 from spindle.runs.lifecycle import Deadline, Ending
 from spindle.runs.wakeup import Wakeup
@@ -73,7 +74,8 @@ class Driver:
         rundir = RunDir.for_run(self.settings.data_dir, run.id)
         try:
             backend = self._backend(run)
-            engine = self.catalog.get(run.engine)
+            # a backend that runs the workflow type itself was resolved as the run's engine
+            engine = None if run.engine == backend.name else self.catalog.get(run.engine)
             if run.handle is not None:
                 handle = Handle.from_json(run.handle)
             elif run.state is State.CANCELING:
@@ -107,13 +109,16 @@ class Driver:
 
     # --- launch --------------------------------------------------------------------------
 
-    async def _launch(self, run: Run, engine: Engine, backend: Backend, rundir: RunDir) -> Handle:
-        site = backend.site(run.id, rundir)
-        launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+    async def _launch(
+        self, run: Run, engine: Engine | None, backend: Backend, rundir: RunDir
+    ) -> Handle:
+        launch = None
+        if engine is not None:
+            site = backend.site(run.id, rundir)
+            launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+        job = Job(run, rundir, launch, engine.mirror_skip if engine else ())
         handle = await self._retrying(
-            run.id,
-            f"submitting to {run.compute_env}",
-            lambda: backend.submit(run.id, launch, rundir),
+            run.id, f"submitting to {run.compute_env}", lambda: backend.submit(job)
         )
         async with outage.begin(self.db) as conn:
             # the common case in one statement: the handle saved with the move to RUNNING;
@@ -123,7 +128,7 @@ class Driver:
                 conn,
                 run.id,
                 handle=handle.to_json(),
-                cmd=launch.argv,
+                cmd=launch.argv if launch else [],
                 running=not backend.capabilities.queues,
             )
         return handle
@@ -133,7 +138,7 @@ class Driver:
     async def _monitor(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         handle: Handle,
@@ -180,7 +185,7 @@ class Driver:
                     # _finish reads the engine's progress once, with the final state
                     await self._finish(run, engine, backend, rundir, status, handle)
                     return
-                await self._sync_progress(run, engine, rundir)
+                await self._sync_progress(run, engine, backend, rundir, handle)
                 async with outage.connect(self.db) as conn:
                     watch = await store.get_watch(conn, run.id)
                 state = watch[0] if watch else None
@@ -271,28 +276,43 @@ class Driver:
             async with self.db.begin() as conn:
                 await lifecycle.note(conn, run_id, line)
 
-    async def _sync_progress(self, run: Run, engine: Engine, rundir: RunDir) -> None:
-        tasks, progress = await self._read_progress(engine, rundir)
+    async def _sync_progress(
+        self, run: Run, engine: Engine | None, backend: Backend, rundir: RunDir, handle: Handle
+    ) -> None:
+        tasks, progress, _ = await self._read_progress(engine, backend, rundir, handle)
         if tasks:
             async with outage.begin(self.db) as conn:
                 await lifecycle.record_progress(conn, run.id, tasks, progress)
 
     @staticmethod
-    async def _read_progress(engine: Engine, rundir: RunDir) -> tuple[list[Task], Progress]:
-        tasks = await asyncio.to_thread(engine.progress, rundir)
+    async def _read_progress(
+        engine: Engine | None, backend: Backend, rundir: RunDir, handle: Handle
+    ) -> tuple[list[Task], Progress, Report | None]:
+        """The tasks so far: the backend's report when it gives one, else the engine's."""
+        try:
+            report = await backend.report(handle, rundir)
+        except Unreachable:  # no news this time: its poller notes the trouble and retries
+            return [], Progress(done=0, total=None), None
+        if report is not None:
+            tasks, planned = report.tasks, report.planned
+        elif engine is not None:
+            tasks = await asyncio.to_thread(engine.progress, rundir)
+            planned = engine.planned_tasks(rundir) if tasks else None
+        else:
+            tasks, planned = [], None
         progress = Progress(
             done=sum(1 for t in tasks if t.state is State.COMPLETE),
-            total=engine.planned_tasks(rundir) if tasks else None,
+            total=planned if tasks else None,
             current=[t.name for t in tasks if t.state is State.RUNNING],
         )
-        return tasks, progress
+        return tasks, progress, report
 
     # --- finish --------------------------------------------------------------------------
 
     async def _stop_overtime(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         handle: Handle,
@@ -308,7 +328,7 @@ class Driver:
     async def _finish(
         self,
         run: Run,
-        engine: Engine,
+        engine: Engine | None,
         backend: Backend,
         rundir: RunDir,
         status: Status,
@@ -321,14 +341,17 @@ class Driver:
         progress: Progress | None = None
         outputs: dict[str, Any] | None = None
         if handle is not None:
-            tasks, progress = await self._read_progress(engine, rundir)
+            tasks, progress, report = await self._read_progress(engine, backend, rundir, handle)
             try:
-                files = await self._retrying(
-                    run.id,
-                    f"listing the run's files in {run.compute_env}",
-                    lambda: backend.files(handle, rundir),
-                )
-                outputs = await asyncio.to_thread(engine.outputs, rundir, files)
+                if report is not None and report.outputs is not None:
+                    outputs = report.outputs
+                elif engine is not None:
+                    files = await self._retrying(
+                        run.id,
+                        f"listing the run's files in {run.compute_env}",
+                        lambda: backend.files(handle, rundir),
+                    )
+                    outputs = await asyncio.to_thread(engine.outputs, rundir, files)
             except Exception as exc:
                 log.exception("collecting outputs of %s failed", run.id)
                 notes.append(f"collecting outputs failed: {exc!r}")

@@ -14,8 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
+from spindle.api.multipart import read_form
 from spindle.domain import Caller, RunGroup
 from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.limits import MAX_PARAMS_DEPTH, check_depth
 from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 from spindle.web import views
@@ -89,6 +91,10 @@ def _params(text: str) -> dict[str, Any]:
         raise InvalidRequest(
             "workflow_params", f"is not valid JSON or YAML: {problem}{where}"
         ) from None
+    except RecursionError:
+        raise InvalidRequest(
+            "workflow_params", f"nests too deeply; at most {MAX_PARAMS_DEPTH} levels are accepted"
+        ) from None
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -96,7 +102,13 @@ def _params(text: str) -> dict[str, Any]:
             "workflow_params", f"must be a mapping of names to values, not {type(value).__name__}"
         )
     # YAML dates and the like become the text they were written as
-    loaded: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    try:
+        loaded: dict[str, Any] = json.loads(json.dumps(value, default=str))
+    except (ValueError, RecursionError):  # (YAML aliases can make a value contain itself)
+        raise InvalidRequest(
+            "workflow_params", "refers to itself or nests too deeply (through YAML aliases)"
+        ) from None
+    check_depth(loaded, field="workflow_params")
     return loaded
 
 
@@ -218,7 +230,7 @@ async def submit(
     max_bytes = service.settings.max_upload_bytes
     if length.isdigit() and int(length) > max_bytes + (1 << 20):
         raise PayloadTooLarge(f"request body: {length} bytes is over the limit of {max_bytes}")
-    async with request.form(max_files=MAX_FORM_PARTS, max_fields=MAX_FORM_PARTS) as form:
+    async with read_form(request, max_parts=MAX_FORM_PARTS) as form:
         web_of(request).csrf.check(request, form.get(FIELD))
         values = {
             name: _text(form, name)

@@ -5,12 +5,14 @@ account service does the work, as for the API's ``/tokens``."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from spindle.domain import ApiToken, Caller
 from spindle.errors import InvalidRequest
+from spindle.limits import MAX_ID
 from spindle.web.csrf import FIELD
 from spindle.web.deps import Accounts, PageCaller
 from spindle.web.render import render, web_of
@@ -50,7 +52,8 @@ def _days(text: str) -> int | None:
     text = text.strip()
     if not text:
         return None
-    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+    # (ASCII digits only: str.isdigit() takes "²", which int() does not)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_DAYS:
         raise InvalidRequest("expires_in_days", f"must be a whole number of days, 1 to {MAX_DAYS}")
     return int(text)
 
@@ -84,7 +87,10 @@ async def create_token(request: Request, accounts: Accounts, caller: PageCaller)
 
 @router.post("/tokens/{token_id}/revoke")
 async def revoke_token(
-    request: Request, token_id: int, accounts: Accounts, caller: PageCaller
+    request: Request,
+    token_id: Annotated[int, Path(ge=0, le=MAX_ID)],
+    accounts: Accounts,
+    caller: PageCaller,
 ) -> Response:
     async with request.form(max_files=0, max_fields=10) as form:
         web_of(request).csrf.check(request, form.get(FIELD))

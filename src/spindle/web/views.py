@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from spindle.domain import State
+from spindle.limits import clip_depth
 from spindle.storage.rundir import RUN_FILE_SCHEME
 
 API = "/ga4gh/wes/v1"
@@ -80,7 +81,7 @@ def ago(value: datetime | None, now: datetime) -> str:
 
 
 def pretty_json(value: Any) -> str:
-    return json.dumps(value, indent=2, sort_keys=False, ensure_ascii=False)
+    return json.dumps(clip_depth(value), indent=2, sort_keys=False, ensure_ascii=False)
 
 
 def size_text(size: object) -> str:

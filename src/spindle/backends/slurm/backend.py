@@ -24,7 +24,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
-from spindle.backends.slurm import mirror, script
+from spindle.backends.remote import mirror
+from spindle.backends.remote.transport import Completed, LocalTransport, Transport
+from spindle.backends.slurm import script
 from spindle.backends.slurm.states import (
     ACTIVE,
     SACCT_FORMAT,
@@ -34,10 +36,11 @@ from spindle.backends.slurm.states import (
     parse_squeue,
     status_of,
 )
-from spindle.backends.slurm.transport import Completed, LocalTransport, Transport
-from spindle.compute import ENGINE_NAMES, SlurmEnv
-from spindle.engines.base import Cluster, Launch, Site
+from spindle.compute import EnvSettings, SlurmEnv
+from spindle.config import Settings
 from spindle.errors import BackendError, NotFound, Unreachable
+from spindle.execution import Executor, Site
+from spindle.execution import Job as JobSpec
 from spindle.storage.files import RunFiles
 from spindle.storage.rundir import RunDir
 
@@ -61,7 +64,14 @@ CANCEL_TIMEOUT = 300.0
 
 class SlurmBackend(Backend):
     name = "slurm"
+    settings_model = SlurmEnv
+    docs = "hpc.md"
     capabilities = Capabilities(local_files=False, waits=False, queues=True)
+
+    @classmethod
+    def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> SlurmBackend:
+        assert isinstance(env, SlurmEnv)
+        return cls(env_name, env)
 
     def __init__(self, env_name: str, env: SlurmEnv, transport: Transport | None = None) -> None:
         self.env_name = env_name
@@ -80,25 +90,35 @@ class SlurmBackend(Backend):
         return Site(
             root=self.root(run_id),
             # an engine without a command of its own is found by its name on the cluster
-            executables={**{name: name for name in ENGINE_NAMES}, **env.engines},
+            executables=env.engines,
+            by_name=True,  # an engine without a command of its own: its name on the cluster
             cpus=env.cpus or 1,  # what SLURM allocates a job that asks for nothing
-            cluster=Cluster(
-                scheduler="slurm",
-                partition=env.partition,
-                account=env.account,
-                qos=env.qos,
+            executor=Executor(
+                "slurm",
+                defaults={
+                    k: v
+                    for k, v in (
+                        ("partition", env.partition),
+                        ("account", env.account),
+                        ("qos", env.qos),
+                    )
+                    if v
+                },
                 engine_args={"snakemake": tuple(env.snakemake_executor_args)},
             ),
         )
 
     # --- submit ------------------------------------------------------------------------
 
-    async def submit(self, run_id: str, launch: Launch, rundir: RunDir) -> Handle:
+    async def submit(self, job: JobSpec) -> Handle:
+        run_id, launch, rundir = job.run_id, job.launch, job.rundir
+        if launch is None:
+            raise BackendError("SLURM runs an engine's launch; this job has none")
         root = self.root(run_id)
         found = await self._existing_job(run_id, root)
         if found is not None:
             log.info("run %s: found its SLURM job %s; not submitting again", run_id, found)
-            return self._handle(run_id, found, root, rundir)
+            return self._handle(run_id, found, root, rundir, job.skip)
         text = script.render(run_id, launch, root, self.env)
         await asyncio.to_thread((rundir.root / script.SCRIPT).write_text, text)
         await self.transport.upload(rundir.root, root)
@@ -107,12 +127,18 @@ class SlurmBackend(Backend):
         job_id = script.parse_job_id(done.stdout)
         if job_id is None:
             raise BackendError(f"sbatch printed no job id: {done.stdout.strip()[:200]!r}")
-        return self._handle(run_id, job_id, root, rundir)
+        return self._handle(run_id, job_id, root, rundir, job.skip)
 
-    def _handle(self, run_id: str, job_id: str, root: PurePosixPath, rundir: RunDir) -> Handle:
+    def _handle(
+        self,
+        run_id: str,
+        job_id: str,
+        root: PurePosixPath,
+        rundir: RunDir,
+        skip: Sequence[str] = mirror.SKIPPED,
+    ) -> Handle:
         return Handle(
             run_id=run_id,
-            backend=self.name,
             data={
                 "env": self.env_name,
                 "job_id": job_id,
@@ -120,6 +146,7 @@ class SlurmBackend(Backend):
                 "root": str(root),
                 "rundir": str(rundir.root),
                 "where": self.transport.where,
+                "skip": list(skip),
             },
         )
 
@@ -157,7 +184,7 @@ class SlurmBackend(Backend):
                     RunDir(Path(handle.data["rundir"])),
                     full=ended,
                 )
-            code = _exit_code(Path(handle.data["rundir"]) / script.EXIT_CODE_FILE)
+            code = _exit_code(Path(handle.data["rundir"]) / mirror.EXIT_CODE_FILE)
             return handle.run_id, status_of(job, code, job_id=handle.data["job_id"])
 
         return dict(await asyncio.gather(*(one(h) for h in handles)))
@@ -211,7 +238,8 @@ class SlurmBackend(Backend):
     # --- files -------------------------------------------------------------------------
 
     async def files(self, handle: Handle, rundir: RunDir) -> RunFiles:
-        return await mirror.listing(self.transport, PurePosixPath(handle.data["root"]))
+        skip = handle.data.get("skip", mirror.SKIPPED)
+        return await mirror.listing(self.transport, PurePosixPath(handle.data["root"]), skip)
 
     async def fetch(self, handle: Mapping[str, Any], rel: PurePosixPath, dest: Path) -> None:
         root = PurePosixPath(handle["data"]["root"])
@@ -245,7 +273,7 @@ class SlurmBackend(Backend):
 def _transport_for(env: SlurmEnv) -> Transport:
     if env.ssh is None:
         return LocalTransport()
-    from spindle.backends.slurm.ssh import SshTransport
+    from spindle.backends.remote.ssh import SshTransport
 
     return SshTransport(env.ssh)
 

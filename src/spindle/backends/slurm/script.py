@@ -14,15 +14,15 @@ from __future__ import annotations
 import shlex
 from pathlib import PurePosixPath
 
+from spindle.backends.remote.mirror import EXIT_CODE_FILE
 from spindle.compute import SlurmEnv
-from spindle.engines.base import Launch
+from spindle.execution import Launch
 
 #: Job name prefix: the job of run X is named ``spindle-X``.
 JOB_PREFIX = "spindle-"
 #: In the run folder.
 SCRIPT = "job.sh"
 JOB_ID_FILE = "slurm_job_id"
-EXIT_CODE_FILE = "exit_code"
 SLURM_OUT = "logs/slurm.out"
 
 

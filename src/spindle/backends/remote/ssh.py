@@ -19,7 +19,7 @@ from typing import Any
 
 import asyncssh
 
-from spindle.backends.slurm.transport import (
+from spindle.backends.remote.transport import (
     Completed,
     Entry,
     Transport,

@@ -2,7 +2,7 @@
 
 A :class:`Transport` runs commands (``sbatch``, ``squeue``, ...) and moves files between the
 local run folder and the run folder on the cluster. :class:`LocalTransport` is for a cluster
-whose commands and work folder this host has itself; :class:`~spindle.backends.slurm.ssh.
+whose commands and work folder this host has itself; :class:`~spindle.backends.remote.ssh.
 SshTransport` goes through one kept-alive SSH connection.
 
 Failures to reach the cluster (a dropped connection, a timeout, a controller that does not

@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from spindle.backends.slurm.script import EXIT_CODE_FILE
-from spindle.backends.slurm.transport import Transport
+from spindle.backends.remote.transport import Transport
 from spindle.errors import NotFound
 from spindle.storage.files import FileStat, ListedFiles
 from spindle.storage.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
+#: The file a run's wrapper writes the engine's exit code to, in the run folder.
+EXIT_CODE_FILE = "exit_code"
+
 #: Most bytes fetched from one file in one look (the rest comes in the next looks, or at once
 #: when the run has ended).
 CHUNK = 4 << 20
 #: Folders of the run folder whose files can be outputs.
 OUTPUT_FOLDERS = ("work", "outputs")
-#: Folders never listed (Snakemake's own bookkeeping can hold many thousands of files).
-SKIPPED = frozenset({PurePosixPath("work/.snakemake")})
+#: Folders never listed when a handle names none: what the built-in engines skipped before
+#: engines declared it (``Engine.mirror_skip``, handed over in the job).
+SKIPPED = ("work/.snakemake",)
 #: Most entries one listing holds.
 MAX_ENTRIES = 100_000
 
@@ -81,9 +85,13 @@ def _write_new(path: Path, data: bytes) -> None:
     partial.replace(path)
 
 
-async def listing(transport: Transport, root: PurePosixPath) -> ListedFiles:
+async def listing(
+    transport: Transport, root: PurePosixPath, skip: Sequence[str] = SKIPPED
+) -> ListedFiles:
     """The files and folders under ``work/`` and ``outputs/`` on the cluster (links followed
-    when they stay inside the run folder, left out otherwise)."""
+    when they stay inside the run folder, left out otherwise), but for the folders in
+    ``skip`` (an engine's own bookkeeping can hold many thousands of files)."""
+    skipped = {PurePosixPath(s) for s in skip}
     entries: dict[PurePosixPath, FileStat] = {}
     try:
         real_root = await transport.realpath(root)
@@ -94,7 +102,7 @@ async def listing(transport: Transport, root: PurePosixPath) -> ListedFiles:
         folder = pending.pop()
         for entry in await transport.listdir(root / folder) or []:
             rel = folder / entry.name
-            if rel in SKIPPED:
+            if rel in skipped:
                 continue
             if entry.kind == "dir":
                 entries[rel] = FileStat(rel, True, 0)

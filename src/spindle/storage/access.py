@@ -1,0 +1,81 @@
+"""The storage seam: reading one file of a run, for a download, a page or a link in a
+message, goes through :class:`RunStorage`, which answers either a file on this host
+(:class:`LocalFile`) or a time-limited URL to send the reader to (:class:`SignedURL`).
+Routes serve either answer and never assume a local path, so storage that serves files by
+URL (S3, a cloud backend's outputs) plugs in here without touching them.
+
+:class:`FolderStorage` is the run folder under ``data_dir``: a run that ran in a compute
+environment elsewhere (a cluster) has the file fetched from there into the local folder
+when asked for: on every request while the run is active, once when it has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from spindle.domain import Run
+from spindle.errors import NotFound, Unreachable
+from spindle.storage.files import FileSource
+from spindle.storage.rundir import RunDir
+
+
+@dataclass(frozen=True)
+class LocalFile:
+    """The file is on this host: serve it."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+@dataclass(frozen=True)
+class SignedURL:
+    """The file is elsewhere: send the reader to ``url``, valid until ``expires_at``."""
+
+    url: str
+    expires_at: datetime
+    name: str
+
+
+FileAnswer = LocalFile | SignedURL
+
+
+class RunStorage(ABC):
+    @abstractmethod
+    async def open(self, run: Run, path: str) -> FileAnswer:
+        """The file at ``path`` in ``run``'s folder (InvalidPath if it leaves the folder,
+        NotFound if there is none, Unreachable if it is out of reach now)."""
+
+
+class FolderStorage(RunStorage):
+    """Run folders under ``data_dir``; ``sources`` fetch files of runs whose folders are in
+    a compute environment elsewhere, by environment name."""
+
+    def __init__(self, data_dir: Path, sources: Mapping[str, FileSource] | None = None) -> None:
+        self.data_dir = data_dir
+        self.sources = dict(sources or {})
+
+    async def open(self, run: Run, path: str) -> FileAnswer:
+        rundir = RunDir.for_run(self.data_dir, run.id)
+        target = rundir.resolve(path)
+        source = self.sources.get(run.compute_env)
+        fetched = run.state.terminal and await asyncio.to_thread(target.is_file)
+        if source is not None and run.handle is not None and not fetched:
+            rel = PurePosixPath(target.relative_to(rundir.root.resolve()).as_posix())
+            try:
+                await source.fetch(run.handle, rel, target)
+            except Unreachable:
+                if not await asyncio.to_thread(target.is_file):
+                    raise  # 503: the file is on a compute environment out of reach now
+            except NotFound:
+                raise NotFound(f"run {run.id!r} has no file {path!r}") from None
+        if not await asyncio.to_thread(target.is_file):
+            raise NotFound(f"run {run.id!r} has no file {path!r}")
+        return LocalFile(target)
