@@ -28,7 +28,7 @@ from spindle.runs.lifecycle import Deadline, Ending
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler import outage
 from spindle.scheduler.outage import DatabaseDown
-from spindle.scheduler.poller import Outcome, Poller, Trouble
+from spindle.scheduler.poller import Outcome, Overtime, Poller, Trouble, next_outcome
 from spindle.storage.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -37,16 +37,6 @@ T = TypeVar("T")
 #: Longest wait between two tries to reach a compute environment that cannot be reached
 #: (the waits double from one second up to this).
 RETRY_MAX_SECONDS = 30.0
-#: How long a run waits on a backend that can wait for its process (local) before looking
-#: again; the poller's cycles look anyway, so this only bounds one wait.
-PROCESS_WAIT_SECONDS = 3600.0
-
-
-class _Overtime:
-    """What ``_next`` answers when the run reached its group's max_duration."""
-
-
-_OVERTIME = _Overtime()
 
 
 class Driver:
@@ -159,11 +149,11 @@ class Driver:
                 )
             while True:
                 if outcome is None:
-                    nxt = await self._next(poller, backend, handle, cancel, deadline)
-                    if isinstance(nxt, _Overtime) and deadline is not None:
+                    nxt = await next_outcome(poller, backend, handle, cancel, deadline)
+                    if isinstance(nxt, Overtime) and deadline is not None:
                         await self._stop_overtime(run, engine, backend, rundir, handle, deadline)
                         return
-                    outcome = None if isinstance(nxt, _Overtime) else nxt
+                    outcome = None if isinstance(nxt, Overtime) else nxt
                 if isinstance(outcome, Trouble):
                     if trouble is None:
                         await self._note(
@@ -205,42 +195,6 @@ class Driver:
                         await lifecycle.mark_running(conn, run.id)
         finally:
             poller.forget(run.id)
-
-    async def _next(
-        self,
-        poller: Poller,
-        backend: Backend,
-        handle: Handle,
-        cancel: asyncio.Event,
-        deadline: Deadline | None = None,
-    ) -> Outcome | _Overtime | None:
-        """The next poll outcome for the run, None when a cancel was requested first, or
-        ``_OVERTIME`` when the run reached its ``deadline``. A backend that can wait for its
-        process (local) hurries the poller when it ends."""
-        nxt = asyncio.create_task(poller.next(handle.run_id))
-        cancelled = asyncio.create_task(cancel.wait())
-        waiting: set[asyncio.Task[Any]] = {nxt, cancelled}
-        overtime = None
-        if deadline is not None:
-            overtime = asyncio.create_task(asyncio.sleep(deadline.remaining()))
-            waiting.add(overtime)
-        if backend.capabilities.waits:
-            # returns early only when the process ended (it is cancelled with the others)
-            waiting.add(asyncio.create_task(backend.wait(handle, PROCESS_WAIT_SECONDS)))
-        try:
-            while True:
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                if nxt in done:
-                    return nxt.result()
-                if cancelled in done:
-                    return None
-                if overtime in done:
-                    return _OVERTIME
-                poller.kick()  # the process ended: look now rather than at the next cycle
-                waiting -= done
-        finally:
-            for task in waiting:
-                task.cancel()
 
     async def _deadline(self, run_id: str) -> Deadline | None:
         async with outage.connect(self.db) as conn:
