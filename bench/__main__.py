@@ -14,12 +14,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import dispatch, e2e, pages, reads
+from bench import dispatch, e2e, pages, reads, startup
 from bench.log import log
 from bench.server import DEFAULT_PG_ADMIN_URL, DbKind, remove_tree, running_server
 from bench.stats import Row, render_markdown, render_text
 
-BENCHES = ("dispatch", "reads", "e2e", "pages")
+BENCHES = ("dispatch", "reads", "e2e", "pages", "startup")
 DATABASES: tuple[DbKind, ...] = ("sqlite", "postgresql")
 
 
@@ -52,6 +52,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="page loads per web UI figure, one at a time (default 200)",
     )
     p.add_argument("--e2e-reps", type=int, help="end-to-end rounds (default 5)")
+    p.add_argument("--startup-reps", type=int, help="start-up rounds (default 5; --quick: 2)")
     p.add_argument(
         "--e2e-poll",
         type=float,
@@ -76,6 +77,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     quick = args.quick
     args.dispatch_n = args.dispatch_n or (10 if quick else 30)
+    args.startup_reps = args.startup_reps or (2 if quick else 5)
     args.requests = args.requests or (500 if quick else 2000)
     args.page_requests = args.page_requests or (50 if quick else 200)
     args.e2e_reps = args.e2e_reps or (3 if quick else 5)
@@ -96,6 +98,11 @@ def machine() -> str:
 
 async def run_db(kind: DbKind, root: Path, args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
+    if "startup" in args.only:
+        log(f"{kind}: start-up, {args.startup_reps} rounds")
+        rows += await startup.measure(kind, root, args.pg_admin_url, reps=args.startup_reps)
+        if set(args.only) == {"startup"}:
+            return rows
     async with running_server(kind, root, args.pg_admin_url) as server:
         log(f"{kind}: server up at {server.url} (data {server.data_dir})")
         if "dispatch" in args.only:

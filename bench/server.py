@@ -169,7 +169,9 @@ class Server:
             env["SPINDLE_DATABASE_URL"] = self.db.url
         return env
 
-    async def start(self) -> None:
+    async def start(self, path: str = "/ready") -> None:
+        """Start the server and wait until ``path`` answers 200 (``/ready``: every engine
+        has been checked)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
@@ -187,7 +189,7 @@ class Server:
                 if self.proc.returncode is not None:
                     break
                 with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{self.api}/service-info")).status_code == 200:
+                    if (await client.get(f"{self.api}{path}")).status_code == 200:
                         return
                 await asyncio.sleep(0.2)
         tail = self.log.read_text(errors="replace")[-3000:]

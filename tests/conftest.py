@@ -21,6 +21,8 @@ def settings(tmp_path: Path) -> Settings:
         monitor_interval=0.1,
         cancel_grace_seconds=3,
         snakemake_cores=1,
+        # the in-process clients' base URL (http://spindle.test) is not a loopback name
+        allowed_hosts=["spindle.test"],
     )
 
 

@@ -75,11 +75,12 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
                 pytrace=False,
             )
         with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}{API_PREFIX}/service-info", timeout=2).status_code == 200:
+            # (ready: the database answers and every engine has been checked)
+            if httpx.get(f"{url}{API_PREFIX}/ready", timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
     pytest.fail(
-        f"spindle serve did not answer {url}{API_PREFIX}/service-info within "
+        f"spindle serve was not ready at {url}{API_PREFIX}/ready within "
         f"{START_TIMEOUT:.0f} s; its log:\n{_log_tail(log)}",
         pytrace=False,
     )
@@ -121,11 +122,13 @@ def running_server(
     *,
     env: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    worker: bool = True,
 ) -> Iterator[str]:
     """A real ``spindle serve`` with an embedded worker, SQLite and the local backend, its
     data in ``workdir/data`` and its log in ``workdir/server.log``; yields the base URL.
     ``env`` adds settings (``SPINDLE_AUTH``, ...); ``headers`` are the credentials teardown
-    uses to cancel what still runs."""
+    uses to cancel what still runs; ``worker=False`` serves the API alone (runs stay
+    QUEUED)."""
     engines = REPO / ".engines"
     if not (engines / "snakemake" / "bin" / "snakemake").exists():
         missing(f"snakemake is not installed in {engines} (run `make engines`)")
@@ -137,7 +140,8 @@ def running_server(
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spindle", "serve", "--port", str(port)],
+            [sys.executable, "-m", "spindle", "serve", "--port", str(port)]
+            + ([] if worker else ["--no-worker"]),
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**_server_env(data_dir, workdir), **(env or {})},

@@ -69,7 +69,7 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{self.url}{WES}/service-info", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{WES}/ready", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -115,7 +115,7 @@ async def main(data_dir):
     app = create_app(settings, catalog=await load_catalog(settings))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
             info = (await c.get(WES + "/service-info")).json()
             r = await c.post(WES + "/runs", data={
                 "workflow_type": "ECHO", "workflow_type_version": "1",

@@ -11,15 +11,18 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, groups, wes
+from spindle.api import accounts, errors, events, extensions, groups, openapi, wes
+from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
 from spindle.auth.authenticator import Authenticator, check_settings
+from spindle.auth.passwords import HashPool
 from spindle.backends.registry import build_backends, describe
 from spindle.config import Settings
 from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
-from spindle.engines.registry import Catalog, load_catalog
+from spindle.db.outage import OutageLog
+from spindle.engines.registry import CACHE_FILE, START_WAIT, Catalog, load_catalog
 from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
@@ -44,12 +47,18 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = create_engine(settings.effective_database_url)
+        app.state.outages = OutageLog()
+        app.state.outages.watch(db)
         if migrate:
             await upgrade(db)
-        engines = catalog or await load_catalog(settings)
+        # Detected at once, each engine given START_WAIT s before the server opens without
+        # it (it is then checked on in the background), from a cache on a restart.
+        engines = catalog or await load_catalog(
+            settings, wait=START_WAIT, cache=settings.data_dir / CACHE_FILE
+        )
         wakeup = Wakeup()
         backends = build_backends(settings)
-        app.state.accounts = AccountService(db)
+        app.state.accounts = AccountService(db, hashing=HashPool(settings.password_hash_workers))
         app.state.authenticator = authenticator = Authenticator(settings, app.state.accounts)
         app.state.service = RunService(
             db=db,
@@ -62,6 +71,7 @@ def create_app(
             },
         )
         app.state.groups = GroupService(db=db, settings=settings, runs=app.state.service)
+        await app.state.service.settle_submissions()
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
         if worker:
@@ -76,7 +86,11 @@ def create_app(
         finally:
             stop.set()
             await asyncio.gather(*background, return_exceptions=True)
+            if catalog is None:
+                await engines.aclose()
             await authenticator.aclose()
+            app.state.accounts.hashing.close()
+            await app.state.service.feed.aclose()
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     await backend.close()
@@ -91,10 +105,13 @@ def create_app(
     )
     app.state.settings = settings
     errors.install(app, page=error_page)
+    openapi.install(app)
     app.include_router(wes.router)
     app.include_router(extensions.router)
     app.include_router(groups.router)
     app.include_router(events.router)
     app.include_router(accounts.router)
     site.install(app, settings)
+    # Host, cross-site changes and request bodies are checked before any route runs
+    app.add_middleware(Guard, settings=settings, page=error_page)
     return app

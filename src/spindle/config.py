@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,6 +61,35 @@ class Settings(BaseSettings):
     #: Largest accepted ``POST /runs`` body, all attachments together (bytes).
     max_upload_bytes: int = Field(default=1 << 30, gt=0)
 
+    # --- the network (docs/security.md, "The network") -----------------------------------
+    #: Host names a request's Host header may carry besides IP addresses, ``localhost``,
+    #: ``host`` and ``public_url``'s host: ``*`` accepts any, ``*.example.org`` any name
+    #: under it. Anything else is refused (421), which stops DNS rebinding.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    #: Origins (``https://app.example.org``) besides Spindle's own whose pages may make
+    #: changes (POST, PUT, PATCH, DELETE); any other Origin is refused (403).
+    allowed_origins: list[str] = Field(default_factory=list)
+    #: Seconds a client has to send a request's line and headers (then 408 and closed).
+    header_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Seconds an idle keep-alive connection stays open between requests.
+    keep_alive_seconds: int = Field(default=5, gt=0)
+    #: Largest request line plus headers (bytes); larger is a 400.
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096)
+    #: Seconds of grace before a request body must keep up with body_min_bytes_per_second.
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Slowest average rate a request body may arrive at after the grace period (bytes/s);
+    #: a slower body is cut with a 408.
+    body_min_bytes_per_second: int = Field(default=1024, gt=0)
+    #: Networks Spindle may fetch http(s) workflow URLs from although they are not public
+    #: (loopback, private, link-local, ...), e.g. ``["10.1.0.0/16"]``. Empty: public only.
+    fetch_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    #: Largest workflow file Spindle fetches from an http(s) workflow_url (bytes).
+    fetch_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    #: Seconds a workflow_url fetch may take in all (connecting, redirects, the body).
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0)
+    #: Redirects a workflow_url fetch follows (each target checked as the first).
+    fetch_max_redirects: int = Field(default=5, ge=0)
+
     # --- worker --------------------------------------------------------------------------
     #: Runs one worker owns at once.
     max_concurrent_runs: int = Field(default_factory=_cpu_count, gt=0)
@@ -84,6 +113,40 @@ class Settings(BaseSettings):
     #: Each engine's own settings, by engine name (``[engines.NAME]`` TOML tables or a JSON
     #: object in ``SPINDLE_ENGINES``), checked by the engine's settings model.
     engines: dict[str, Any] = Field(default_factory=dict)
+
+    # --- what a workflow runs with (docs/security.md) ------------------------------------
+    #: More variables of Spindle's environment that engines on this host get, besides the
+    #: allow-list (PATH, HOME, USER, LOGNAME, LANG, LANGUAGE, LC_*, TMPDIR, TZ); a name may
+    #: end in ``*`` (e.g. ``CONDA_*``). ``SPINDLE_*`` never gets through.
+    engine_env_passthrough: list[str] = Field(default_factory=list)
+    #: Variables every engine on this host gets, with these values.
+    engine_env: dict[str, str] = Field(default_factory=dict)
+    #: OS account every local engine runs as (Spindle must run as root); empty: Spindle's own.
+    run_as_user: str = ""
+    #: OS account by Spindle user name, for local engines (over ``run_as_user``; a user in
+    #: neither cannot run on ``local``). Spindle must run as root.
+    run_as_users: dict[str, str] = Field(default_factory=dict)
+    #: Folders of this host whose files a CWL input may name by absolute path or ``file://``
+    #: URI; empty: none (inputs are attachments or http(s) URLs).
+    cwl_input_roots: list[Path] = Field(default_factory=list)
+
+    @field_validator("engine_env_passthrough", "engine_env")
+    @classmethod
+    def _no_spindle_names(cls, v: Any) -> Any:
+        bad = [name for name in v if name.upper().startswith("SPINDLE_") or name == "*"]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: Spindle's own variables are never handed to engines"
+            )
+        return v
+
+    @field_validator("cwl_input_roots")
+    @classmethod
+    def _absolute_roots(cls, v: list[Path]) -> list[Path]:
+        for root in v:
+            if not root.is_absolute():
+                raise ValueError(f"must be absolute paths, not {str(root)!r}")
+        return [root.resolve() for root in v]
 
     # --- compute environments ----------------------------------------------------------
     #: Named compute environments besides ``local`` (see docs/hpc.md): TOML tables
@@ -110,6 +173,26 @@ class Settings(BaseSettings):
     service_info_public: bool = True
     #: Seconds a session cookie stays valid after sign-in.
     session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
+    #: Failed sign-ins (wrong password) for one account within ``signin_window_seconds``
+    #: after which its password checks are refused with 429 until the window moves on; 0: no
+    #: limit.
+    signin_max_failures_per_account: int = Field(default=10, ge=0)
+    #: The same, for one client address (all accounts together); 0: no limit.
+    signin_max_failures_per_address: int = Field(default=30, ge=0)
+    #: The window, in seconds, failed sign-ins are counted in.
+    signin_window_seconds: float = Field(default=300.0, gt=0)
+    #: Threads that hash and check passwords (argon2id: CPU and 64 MiB each), apart from
+    #: every other thread, so password checks never hold up other requests.
+    password_hash_workers: int = Field(default=2, ge=1)
+    #: Event streams (``/events``, ``/runs/{id}/events``, the UI's live pages) one user may
+    #: have open at once; one more is refused with 429.
+    streams_per_user: int = Field(default=20, ge=1)
+    #: Event streams open at once on this process, all users together.
+    streams_total: int = Field(default=500, ge=1)
+    #: Seconds between two checks that a long event stream's credentials still hold (a
+    #: revoked token, a signed-out session); they are also checked before each batch of
+    #: events is sent.
+    stream_recheck_seconds: float = Field(default=60.0, gt=0)
     # JWT verification, for oidc and proxy-jwt
     #: Expected ``iss`` claim (oidc: also where ``/.well-known/openid-configuration`` is).
     jwt_issuer: str = ""

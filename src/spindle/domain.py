@@ -242,6 +242,10 @@ class User:
     disabled: bool = False
     password_hash: str | None = field(default=None, repr=False)
     stats: UserStats | None = None
+    #: sessions made in an older epoch are over (sign-out, password change, disable)
+    session_epoch: int = 0
+    #: the identity provider that made the user; None for a local user
+    issuer: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ prints its message. The class docstring is the default message.
 
 from __future__ import annotations
 
+import errno
+
 
 class SpindleError(Exception):
     """Spindle could not do what was asked."""
@@ -41,6 +43,12 @@ class PayloadTooLarge(SpindleError):
     """The upload is larger than this service accepts."""
 
     status_code = 413
+
+
+class UnsupportedMediaType(SpindleError):
+    """The request body is not of a type this route takes."""
+
+    status_code = 415
 
 
 class NotFound(SpindleError):
@@ -91,6 +99,17 @@ class Forbidden(SpindleError):
     status_code = 403
 
 
+class TooManyRequests(SpindleError):
+    """Too many requests of this kind; try again later."""
+
+    status_code = 429
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 60) -> None:
+        #: whole seconds after which asking again can succeed (the ``Retry-After`` header)
+        self.retry_after = max(1, retry_after)
+        super().__init__(message)
+
+
 class Conflict(SpindleError):
     """The request conflicts with the current state of the object (it exists already, it is
     not empty, it is no longer queued)."""
@@ -102,6 +121,51 @@ class ServiceUnavailable(SpindleError):
     """A service Spindle depends on did not answer; try again later."""
 
     status_code = 503
+    #: seconds a client is asked to wait before trying again (``Retry-After``), if known
+    retry_after: int | None = None
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached; try again later."""
+
+    #: seconds a client is asked to wait before trying again (``Retry-After``)
+    retry_after = 5
+
+
+class StorageError(SpindleError):
+    """Spindle could not write to its data folder."""
+
+    def __init__(self, action: str, exc: OSError, where: object = None) -> None:
+        self.path = exc.filename if exc.filename is not None else where
+        place = f" in {where}" if exc.filename is None and where is not None else ""
+        super().__init__(f"{action}{place}: {describe(exc)}")
+
+
+class InsufficientStorage(StorageError):
+    """The data folder's disk is full."""
+
+    status_code = 507
+
+
+def storage_error(action: str, exc: OSError, where: object = None) -> StorageError:
+    """The StorageError for an OSError met while writing (``where``: the folder, named when
+    the error has no path of its own): 507 for a full disk or quota."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientStorage(action, exc, where)
+    return StorageError(action, exc, where)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as a one-line reason that keeps what ``repr`` drops: an OSError's path
+    (``PermissionError: [Errno 1] Operation not permitted: '/data/runs/x/exit_code'``)."""
+    if isinstance(exc, SpindleError):
+        return exc.message
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename!r}" if exc.filename is not None else ""
+        if exc.filename2 is not None:
+            where += f" -> {exc.filename2!r}"
+        return f"{type(exc).__name__}: {exc.strerror}{where}"
+    return repr(exc)
 
 
 class ConfigError(SpindleError):
@@ -110,6 +174,16 @@ class ConfigError(SpindleError):
 
 class EngineUnavailable(SpindleError):
     """A workflow engine is not installed or does not start."""
+
+
+class EngineSlow(EngineUnavailable):
+    """A workflow engine did not answer in time (it may be installed on a busy machine)."""
+
+
+class EngineChecking(ServiceUnavailable):
+    """An installed workflow engine is still being checked; try again shortly."""
+
+    retry_after = 10
 
 
 class BackendError(SpindleError):

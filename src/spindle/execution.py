@@ -93,6 +93,9 @@ class Job:
     #: folders of the run folder that are the engine's own bookkeeping (its
     #: ``mirror_skip``): a backend never lists them as outputs nor copies them back
     skip: tuple[str, ...] = ()
+    #: the name of the run's Spindle user: a backend may run the engine as that user's OS
+    #: account (the local backend's ``run_as_users``, docs/security.md)
+    owner: str | None = None
 
     @property
     def run_id(self) -> str:

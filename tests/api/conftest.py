@@ -158,9 +158,6 @@ async def wait_state(
 
 
 def runs_on_disk(settings: Settings) -> list[Path]:
+    """Run folders and submissions being staged (``<data_dir>/staging``)."""
     root = settings.data_dir / "runs"
-    if not root.exists():
-        return []
-    return [p for p in root.iterdir() if p.name != ".incoming"] + [
-        p for p in (root / ".incoming").glob("*")
-    ]
+    return sorted(root.glob("*")) + sorted((settings.data_dir / "staging").glob("*"))

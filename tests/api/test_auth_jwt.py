@@ -256,3 +256,25 @@ async def test_personal_tokens_work_beside_jwts(
         secret = made.json()["token"]
         me = await api.get(f"{WES}/me", headers={"Authorization": f"Bearer {secret}"})
         assert (me.json()["name"], me.json()["auth_method"]) == ("alice-sub", "token")
+
+
+async def test_a_provider_user_never_becomes_a_local_one(
+    settings: Settings, catalog: Catalog, idp: IdentityProvider
+) -> None:
+    """``sub=root`` from the identity provider is not the ``root`` made with ``spindle
+    users``: it is refused (403), and the local user is left as it was."""
+    app = make_app(jwt_settings(settings, idp, "oidc"), catalog, worker=False)
+    async with app_client(app) as api:
+        await app.state.accounts.add_user("root", password="local secret", admin=True)
+        r = await api.get(f"{WES}/me", headers=sent("oidc", idp.token(sub="root")))
+        assert r.status_code == 403
+        assert r.json()["status_code"] == 403
+        assert "local user" in r.json()["msg"]
+        root = await app.state.accounts.user("root")
+        assert (root.issuer, root.admin, root.email) == (None, True, None)
+        # the provider's own users sign in, and stay the provider's
+        r = await api.get(f"{WES}/me", headers=sent("oidc", idp.token(sub="carol")))
+        assert r.status_code == 200
+        assert (await app.state.accounts.user("carol")).issuer == idp.issuer
+        r = await api.get(f"{WES}/me", headers=sent("oidc", idp.token(sub="carol")))
+        assert r.status_code == 200

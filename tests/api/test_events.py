@@ -4,6 +4,8 @@ streams that follow a run while it goes on."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -12,9 +14,10 @@ import httpx
 import pytest
 
 from tests.api.conftest import WES, example_form, submit_example
+from tests.api.test_auth_basic import OTHER_PASSWORD, PASSWORD, basic, basic_app, bearer
 from tests.live import live_server
 
-__all__ = ["live_server"]  # the fixture, imported so pytest finds it here
+__all__ = ["basic_app", "live_server"]  # the fixture, imported so pytest finds it here
 
 
 def parse_sse(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
@@ -107,3 +110,48 @@ def test_streams_follow_a_run_to_its_end(live_server: str, snakemake_exe: str) -
             if seen and seen[-1] == "COMPLETE":
                 break
         assert seen == states
+
+
+# --- caps and credentials (basic mode, in process) --------------------------------------------
+
+
+async def test_streams_over_the_cap_are_429(basic_app: Any) -> None:
+    async with basic_app(streams_per_user=1) as env:
+        alice = basic("alice", PASSWORD)
+        token = (await env.new_token(alice))["token"]
+        first = asyncio.create_task(env.api.get(f"{WES}/events", headers=bearer(token)))
+        try:
+            for _ in range(200):  # until the first stream is open
+                if env.app.state.service.streams.count:
+                    break
+                await asyncio.sleep(0.01)
+            # (bounded: without a cap this second stream would stay open)
+            r = await asyncio.wait_for(env.api.get(f"{WES}/events", headers=alice), 30)
+            assert r.status_code == 429
+            assert r.json()["status_code"] == 429
+            assert "event streams open" in r.json()["msg"]
+            assert int(r.headers["retry-after"]) > 0
+            # another user is not held up by alice's streams
+            bob = basic("bob", OTHER_PASSWORD)
+            r = await env.api.get(f"{WES}/runs/nope/events", headers=bob)
+            assert r.status_code == 404
+        finally:
+            first.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await first
+
+
+async def test_a_stream_ends_when_its_token_is_revoked(basic_app: Any) -> None:
+    async with basic_app(stream_recheck_seconds=0.1) as env:
+        made = await env.new_token(basic("alice", PASSWORD))
+        stream = asyncio.create_task(env.api.get(f"{WES}/events", headers=bearer(made["token"])))
+        for _ in range(200):
+            if env.app.state.service.streams.count:
+                break
+            await asyncio.sleep(0.01)
+        assert not stream.done()
+        r = await env.api.post(f"{WES}/tokens/{made['id']}/revoke", headers=bearer(made["token"]))
+        assert r.status_code == 200
+        ended = await asyncio.wait_for(stream, 30)  # the stream ends: the response is complete
+        assert ended.status_code == 200
+        assert env.app.state.service.streams.count == 0

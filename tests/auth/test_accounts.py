@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from spindle.auth import passwords
 from spindle.auth.accounts import AccountService, caller_for
+from spindle.auth.session import SessionSigner
 from spindle.auth.verifier import Identity
 from spindle.db.tables import LOCAL_USER, metadata
 from spindle.db.types import utcnow
@@ -53,7 +53,7 @@ async def test_secrets_are_never_stored_in_clear(db_engine: AsyncEngine) -> None
     assert stored is not None
     assert stored.password_hash is not None
     assert stored.password_hash.startswith("$argon2id$")
-    assert await passwords.verify_password(stored.password_hash, PASSWORD)
+    assert await accounts.hashing.verify_password(stored.password_hash, PASSWORD)
     assert row is not None
     assert row.id == token.id
 
@@ -197,3 +197,34 @@ async def test_stats_are_counted_from_the_runs(db_engine: AsyncEngine) -> None:
     assert got[LOCAL_USER] == UserStats()
     me = await accounts.user_by_id(alice.id, with_stats=True)
     assert me.stats == got["alice"]
+
+
+async def test_provider_users_are_kept_apart_from_local_ones(db_engine: AsyncEngine) -> None:
+    accounts = AccountService(db_engine)
+    await accounts.add_user("root", admin=True)  # made with `spindle users add`: local
+    with pytest.raises(Forbidden, match="local user"):
+        await accounts.sign_in_external(Identity(name="root", issuer="https://idp.example"))
+    # a user a provider made before issuers were recorded (the migration marks it '') is
+    # taken by the first provider that signs it in, and refused to any other
+    old = await accounts.add_user("sub-9")
+    async with db_engine.begin() as conn:
+        await repo.update_user(conn, old.id, issuer="")
+    user = await accounts.sign_in_external(Identity(name="sub-9", issuer="https://idp.example"))
+    assert (user.id, user.issuer) == (old.id, "https://idp.example")
+    with pytest.raises(Forbidden):
+        await accounts.sign_in_external(Identity(name="sub-9", issuer="https://other.example"))
+
+
+async def test_ending_sessions_refuses_every_session_made_before(db_engine: AsyncEngine) -> None:
+    accounts = AccountService(db_engine)
+    user = await accounts.add_user("eve")
+    signer = SessionSigner("k", 3600)
+    before = signer.read(signer.sign(user))
+    assert (await accounts.session_user(*before)).id == user.id
+    await accounts.end_sessions(user.id)
+    await accounts.end_sessions(user.id)  # twice: still one number, higher
+    with pytest.raises(Unauthenticated, match="ended"):
+        await accounts.session_user(*before)
+    fresh = signer.read(signer.sign(await accounts.user("eve")))
+    assert fresh[2] == 2
+    assert (await accounts.session_user(*fresh)).id == user.id

@@ -224,7 +224,9 @@ def test_engines_without_a_command_are_found_by_name_on_the_cluster() -> None:
     backend = SlurmBackend("hpc", env(engines={"snakemake": "/opt/sm/bin/snakemake"}, cpus=3))
     site = backend.site("r1", RunDir(Path("/local/runs/r1")))
     assert site.root == PurePosixPath("/scratch/s/r1")
-    assert site.executables == {"snakemake": "/opt/sm/bin/snakemake", "cwltool": "cwltool"}
+    here = "/local/engines/bin/x"  # the executable Spindle found on its own host
+    assert site.executable("snakemake", here) == "/opt/sm/bin/snakemake"
+    assert site.executable("cwltool", here) == "cwltool"
     assert site.cpus == 3
-    assert site.cluster is not None
-    assert site.cluster.scheduler == "slurm"
+    assert site.executor is not None
+    assert site.executor.name == "slurm"

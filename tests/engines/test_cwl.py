@@ -153,18 +153,55 @@ def test_validate_refuses_relative_inputs_that_leave_the_attachments(ref: dict[s
     assert refused.value.field == "workflow_params"
 
 
-def test_validate_accepts_urls_absolute_paths_and_plain_values() -> None:
+def test_validate_accepts_urls_allowed_absolute_paths_and_plain_values(tmp_path: Path) -> None:
+    (tmp_path / "reference").mkdir()
     validate_with(
-        CwltoolEngine("cwltool"),
+        CwltoolEngine("cwltool", input_roots=[tmp_path / "reference"]),
         "v1.2",
         {
             "a": {"class": "File", "location": "https://example.org/x.txt"},
-            "b": {"class": "File", "path": "/srv/reference/genome.fa"},
+            "b": {"class": "File", "path": str(tmp_path / "reference" / "genome.fa")},
             "c": {"class": "File", "location": "data/x.txt"},
             "d": "../not/a/file",
             "e": [1, 2.5, None, True],
         },
     )
+
+
+@pytest.mark.parametrize(
+    "ref",
+    [
+        {"class": "File", "location": "file:///etc/hostname"},
+        {"class": "File", "path": "/etc/passwd"},
+        {"class": "Directory", "location": "file:///etc"},
+        {
+            "class": "File",
+            "location": "data/x.txt",
+            "secondaryFiles": [{"class": "File", "location": "file:///etc/shadow"}],
+        },
+        {"class": "File", "location": "ftp://example.org/x"},
+        # inside an allowed folder by name, outside once the link is followed
+        {"class": "File", "path": "{allowed}/link-to-etc/passwd"},
+    ],
+)
+def test_validate_refuses_host_files_outside_the_allowed_folders(
+    tmp_path: Path, ref: dict[str, Any]
+) -> None:
+    allowed = tmp_path / "allowed"
+    allowed.mkdir()
+    (allowed / "link-to-etc").symlink_to("/etc")
+    ref = json.loads(json.dumps(ref).replace("{allowed}", str(allowed)))
+    with pytest.raises(InvalidRequest) as refused:
+        validate_with(CwltoolEngine("cwltool", input_roots=[allowed]), "v1.2", {"reads": ref})
+    assert refused.value.field == "workflow_params"
+    assert "'reads'" in refused.value.message
+
+
+def test_no_host_file_is_an_input_by_default() -> None:
+    with pytest.raises(InvalidRequest, match="cwl_input_roots, empty"):
+        validate_with(
+            CwltoolEngine("cwltool"), "v1.2", {"x": {"class": "File", "path": "/srv/genome.fa"}}
+        )
 
 
 def test_prepare_builds_the_command_and_rewrites_relative_inputs(
@@ -223,8 +260,10 @@ def test_prepare_workflow_url_forms(tmp_path: Path) -> None:
 
     assert workflow("tools/count.cwl") == str(attachments / "tools" / "count.cwl")
     assert workflow("workflow.cwl#main") == f"{(attachments / 'workflow.cwl').as_uri()}#main"
+    # an http(s) URL runs from the copy Spindle fetched into the attachments at submission
+    (rundir.attachments / "packed.cwl").write_text("cwlVersion: v1.2\n")
     url = "https://example.org/wf/packed.cwl#main"
-    assert workflow(url) == url
+    assert workflow(url) == f"{(attachments / 'packed.cwl').as_uri()}#main"
     for bad, problem in [
         ("../workflow.cwl", "contains '..'"),
         ("/etc/passwd", "must be a path relative"),
@@ -638,3 +677,116 @@ def test_outputs_of_a_run_on_a_site_become_run_references(tmp_path: Path) -> Non
         # a path on Spindle's host means nothing for a run that ran on the site
         "local_path": {"class": "File", "location": (rundir.outputs / "x").resolve().as_uri()},
     }
+
+
+def test_outputs_that_link_out_of_the_run_are_left_out(tmp_path: Path) -> None:
+    rundir = staged(tmp_path)
+    out = rundir.outputs.resolve()
+    (out / "passwd").symlink_to("/etc/passwd")
+    (out / "dir").mkdir()
+    (out / "dir" / "p").symlink_to("/etc/passwd")
+    (out / "dir" / "ok.txt").write_text("ok")
+    printed = {
+        "stolen": {"class": "File", "location": (out / "passwd").as_uri()},
+        "folder": {
+            "class": "Directory",
+            "location": (out / "dir").as_uri(),
+            "listing": [
+                {"class": "File", "location": (out / "dir" / "p").as_uri()},
+                {"class": "File", "location": (out / "dir" / "ok.txt").as_uri()},
+            ],
+        },
+    }
+    rundir.stdout.write_text(json.dumps(printed))
+    assert CwltoolEngine("cwltool").outputs(rundir) == {
+        "stolen": None,
+        "folder": {
+            "class": "Directory",
+            "location": "run:outputs/dir",
+            "listing": [{"class": "File", "location": "run:outputs/dir/ok.txt"}],
+        },
+    }
+
+
+def test_a_stdout_swapped_for_a_link_gives_no_outputs(tmp_path: Path) -> None:
+    rundir = staged(tmp_path)
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps({"x": 1}))
+    rundir.stdout.symlink_to(elsewhere)
+    assert CwltoolEngine("cwltool").outputs(rundir) == {}
+
+
+LINKING_TOOL = """
+cwlVersion: v1.2
+class: CommandLineTool
+baseCommand: [sh, -c, "ln -s /etc/hostname stolen.txt; echo fine > ok.txt"]
+inputs: []
+outputs:
+  stolen: {type: File, outputBinding: {glob: stolen.txt}}
+  ok: {type: File, outputBinding: {glob: ok.txt}}
+"""
+
+
+@pytest.mark.engine
+async def test_an_output_that_links_out_of_the_run_is_refused_not_copied(
+    tmp_path: Path, cwltool_exe: str
+) -> None:
+    rundir = staged(tmp_path)
+    (rundir.attachments / "workflow.cwl").write_text(LINKING_TOOL)
+    engine = CwltoolEngine(cwltool_exe)
+    launch = engine.prepare(make_run(), rundir)
+
+    assert await run_to_end(launch, rundir) == 1
+    assert "links out of the run folder" in rundir.stderr.read_text()
+    assert "stolen.txt" in rundir.stderr.read_text()
+    assert not (rundir.outputs / "stolen.txt").exists()
+    assert engine.outputs(rundir) == {}
+
+
+# --- failures said for the user ----------------------------------------------------------
+
+DOCKER_TOOL = """\
+cwlVersion: v1.2
+class: CommandLineTool
+requirements:
+  DockerRequirement:
+    dockerPull: alpine:3
+baseCommand: [echo, hi]
+inputs: []
+outputs: []
+"""
+
+
+@pytest.mark.engine
+async def test_a_docker_requirement_says_this_environment_runs_no_containers(
+    cwltool_exe: str, tmp_path: Path
+) -> None:
+    rundir = staged(tmp_path)
+    (rundir.attachments / "workflow.cwl").write_text(DOCKER_TOOL)
+    launch = CwltoolEngine(cwltool_exe).prepare(make_run(), rundir)
+    assert await run_to_end(launch, rundir) != 0
+    (note,) = CwltoolEngine(cwltool_exe).failure_notes(rundir)
+    assert note.startswith(
+        "a CommandLineTool of the workflow has a DockerRequirement under 'requirements', "
+        "but this compute environment runs no containers"
+    )
+    assert "not available in Spindle yet" in note
+
+
+@pytest.mark.engine
+async def test_a_missing_input_file_is_named_by_its_input(cwltool_exe: str, tmp_path: Path) -> None:
+    rundir = staged(tmp_path, "wordcount")
+    params = {"text": {"class": "File", "location": "nothere.txt"}}
+    launch = CwltoolEngine(cwltool_exe).prepare(make_run(params), rundir)
+    assert await run_to_end(launch, rundir) != 0
+    assert "params.json" in rundir.stderr.read_text()  # what cwltool says
+    assert CwltoolEngine(cwltool_exe).failure_notes(rundir) == [
+        "input 'text' of workflow_params: 'nothere.txt' does not exist (not attached?)"
+    ]
+
+
+def test_a_run_that_failed_otherwise_has_no_notes(tmp_path: Path) -> None:
+    rundir = staged(tmp_path)
+    assert CwltoolEngine("cwltool").failure_notes(rundir) == []
+    rundir.stderr.write_text("ERROR [job x] Job error:\nexit 3\n")
+    assert CwltoolEngine("cwltool").failure_notes(rundir) == []

@@ -8,16 +8,12 @@ appended to the run's log files) and reads back what the engine reports.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import re
 import shutil
 import signal
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -247,10 +243,16 @@ def test_prepare_builds_the_command_line(rundir: RunDir) -> None:
         assert (package / source.name).read_bytes() == source.read_bytes()
 
 
-def test_prepare_passes_an_http_url_through(rundir: RunDir) -> None:
-    url = "https://example.org/workflows/Snakefile"
+def test_prepare_runs_the_fetched_copy_of_an_http_url(rundir: RunDir) -> None:
+    """Snakemake never fetches a URL itself: it runs the copy Spindle fetched at submission
+    (spindle.storage.fetch), which is among the attachments."""
+    url = "https://example.org/workflows/main.smk"
+    (rundir.attachments / "main.smk").write_text("rule all:\n")
     launch = SnakemakeEngine("snakemake", 1).prepare(make_run(url), rundir)
-    assert launch.argv[1:3] == ["--snakefile", url]
+    assert launch.argv[1:3] == ["--snakefile", str(rundir.attachments.resolve() / "main.smk")]
+    (rundir.attachments / "main.smk").unlink()
+    with pytest.raises(InvalidRequest, match="names no attached file"):
+        SnakemakeEngine("snakemake", 1).prepare(make_run(url), rundir)
 
 
 # --- real runs ---------------------------------------------------------------------------
@@ -348,45 +350,47 @@ async def test_a_snakefile_in_a_subfolder_runs_with_its_includes(
     assert (rundir.work / "results" / "x.count").read_text() == "5\n"
 
 
-@pytest.fixture
-def http_folder(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A folder served over HTTP on loopback, and its base URL."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    handler = functools.partial(QuietHandler, directory=str(folder))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.mark.engine
-async def test_an_http_snakefile_runs_with_includes_relative_to_its_url(
-    engine: SnakemakeEngine, rundir: RunDir, http_folder: tuple[Path, str]
-) -> None:
-    folder, base = http_folder
-    (folder / "rules").mkdir()
-    (folder / "Snakefile").write_text(
-        'include: "rules/hello.smk"\n\nrule all:\n    input: "hi.txt"\n'
-    )
-    (folder / "rules" / "hello.smk").write_text(
-        'rule hello:\n    output: "hi.txt"\n    shell: "echo hi from url; echo hi > {output}"\n'
-    )
-    code = await run_to_end(engine, make_run(f"{base}/Snakefile"), rundir)
+async def test_the_standard_layout_runs_unchanged(engine: SnakemakeEngine, rundir: RunDir) -> None:
+    """workflow/Snakefile, config/config.yaml, workflow/rules/*.smk and resources/, run as on
+    a laptop: ``configfile:`` and resources/ resolve from the layout's root, and
+    workflow_params are merged over the config file."""
+    stage("layout", rundir)
+    params = json.loads((EXAMPLE / "layout" / "params.json").read_text())
+    code = await run_to_end(engine, make_run("workflow/Snakefile", params=params), rundir)
     assert code == 0, stderr_of(rundir)
-    hello, _ = engine.progress(rundir)
-    assert span_text(rundir, hello.stdout) == "hi from url\n"
-    assert [f["path"] for f in engine.outputs(rundir)["files"]] == ["hi.txt"]
+    assert sorted(t.name for t in engine.progress(rundir)) == [
+        "all", "count[sample=alpha]", "count[sample=beta]", "summary"
+    ]  # fmt: skip
+    summary = (rundir.work / "results" / "summary.txt").read_text()
+    assert summary == ("Hello from workflow_params\nresults/alpha.count:3\nresults/beta.count:2\n")
+    assert [f["path"] for f in engine.outputs(rundir)["files"]] == [
+        "results/alpha.count", "results/beta.count", "results/summary.txt"
+    ]  # fmt: skip
+
+
+def test_the_layout_root_is_above_a_workflow_folder(rundir: RunDir) -> None:
+    stage("layout", rundir, "project")
+    (rundir.work / "config").mkdir()
+    (rundir.work / "config" / "config.yaml").write_text("kept: true\n")
+    SnakemakeEngine("snakemake", 1).prepare(make_run("project/workflow/Snakefile"), rundir)
+    # The root's content is the working directory's; a file already there is kept.
+    assert (rundir.work / "resources" / "alpha.txt").read_text() == "one two three\n"
+    assert (rundir.work / "workflow" / "rules" / "count.smk").is_file()
+    assert (rundir.work / "config" / "config.yaml").read_text() == "kept: true\n"
+    assert not (rundir.work / "project").exists()
+
+
+def test_any_other_snakefile_runs_from_the_top_of_the_attachments(
+    rundir: RunDir, tmp_path: Path
+) -> None:
+    stage("wordcount", rundir, "pipelines/wordcount")
+    (tmp_path / "secret").write_text("secret")
+    (rundir.attachments / "link").symlink_to(tmp_path / "secret")
+    SnakemakeEngine("snakemake", 1).prepare(make_run("pipelines/wordcount/Snakefile"), rundir)
+    assert (rundir.work / "pipelines" / "wordcount" / "rules" / "count.smk").is_file()
+    # A link is copied as a link: nothing outside the attachments is read.
+    assert (rundir.work / "link").readlink() == tmp_path / "secret"
 
 
 @pytest.mark.engine

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from spindle.runs.logs import MAX_CHUNK, read_range, read_tail
@@ -47,3 +48,26 @@ def test_read_tail(tmp_path: Path) -> None:
     assert (whole.data, whole.start) == (b"0123456789", 0)
     span = read_tail(log, base=2, end=8, max_bytes=3)
     assert (span.data, span.start, span.next_offset) == (b"567", 3, 6)
+
+
+def test_a_log_replaced_by_a_link_out_of_the_run_reads_as_empty(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "logs").mkdir(parents=True)
+    secret = tmp_path / "other-run-log"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    log = run / "logs" / "stdout"
+    log.symlink_to(secret)
+    assert read_range(log, base=0, end=None, offset=0, limit=100, root=run).data == b""
+    assert read_tail(log, base=0, end=None, max_bytes=100, root=run).data == b""
+    # a link that stays inside the run folder is still read
+    (run / "work").mkdir()
+    (run / "work" / "x.log").write_bytes(b"inside")
+    log.unlink()
+    log.symlink_to(run / "work" / "x.log")
+    assert read_tail(log, base=0, end=None, max_bytes=100, root=run).data == b"inside"
+
+
+def test_a_log_replaced_by_a_fifo_reads_as_empty_without_blocking(tmp_path: Path) -> None:
+    log = tmp_path / "stdout"
+    os.mkfifo(log)
+    assert read_range(log, base=0, end=None, offset=0, limit=100, root=tmp_path).data == b""

@@ -39,6 +39,7 @@ def fake_settings(tmp_path: Path, **kw: Any) -> Settings:
         cancel_grace_seconds=3,
         max_concurrent_runs=4,
         compute_envs={"managed": {"type": "fake", "description": "a managed service"}},
+        allowed_hosts=["spindle.test"],  # the in-process client's base URL
         **kw,
     )
 
@@ -162,7 +163,7 @@ async def test_a_dead_workers_run_is_adopted_and_finished_by_the_next(
     first = make_app(settings, await fake_catalog())
     async with first.router.lifespan_context(first):  # stops without cancelling anything
         transport = httpx.ASGITransport(app=first)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://spindle.test") as client:
             run_id = await submit(client, {"sleep": 1.0, "tasks": 2}, "managed")
             await wait_for(client, run_id, {"RUNNING"})
     db = create_engine(settings.effective_database_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -10,6 +11,7 @@ from bs4 import BeautifulSoup
 
 from spindle.domain import LogSpan, State, Task
 from spindle.runs import store
+from spindle.web.site import STATIC
 from tests.web.conftest import ADMIN, Site, add_run, text
 
 ACTIVE = (State.INITIALIZING, State.RUNNING)
@@ -459,6 +461,26 @@ async def test_task_page(site: Site) -> None:
 
 
 # --- submit ---------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("snakemake_exe", "cwltool_exe")
+async def test_the_submit_form_chooses_no_type_for_the_user(site: Site) -> None:
+    """No workflow type is preselected (it follows the main file, or the user picks it); the
+    types offered are those installed, CWL's newest version first."""
+    page = await site.page("/submit")
+    select = page.select_one("select#workflow[required]")
+    assert select is not None
+    selected = select.select("option[selected]")
+    assert [o["value"] for o in selected] == [""]
+    values = [str(o["value"]) for o in select.select("option")]
+    cwl = [v for v in values if v.startswith("CWL|")]
+    assert cwl[0] == "CWL|v1.2"
+    assert cwl.index("CWL|v1.2") < cwl.index("CWL|v1.0")
+    assert next(v for v in values if v.startswith("SMK|")) == "SMK|9"
+    assert {v.split("|")[0] for v in values if v} == {"CWL", "SMK"}
+    # the file-type guessing claims only the types Spindle runs
+    script = (STATIC / "spindle.js").read_text()
+    assert not re.search(r"\b(WDL|NFL|wdl|\.nf)\b", script)
 
 
 @pytest.mark.usefixtures("snakemake_exe", "cwltool_exe")

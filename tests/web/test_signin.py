@@ -205,6 +205,53 @@ async def test_a_session_ends_when_the_user_is_disabled(basic: Site) -> None:
     assert "disabled" in text(html(r), ".error-page .message")
 
 
+async def test_sign_out_ends_the_session_on_the_server(basic: Site) -> None:
+    """A copy of the cookie (kept by another tab, a proxy's log, a thief) stops working at
+    sign-out too: on the pages and on the API."""
+    await sign_in(basic.client, "alice")
+    stolen = basic.client.cookies[SESSION]
+    page = html(await basic.client.get("/"))
+    async with browser(basic.app) as other:  # the same session, elsewhere
+        other.cookies.set(SESSION, stolen)
+        assert (await other.get("/ga4gh/wes/v1/me")).status_code == 200
+        r = await basic.client.post("/logout", data={"csrf_token": csrf_token(page)})
+        assert r.status_code == 303
+        me = await other.get("/ga4gh/wes/v1/me")
+        assert me.status_code == 401
+        assert me.json()["status_code"] == 401
+        assert (await other.get("/ga4gh/wes/v1/runs")).status_code == 401
+        assert (await other.get("/runs")).status_code == 303  # to the sign-in page
+    # signing in again works, with a new session
+    assert (await sign_in(basic.client, "alice")).status_code == 303
+    assert (await basic.client.get("/")).status_code == 200
+
+
+async def test_password_change_and_disable_end_sessions(basic: Site) -> None:
+    accounts = basic.app.state.accounts
+    await sign_in(basic.client, "bob")
+    await accounts.set_password("bob", "a new one")
+    assert (await basic.client.get("/ga4gh/wes/v1/me")).status_code == 401
+    assert (await sign_in(basic.client, "bob", "a new one")).status_code == 303
+    await accounts.set_disabled("bob", True)
+    await accounts.set_disabled("bob", False)
+    # enabled again: the sessions made before the disable stay over
+    assert (await basic.client.get("/ga4gh/wes/v1/me")).status_code == 401
+
+
+async def test_failed_sign_ins_are_throttled(settings: Settings, catalog: Catalog) -> None:
+    async with basic_site(settings, catalog, signin_max_failures_per_account=3) as site:
+        for _ in range(3):
+            assert (await sign_in(site.client, "alice", "guess")).status_code == 401
+        # the right password too, now: the account waits out the window
+        r = await sign_in(site.client, "alice")
+        assert r.status_code == 429
+        assert int(r.headers["retry-after"]) > 0
+        assert "too many failed sign-ins" in text(html(r), "#signin-error")
+        assert SESSION not in site.client.cookies
+        # another account is not held up
+        assert (await sign_in(site.client, "bob")).status_code == 303
+
+
 # --- next: only back to this site -----------------------------------------------------------
 
 OFF_SITE = [

@@ -13,6 +13,7 @@ from spindle.api.errors import documented
 from spindle.auth.accounts import AccountService
 from spindle.domain import ApiToken
 from spindle.domain import UserStats as DomainStats
+from spindle.errors import Forbidden
 from spindle.limits import MAX_ID
 from spindle.models.accounts import (
     NewToken,
@@ -85,9 +86,18 @@ async def list_tokens(caller: CallerDep, accounts: Accounts) -> TokenList:
     response_model=NewToken,
     responses=documented(400, 401, 403, 500),
 )
-async def create_token(body: NewTokenRequest, caller: CallerDep, accounts: Accounts) -> NewToken:
+async def create_token(
+    request: Request, body: NewTokenRequest, caller: CallerDep, accounts: Accounts
+) -> NewToken:
     """A new personal API token for the caller. The answer is the only place its secret is
-    ever shown: Spindle keeps only a digest of it."""
+    ever shown: Spindle keeps only a digest of it. With `auth = "none"` there are no tokens
+    (403): every request is the local user already."""
+    if request.app.state.settings.auth == "none":
+        raise Forbidden(
+            "tokens: this service signs nobody in (SPINDLE_AUTH=none: every request is the "
+            "local user), so it has no personal API tokens; they exist with auth basic, oidc "
+            "or proxy-jwt (docs/auth.md)"
+        )
     days = body.expires_in_days
     token, secret = await accounts.create_token(
         caller, body.name, expires_in=timedelta(days=days) if days else None

@@ -60,6 +60,7 @@ def read_credentials(request: Request, settings: Settings) -> Credentials:
         proxy_assertion=proxy or None,
         session=request.cookies.get(COOKIE) or None,
         malformed=malformed,
+        address=request.client.host if request.client else None,
     )
 
 

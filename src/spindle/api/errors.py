@@ -3,8 +3,9 @@ prefix, as the web UI's error page), from exactly here.
 
 Spindle's own errors carry their status (a 401 also its ``WWW-Authenticate`` challenges);
 FastAPI's validation errors become 400s naming the field; Starlette's 404/405 keep their
-status; anything unexpected is logged with its traceback and answered with a plain 500 that
-reveals nothing of it.
+status; a database outage answers 503 with ``Retry-After`` and is logged once per outage
+(``spindle.db.outage``); anything unexpected is logged with its traceback and answered with
+a plain 500 that reveals nothing of it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from spindle.api.auth import challenges
 from spindle.api.links import PREFIX
+from spindle.api.openapi import allowed_methods
 from spindle.config import Settings
-from spindle.errors import SpindleError, Unauthenticated
+from spindle.db.outage import OutageLog, unreachable
+from spindle.errors import (
+    DatabaseUnavailable,
+    ServiceUnavailable,
+    SpindleError,
+    TooManyRequests,
+    Unauthenticated,
+)
 from spindle.models.wes import ErrorResponse
 
 log = logging.getLogger(__name__)
@@ -67,14 +77,20 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
 
     @app.exception_handler(SpindleError)
     async def spindle_error(request: Request, exc: SpindleError) -> Response:
-        if exc.status_code >= 500:
+        if isinstance(exc, DatabaseUnavailable):
+            outages(request).failure(exc)
+        elif exc.status_code >= 500:
             log.error("request failed: %s", exc.message)
         response = await answer(request, exc.status_code, exc.message)
+        if isinstance(exc, ServiceUnavailable) and exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
         # (a page may answer a 401 otherwise: the sign-in page's redirect)
         if isinstance(exc, Unauthenticated) and response.status_code == 401:
             settings: Settings = request.app.state.settings
             for value in challenges(settings, exc):
                 response.headers.append("WWW-Authenticate", value)
+        if isinstance(exc, TooManyRequests):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -86,14 +102,39 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
         msg = str(exc.detail)
         if exc.status_code == 404 and msg == "Not Found":
             msg = f"no such path: {request.url.path}"
-        elif exc.status_code == 405:
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
             msg = f"method {request.method} is not allowed on {request.url.path}"
-        return await answer(request, exc.status_code, msg, getattr(exc, "headers", None))
+            # every method of the path, not only those of the first route that matched it
+            allow = ", ".join(allowed_methods(request.app, request.scope))
+            headers = {**(headers or {}), "Allow": allow}
+        return await answer(request, exc.status_code, msg, headers)
+
+    async def database_error(request: Request, exc: Exception) -> Response:
+        """An outage answers 503 (one log line per outage); any other error as unexpected.
+        (Handled here rather than as ``Exception``, which Starlette logs again with its
+        traceback after the answer.)"""
+        outage = unreachable(exc)
+        if outage is None:
+            return await unexpected(request, exc)
+        return await spindle_error(request, outage)
+
+    app.add_exception_handler(SQLAlchemyError, database_error)
+    app.add_exception_handler(OSError, database_error)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unexpected error", exc_info=exc)
         return await answer(request, 500, "an unexpected error occurred; see the server log")
+
+
+def outages(request: Request) -> OutageLog:
+    """The app's outage log (one made on first use, for an app built without the lifespan)."""
+    state = request.app.state
+    if getattr(state, "outages", None) is None:
+        state.outages = OutageLog()
+    found: OutageLog = state.outages
+    return found
 
 
 _DESCRIPTIONS = {
@@ -103,11 +144,16 @@ _DESCRIPTIONS = {
     404: "The requested workflow run wasn't found.",
     409: "The object exists already.",
     413: "The upload is larger than this service accepts.",
+    415: "The request body is not multipart/form-data.",
+    429: "Too many requests of this kind (failed sign-ins, open event streams); try again "
+    "after Retry-After seconds.",
     500: "An unexpected error occurred.",
     503: (
-        "A service the answer needs (the identity provider, a compute environment) cannot "
-        "be reached now; try again later."
+        "A service the answer needs (the database, the identity provider, a compute "
+        "environment) cannot be reached now, or an installed engine is still being checked; "
+        "try again later (see `Retry-After`)."
     ),
+    507: "The data folder's disk is full.",
 }
 
 

@@ -3,15 +3,19 @@ docs/api.md): one run's events and progress until it ends, or every run's events
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Header, Query
+import anyio
+from fastapi import APIRouter, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from spindle.api.auth import CallerDep
+from spindle.api.auth import CallerDep, read_credentials
 from spindle.api.deps import Service
 from spindle.api.errors import documented
+from spindle.auth.authenticator import Authenticator
 from spindle.domain import Event, Progress, State
 from spindle.errors import InvalidRequest
 from spindle.limits import MAX_ID
@@ -21,6 +25,9 @@ router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
 
 #: seconds between keep-alive comments on an idle stream
 PING_SECONDS = 15
+#: seconds a stream has, once the server shuts down, to end its body before it is cut
+SHUTDOWN_GRACE_SECONDS = 2.0
+T = TypeVar("T")
 _STREAM: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "An SSE stream."}
 }
@@ -72,22 +79,75 @@ def _sse(item: Event | Progress, run_id: str) -> ServerSentEvent:
     return ServerSentEvent(data=update.model_dump_json(), event="progress")
 
 
+def _recheck(request: Request) -> Callable[[], Awaitable[bool]]:
+    """Whether the credentials a stream was opened with still hold (a revoked token or an
+    ended session stops the stream: ``RunService.follow``'s ``check``)."""
+    authenticator: Authenticator = request.app.state.authenticator
+    creds = read_credentials(request, request.app.state.settings)
+
+    async def still_valid() -> bool:
+        return await authenticator.still_valid(creds)
+
+    return still_valid
+
+
+async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
+    """``items`` until ``stop`` is set: then the iteration ends at once (``items`` closed)
+    rather than after its next item, which may be a long way off."""
+    waiter = asyncio.ensure_future(stop.wait())
+    following: asyncio.Future[T] | None = None
+    try:
+        while True:
+            following = asyncio.ensure_future(anext(items))
+            await asyncio.wait({following, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if not following.done():
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await following
+                return
+            try:
+                item = following.result()
+            except StopAsyncIteration:
+                return
+            yield item
+    finally:
+        waiter.cancel()
+        if following is not None and not following.done():  # this stream was cancelled
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await following
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
 def _stream(items: AsyncIterator[Any], run_id: str = "") -> EventSourceResponse:
+    # Set by sse-starlette when the server shuts down: the body then ends properly (its
+    # last chunk sent) instead of being cut mid-body by the cancellation.
+    shutdown = anyio.Event()
+
     async def body() -> AsyncIterator[ServerSentEvent]:
-        async for item in items:
+        async for item in until(shutdown, items):
             yield _sse(item, item.run_id if isinstance(item, Event) else run_id)
 
-    return EventSourceResponse(body(), ping=PING_SECONDS, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        body(),
+        ping=PING_SECONDS,
+        headers={"Cache-Control": "no-store"},
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+    )
 
 
 @router.get(
     "/runs/{run_id}/events",
     summary="StreamRunEvents",
     response_class=EventSourceResponse,
-    responses={**documented(400, 401, 403, 404, 500), **_STREAM},
+    responses={**documented(400, 401, 403, 404, 429, 500), **_STREAM},
 )
 async def stream_run_events(
     run_id: str,
+    request: Request,
     service: Service,
     caller: CallerDep,
     after: After = None,
@@ -96,9 +156,13 @@ async def stream_run_events(
     """The run's events as server-sent events, from its first (or after `after` /
     `Last-Event-ID`), each named by its kind (`state`, `adopted`) with a `RunEvent` as data;
     and a `progress` event whenever the tasks done or running change. The stream ends once
-    the run has ended and its final state event was sent."""
+    the run has ended and its final state event was sent, or once the credentials it was
+    opened with no longer hold (checked before each batch of events and every minute).
+    429 when the caller, or the server, has as many streams open as it may."""
     position = _position(after, last_event_id) or 0
-    updates = await service.follow(run_id, after_id=position, caller=caller)
+    updates = await service.follow(
+        run_id, after_id=position, caller=caller, check=_recheck(request)
+    )
     return _stream(updates, run_id)
 
 
@@ -106,14 +170,21 @@ async def stream_run_events(
     "/events",
     summary="StreamEvents",
     response_class=EventSourceResponse,
-    responses={**documented(400, 401, 403, 500), **_STREAM},
+    responses={**documented(400, 401, 403, 429, 500), **_STREAM},
 )
 async def stream_events(
-    service: Service, caller: CallerDep, after: After = None, last_event_id: LastEventId = None
+    request: Request,
+    service: Service,
+    caller: CallerDep,
+    after: After = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
     """The events of every run the caller may see (an admin: every run) as server-sent
     events, from now on (or after `after` / `Last-Event-ID`), each named by its kind with a
     `RunEvent` as data. The stream stays open; an idle one carries a keep-alive comment
-    every 15 s."""
-    updates = await service.follow_all(after_id=_position(after, last_event_id), caller=caller)
+    every 15 s. It ends once the credentials it was opened with no longer hold; 429 when
+    the caller, or the server, has as many streams open as it may."""
+    updates = await service.follow_all(
+        after_id=_position(after, last_event_id), caller=caller, check=_recheck(request)
+    )
     return _stream(updates)

@@ -12,6 +12,7 @@ from spindle.api.auth import CallerDep
 from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.domain import LogChunk
+from spindle.errors import EngineChecking
 from spindle.limits import MAX_OFFSET
 from spindle.models.extensions import RunProgress
 from spindle.storage.access import SignedURL
@@ -38,6 +39,23 @@ Offset = Annotated[
         f"`{NEXT_OFFSET}` header of the previous answer.",
     ),
 ]
+
+
+@router.get(
+    "/ready",
+    summary="GetReadiness",
+    responses={**documented(503), 200: {"description": 'Ready: `{"ready": true}`.'}},
+)
+async def get_readiness(service: Service) -> dict[str, bool]:
+    """Whether this Spindle can take runs now: the database answers and every installed
+    engine has been checked; else 503 saying what is missing (no credentials needed)."""
+    await service.last_event_id()  # the database answers (an outage: 503)
+    if service.catalog.checking:
+        raise EngineChecking(
+            "engines still being checked (installed, their version not read yet): "
+            + ", ".join(sorted(service.catalog.checking))
+        )
+    return {"ready": True}
 
 
 @router.get(

@@ -19,6 +19,7 @@ from spindle.domain import RunGroup, RunSummary, State
 from spindle.models import groups as m
 from spindle.models import wes
 from spindle.models.wes import ErrorResponse
+from spindle.runs.paging import MAX_PAGE_SIZE
 from spindle.runs.query import RunQuery
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle run groups"])
@@ -42,7 +43,8 @@ def _errors(*codes: int, conflict: str | None = None) -> dict[int | str, dict[st
 
 
 PageSize = Annotated[
-    int | None, Query(description="Groups (or runs) per page, 1-1000 (default 100).")
+    int | None,
+    Query(ge=1, le=MAX_PAGE_SIZE, description="Groups (or runs) per page, 1-1000 (default 100)."),
 ]
 PageToken = Annotated[str | None, Query(description="The next_page_token of the previous page.")]
 

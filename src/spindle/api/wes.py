@@ -16,10 +16,16 @@ from spindle.api.errors import documented
 from spindle.api.links import Links
 from spindle.api.multipart import read_form
 from spindle.domain import Run, State, Task
-from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from spindle.limits import clip_depth
 from spindle.models import wes
-from spindle.models.extensions import ComputeEnvironment, SpindleServiceInfo
+from spindle.models.extensions import (
+    ComputeEnvironment,
+    SpindleRunListResponse,
+    SpindleServiceInfo,
+)
+from spindle.runs.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from spindle.runs.query import RunQuery
 from spindle.runs.submit import EXTENSION_FIELDS, TEXT_FIELDS
 
 router = APIRouter(prefix="/ga4gh/wes/v1")
@@ -45,10 +51,11 @@ _MULTIPART = {
                             "items": {"type": "string", "format": "binary"},
                         },
                     },
+                    "required": ["workflow_type", "workflow_type_version", "workflow_url"],
                 }
             }
         },
-        "required": False,
+        "required": True,
     }
 }
 
@@ -104,8 +111,13 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
     settings = service.settings
     catalog = service.catalog
     counts = await service.counts(caller=caller)
+    # Spindle's own parameters, good for every engine (docs/api.md), then each engine's
     parameters = [
-        wes.DefaultWorkflowEngineParameter(name="compute_env", type="string", default_value="local")
+        wes.DefaultWorkflowEngineParameter(
+            name="compute_env", type="string", default_value="local"
+        ),
+        wes.DefaultWorkflowEngineParameter(name="cpus", type="int", default_value="1"),
+        wes.DefaultWorkflowEngineParameter(name="priority", type="int", default_value="0"),
     ]
     for engine in catalog.engines.values():
         parameters.extend(
@@ -137,7 +149,13 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
         default_workflow_engine_parameters=parameters,
         system_state_counts={s.value: counts.get(s.value, 0) for s in State},
         auth_instructions_url=settings.auth_instructions_url,
-        tags={"compute_environments": ",".join(service.compute_envs)},
+        tags={
+            "compute_environments": ",".join(service.compute_envs),
+            # installed engines whose version check has not answered yet (docs/api.md)
+            **(
+                {"engines_checking": ",".join(sorted(catalog.checking))} if catalog.checking else {}
+            ),
+        },
         compute_environments=[
             ComputeEnvironment(name=e.name, type=e.type, description=e.description)
             for e in service.compute_envs.values()
@@ -145,51 +163,143 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
     )
 
 
+#: the query parameters of GET /runs (any other is a 400 naming it)
+LIST_PARAMETERS = frozenset(
+    {
+        "page_size",
+        "page_token",
+        "state",
+        "workflow_type",
+        "tag",
+        "q",
+        "run_group_id",
+        "submitted_after",
+        "submitted_before",
+        "owner",
+        "sort",
+        "order",
+        "include_total",
+    }
+)
+
+
 @router.get(
     "/runs",
     summary="ListRuns",
     operation_id="ListRuns",
     tags=["Workflow Runs"],
-    response_model=wes.RunListResponse,
+    response_model=SpindleRunListResponse,
     response_model_exclude_none=True,
     responses=documented(400, 401, 403, 500),
 )
 async def list_runs(
+    request: Request,
     service: Service,
     caller: CallerDep,
     page_size: Annotated[
         int | None,
-        Query(description="OPTIONAL The preferred number of workflow runs to return in a page."),
+        Query(
+            ge=1,
+            le=MAX_PAGE_SIZE,
+            description="OPTIONAL The preferred number of workflow runs to return in a page "
+            f"(1 to {MAX_PAGE_SIZE}; default {DEFAULT_PAGE_SIZE}).",
+        ),
     ] = None,
     page_token: Annotated[
         str | None,
         Query(description="OPTIONAL Token to use to indicate where to start getting results."),
     ] = None,
-    run_group_id: Annotated[
-        str | None,
+    state: Annotated[
+        list[str],
         Query(
-            description="Spindle extension: only the runs of this run group (see "
-            "docs/groups.md). A page token is good only with the filter it was issued for."
+            description="Spindle extension: only runs in this state (repeat, or separate "
+            "with commas, for several)."
         ),
-    ] = None,
-) -> wes.RunListResponse:
+    ] = [],  # noqa: B006 (FastAPI copies a query parameter's default)
+    workflow_type: Annotated[
+        str, Query(description="Spindle extension: only runs of this workflow type.")
+    ] = "",
+    tag: Annotated[
+        str,
+        Query(description="Spindle extension: only runs with this tag (`key` or `key=value`)."),
+    ] = "",
+    q: Annotated[
+        str,
+        Query(
+            description="Spindle extension: case-insensitive text in the run id, the workflow "
+            "URL or the tags."
+        ),
+    ] = "",
+    run_group_id: Annotated[
+        str,
+        Query(description="Spindle extension: only the runs of this run group (docs/groups.md)."),
+    ] = "",
+    submitted_after: Annotated[
+        str,
+        Query(
+            description="Spindle extension: runs submitted at or after this ISO 8601 time "
+            "(UTC unless it says)."
+        ),
+    ] = "",
+    submitted_before: Annotated[
+        str,
+        Query(description="Spindle extension: runs submitted before this ISO 8601 time."),
+    ] = "",
+    owner: Annotated[
+        str,
+        Query(
+            description="Spindle extension: only the runs of the user of this name (an "
+            "admin's filter; others may name only themselves)."
+        ),
+    ] = "",
+    sort: Annotated[
+        str,
+        Query(description="Spindle extension: `submitted` (default), `state`, `type`, `workflow`."),
+    ] = "",
+    order: Annotated[str, Query(description="Spindle extension: `desc` (default) or `asc`.")] = "",
+    include_total: Annotated[
+        bool,
+        Query(description="Spindle extension: add `total_count`, the runs matching on every page."),
+    ] = False,
+) -> SpindleRunListResponse:
     """This list should be provided in a stable ordering. Spindle lists the newest run first
-    and pages by key, so a page never repeats or skips a run while others are submitted."""
-    page = await service.list(
-        page_size=page_size, page_token=page_token, group_id=run_group_id or None, caller=caller
+    and pages by key, so a page never repeats or skips a run while others are submitted. The
+    filters are Spindle's extension (the web UI's); a page token is good only with the filters
+    and order it was issued for. A query parameter Spindle does not know is a 400."""
+    unknown = sorted(set(request.query_params) - LIST_PARAMETERS)
+    if unknown:
+        raise InvalidRequest(
+            unknown[0],
+            "is not a ListRuns query parameter; parameters are: "
+            + ", ".join(sorted(LIST_PARAMETERS)),
+        )
+    query = RunQuery.parse(
+        states=state,
+        workflow_type=workflow_type,
+        tag=tag,
+        text=q,
+        sort=sort,
+        order=order,
+        group_id=run_group_id,
+        submitted_after=submitted_after,
+        submitted_before=submitted_before,
+        owner=owner,
     )
-    return wes.RunListResponse(
+    page = await service.search(query, page_size=page_size, page_token=page_token, caller=caller)
+    total = await service.count_matching(query, caller=caller) if include_total else None
+    return SpindleRunListResponse(
         runs=[
             wes.RunSummary(
                 run_id=r.id,
                 state=r.state,
                 start_time=wes_time(r.start_time),
                 end_time=wes_time(r.end_time),
-                tags=r.request.tags,
+                tags=r.tags,
             )
             for r in page.items
         ],
         next_page_token=page.next_page_token,
+        total_count=total,
     )
 
 
@@ -198,9 +308,11 @@ def _check_body(request: Request, max_bytes: int) -> None:
     if length is not None and length.isdigit() and int(length) > max_bytes + (1 << 20):
         raise PayloadTooLarge(f"request body: {length} bytes is over the limit of {max_bytes}")
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
-        raise InvalidRequest(
-            "request body", f"must be multipart/form-data (got {content_type or 'nothing'})"
+    # only multipart, as WES says (what another site's page may send is the guard's matter)
+    if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
+        raise UnsupportedMediaType(
+            "Content-Type: RunWorkflow takes multipart/form-data, not "
+            f"{content_type[:100] or 'a body without a Content-Type'}"
         )
 
 
@@ -233,7 +345,7 @@ def _split_form(form: FormData) -> tuple[dict[str, str | None], list[UploadFile]
     operation_id="RunWorkflow",
     tags=["Workflow Runs"],
     response_model=wes.RunId,
-    responses=documented(400, 401, 403, 413, 500),
+    responses=documented(400, 401, 403, 413, 415, 500),
     openapi_extra=_MULTIPART,
 )
 async def run_workflow(request: Request, service: Service, caller: CallerDep) -> wes.RunId:
@@ -314,7 +426,12 @@ async def list_tasks(
     links: LinksDep,
     page_size: Annotated[
         int | None,
-        Query(description="OPTIONAL The preferred number of task logs to return in a page."),
+        Query(
+            ge=1,
+            le=MAX_PAGE_SIZE,
+            description="OPTIONAL The preferred number of task logs to return in a page "
+            f"(1 to {MAX_PAGE_SIZE}; default {DEFAULT_PAGE_SIZE}).",
+        ),
     ] = None,
     page_token: Annotated[
         str | None,

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle import limits
 from spindle.auth import passwords, tokens
+from spindle.auth.passwords import HashPool
 from spindle.auth.session import fingerprint
 from spindle.auth.verifier import Identity
 from spindle.db.tables import LOCAL_USER
@@ -82,8 +83,10 @@ def caller_for(user: User, method: str, *, admin: bool | None = None) -> Caller:
 
 
 class AccountService:
-    def __init__(self, db: AsyncEngine) -> None:
+    def __init__(self, db: AsyncEngine, *, hashing: HashPool | None = None) -> None:
         self.db = db
+        #: the threads passwords are hashed and checked in (``password_hash_workers``)
+        self.hashing = hashing or HashPool()
         self._cache_key = secrets.token_bytes(32)
         #: HMAC(name, password) -> (the hash it matched, when that stops counting)
         self._verified: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
@@ -106,7 +109,7 @@ class AccountService:
             )
         email = check_email(email)
         password_hash = (
-            await passwords.hash_password(check_password(password)) if password else None
+            await self.hashing.hash_password(check_password(password)) if password else None
         )
         try:
             async with self.db.begin() as conn:
@@ -145,22 +148,31 @@ class AccountService:
         async with self.db.connect() as conn:
             return await repo.list_users(conn)
 
-    async def _update(self, name: str, **values: Any) -> None:
+    async def _update(self, name: str, *, end_sessions: bool = False, **values: Any) -> None:
         async with self.db.begin() as conn:
             user = await repo.get_user_by_name(conn, name)
             if user is None:
                 raise UserNotFound(name)
             await repo.update_user(conn, user.id, **values)
+            if end_sessions:
+                await repo.end_sessions(conn, user.id)
 
     async def set_password(self, name: str, password: str | None) -> None:
         """A new password (ending the user's sessions), or None: no password sign-in."""
         if password is not None and ":" in name:
             raise InvalidRequest("name", "holds ':', so this user cannot sign in with a password")
-        value = await passwords.hash_password(check_password(password)) if password else None
-        await self._update(name, password_hash=value)
+        value = await self.hashing.hash_password(check_password(password)) if password else None
+        await self._update(name, password_hash=value, end_sessions=True)
 
     async def set_disabled(self, name: str, disabled: bool) -> None:
-        await self._update(name, disabled=disabled)
+        """Disable (ending the user's sessions) or enable a user."""
+        await self._update(name, disabled=disabled, end_sessions=disabled)
+
+    async def end_sessions(self, user_id: int) -> None:
+        """End every session of the user made until now (sign-out): their cookies stop
+        working at the next request, wherever they are kept."""
+        async with self.db.begin() as conn:
+            await repo.end_sessions(conn, user_id)
 
     async def set_admin(self, name: str, admin: bool) -> None:
         await self._update(name, is_admin=admin)
@@ -193,14 +205,14 @@ class AccountService:
         stored = user.password_hash if user is not None else None
         key = hmac.new(self._cache_key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
         if not (stored is not None and self._remembered(key, stored)):
-            if not await passwords.verify_password(stored, password) or user is None:
+            if not await self.hashing.verify_password(stored, password) or user is None:
                 raise Unauthenticated("wrong user name or password")
             assert stored is not None
             self._remember(key, stored)
             if passwords.needs_rehash(stored):
                 async with self.db.begin() as conn:
                     await repo.update_user(
-                        conn, user.id, password_hash=await passwords.hash_password(password)
+                        conn, user.id, password_hash=await self.hashing.hash_password(password)
                     )
         assert user is not None
         if user.disabled:
@@ -237,6 +249,8 @@ class AccountService:
         now = utcnow()
         async with self.db.connect() as conn:
             user = await repo.get_user_by_name(conn, identity.name)
+        if user is not None and user.issuer != identity.issuer:
+            user = await self._claim_for_provider(user, identity)
         if user is None:
             try:
                 async with self.db.begin() as conn:
@@ -248,9 +262,12 @@ class AccountService:
                         display_name=identity.display_name,
                         admin=bool(identity.admin),
                         last_login_at=now,
+                        issuer=identity.issuer,
                     )
             except IntegrityError:  # a concurrent first request made it
                 user = await self.user(identity.name)
+                if user.issuer != identity.issuer:
+                    user = await self._claim_for_provider(user, identity)
         changes: dict[str, Any] = {}
         if identity.email is not None and identity.email != user.email:
             changes["email"] = identity.email
@@ -267,14 +284,31 @@ class AccountService:
         await self._touch_login(user, now)
         return user
 
-    async def session_user(self, user_id: int, session_fingerprint: str) -> User:
-        """The user a session cookie names, if the session still holds."""
+    async def _claim_for_provider(self, user: User, identity: Identity) -> User:
+        """The user row of this name for a provider's token whose issuer it does not carry:
+        a row made by a provider before issuers were recorded ('') becomes this provider's;
+        a local user (made with ``spindle users``, NULL) or another provider's is refused, so
+        a token whose subject is ``root`` never signs in as the local ``root``."""
+        if user.issuer == "":
+            async with self.db.begin() as conn:
+                await repo.update_user(conn, user.id, issuer=identity.issuer)
+            return dataclasses.replace(user, issuer=identity.issuer)
+        raise Forbidden(
+            f"the identity provider's user {identity.name!r} has the name of a local user "
+            "(or another provider's), and cannot sign in as them"
+        )
+
+    async def session_user(self, user_id: int, session_fingerprint: str, epoch: int = 0) -> User:
+        """The user a session cookie names, if the session still holds: the password is
+        the one it was made with and the user has not signed out since (``epoch``)."""
         async with self.db.connect() as conn:
             user = await repo.get_user(conn, user_id)
         if user is None or not hmac.compare_digest(fingerprint(user), session_fingerprint):
             raise Unauthenticated("the session is no longer valid; sign in again")
-        if user.disabled:
+        if user.disabled:  # said first: a session of a disabled user is over in any case
             raise Forbidden(f"user {user.name!r} is disabled")
+        if user.session_epoch != epoch:
+            raise Unauthenticated("the session has ended (signed out); sign in again")
         return user
 
     async def _touch_login(self, user: User, now: datetime | None = None) -> None:

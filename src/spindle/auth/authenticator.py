@@ -25,10 +25,11 @@ from spindle.auth import tokens
 from spindle.auth.accounts import AccountService, caller_for
 from spindle.auth.jwks import JwksCache
 from spindle.auth.session import SessionSigner
+from spindle.auth.throttle import SignInThrottle
 from spindle.auth.verifier import Identity, JwtVerifier
 from spindle.config import Settings
 from spindle.domain import Caller, User
-from spindle.errors import ConfigError, Forbidden, Unauthenticated
+from spindle.errors import ConfigError, Forbidden, SpindleError, Unauthenticated
 
 #: Seconds to wait for the identity provider's keys.
 JWKS_TIMEOUT = 10.0
@@ -45,6 +46,8 @@ class Credentials:
     proxy_assertion: str | None = None
     session: str | None = None
     malformed: str | None = None
+    #: the client's address, for throttling failed sign-ins
+    address: str | None = None
 
 
 def check_settings(settings: Settings) -> None:
@@ -102,6 +105,11 @@ class Authenticator:
             )
             self.verifier = JwtVerifier(settings, keys)
         self._local: User | None = None
+        self.throttle = SignInThrottle(
+            per_account=settings.signin_max_failures_per_account,
+            per_address=settings.signin_max_failures_per_address,
+            window_seconds=settings.signin_window_seconds,
+        )
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -124,7 +132,7 @@ class Authenticator:
                     "HTTP Basic is not accepted here; send a bearer token", error="invalid_request"
                 )
             name, password = creds.basic
-            return caller_for(await self.accounts.check_password(name, password), "basic")
+            return caller_for(await self._check_password(name, password, creds.address), "basic")
         if self.mode == "proxy-jwt" and creds.proxy_assertion:
             return await self._jwt_caller(creds.proxy_assertion)
         if creds.bearer is not None:
@@ -132,11 +140,34 @@ class Authenticator:
                 return await self._jwt_caller(creds.bearer)
             raise Unauthenticated("the bearer token is not a Spindle token", error="invalid_token")
         if creds.session:
-            user_id, fingerprint = self.sessions.read(creds.session)
-            return caller_for(await self.accounts.session_user(user_id, fingerprint), "session")
+            user_id, fingerprint, epoch = self.sessions.read(creds.session)
+            user = await self.accounts.session_user(user_id, fingerprint, epoch)
+            return caller_for(user, "session")
         if required:
             raise Unauthenticated(self._ask_for())
         return None
+
+    async def still_valid(self, creds: Credentials) -> bool:
+        """Whether credentials that were good when a long request (an event stream) began
+        still are: the token is not revoked or expired, the session not ended, the user not
+        disabled."""
+        try:
+            await self.authenticate(creds)
+        except SpindleError:
+            return False
+        return True
+
+    async def _check_password(self, name: str, password: str, address: str | None) -> User:
+        """``AccountService.check_password`` behind the throttle of failed sign-ins: 429
+        (without checking) once the account or the address failed too often lately."""
+        self.throttle.check(name, address)
+        try:
+            user = await self.accounts.check_password(name, password)
+        except Unauthenticated:
+            self.throttle.failed(name, address)
+            raise
+        self.throttle.succeeded(name)
+        return user
 
     def _ask_for(self) -> str:
         if self.mode == "basic":
@@ -167,10 +198,24 @@ class Authenticator:
 
     # --- for the web UI's sign-in page -------------------------------------------------
 
-    async def sign_in(self, name: str, password: str) -> tuple[User, str]:
+    async def sign_in(
+        self, name: str, password: str, address: str | None = None
+    ) -> tuple[User, str]:
         """Check a user name and password (``basic`` mode); the user and the value of the
-        session cookie to set."""
+        session cookie to set. Throttled as HTTP Basic is (429 after too many failures)."""
         if self.mode != "basic":
             raise Forbidden(f"signing in with a password is not possible with auth {self.mode!r}")
-        user = await self.accounts.check_password(name, password)
+        user = await self._check_password(name, password, address)
         return user, self.sessions.sign(user)
+
+    async def sign_out(self, session: str | None) -> None:
+        """End every session of the user a still valid session cookie names (server-side:
+        a copy of the cookie kept elsewhere stops working too). Anything else: nothing."""
+        if self.mode == "none" or not session:
+            return
+        try:
+            user_id, fingerprint, epoch = self.sessions.read(session)
+            user = await self.accounts.session_user(user_id, fingerprint, epoch)
+        except SpindleError:
+            return
+        await self.accounts.end_sessions(user.id)

@@ -1,9 +1,11 @@
 """Session cookies for the web UI: a signed, timestamped statement "this is user N" (itsdangerous),
 so the server keeps no session table.
 
-A session names the user and a fingerprint of their password hash: changing the password
-ends every session made before, and a disabled user's session stops working at the next
-request (the user row is read each time).
+A session names the user, a fingerprint of their password hash and the user's session epoch
+(``users.session_epoch``) when it was made. Signing out, changing the password and disabling
+the user raise the epoch, which ends every session made before at its next request (the user
+row is read each time), wherever its cookie is kept: the cookie is a claim the server checks
+against the user row, not a key that holds by itself.
 """
 
 from __future__ import annotations
@@ -34,11 +36,13 @@ class SessionSigner:
 
     def sign(self, user: User) -> str:
         """The cookie value for a user who just signed in."""
-        return self._serializer.dumps({"u": user.id, "f": fingerprint(user)})
+        return self._serializer.dumps(
+            {"u": user.id, "f": fingerprint(user), "e": user.session_epoch}
+        )
 
-    def read(self, value: str) -> tuple[int, str]:
-        """The user id and fingerprint in a cookie; Unauthenticated if it was not made here,
-        was altered, or is older than ``max_age``."""
+    def read(self, value: str) -> tuple[int, str, int]:
+        """The user id, fingerprint and session epoch in a cookie; Unauthenticated if it
+        was not made here, was altered, or is older than ``max_age``."""
         expired = Unauthenticated("the session has expired or is not valid; sign in again")
         try:
             data = self._serializer.loads(value, max_age=self.max_age)
@@ -46,4 +50,5 @@ class SessionSigner:
             raise expired from None
         if not (isinstance(data, dict) and isinstance(data.get("u"), int)):
             raise Unauthenticated("the session is not valid; sign in again")
-        return data["u"], str(data.get("f", ""))
+        epoch = data.get("e", 0)
+        return data["u"], str(data.get("f", "")), epoch if isinstance(epoch, int) else -1

@@ -43,6 +43,8 @@ class Identity:
     admin: bool | None = None
     #: Google's ``hd`` claim: the Workspace domain of the account
     hosted_domain: str | None = None
+    #: the verified ``iss`` claim: the identity provider whose user this is
+    issuer: str = ""
 
 
 def _refused(message: str) -> Unauthenticated:
@@ -90,6 +92,7 @@ class JwtVerifier:
             display_name=_optional_str(claims.get(self.name_claim)),
             admin=self._admin(claims),
             hosted_domain=_optional_str(claims.get("hd")),
+            issuer=str(claims.get("iss") or self.issuer),
         )
 
     async def claims(self, token: str) -> dict[str, Any]:

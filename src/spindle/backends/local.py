@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
+from spindle.backends.sandbox import Sandbox, hand_over, hide_process, secure_data_dir
 from spindle.compute import EnvSettings, LocalEnv
 from spindle.config import Settings
 from spindle.domain import State
@@ -35,17 +37,20 @@ from spindle.errors import BackendError
 from spindle.execution import Job
 from spindle.storage.rundir import RunDir
 
-# $1: run folder, $2: working directory; the rest: the engine's argv. The pid file lets a
-# worker that died between submit and saving the handle find the process again (submit is
-# idempotent per run). The wrapper changes directory itself because posix_spawn has no chdir.
+# $1: run folder, $2: working directory, $3: the command that starts the engine as another
+# OS account (setpriv ..., words without spaces; empty: none); the rest: the engine's argv.
+# The wrapper itself stays Spindle's, so the exit code it records is out of the engine's
+# reach. The pid file lets a worker that died between submit and saving the handle find the
+# process again (submit is idempotent per run). The wrapper changes directory itself
+# because posix_spawn has no chdir.
 # Before starting the engine it checks that the executable (and the interpreter its #! line
 # names) is there, so a missing engine is a launch_error, never the workflow's exit 127. If
 # the exit code cannot be recorded it says so on stderr and exits with the engine's code.
 WRAPPER = r"""
-d=$1
+d=$1 as=$3
 fail() { printf '%s\n' "$1" > "$d/launch_error"; printf 'spindle: %s\n' "$1" >&2; exit 127; }
 cd "$2" || fail "cannot enter the working directory $2"
-shift 2
+shift 3
 echo $$ > "$d/pid"
 case $1 in */*) exe=$1 ;; *) exe=$(command -v "$1") || fail "the engine $1 is not on PATH" ;; esac
 case $exe in
@@ -60,7 +65,7 @@ case $exe in
     esac
     ;;
 esac
-"$@"
+$as "$@"
 code=$?
 printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code" || {
   printf 'spindle: could not record the exit code %s in %s\n' "$code" "$d/exit_code" >&2
@@ -68,7 +73,14 @@ printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_
 }
 """
 
-_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+log = logging.getLogger(__name__)
+
+# O_NOFOLLOW: a log the engine of an earlier attempt replaced with a link is not followed.
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+#: What an engine run as another account gets of its run folder (the rest stays Spindle's).
+ENGINE_PARTS = ("attachments", "work", "outputs", "logs", "params.json")
+#: Spindle's helper code for the engine (a logger plugin, cwltool's guard): read-only to it.
+HELPER_PARTS = ("support",)
 
 
 def _start_ticks(pid: int) -> int | None:
@@ -132,8 +144,24 @@ class LocalBackend(Backend):
     settings_model = LocalEnv
     capabilities = Capabilities(local_files=True, waits=True)
 
-    def __init__(self, *, cancel_grace_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        cancel_grace_seconds: float = 10.0,
+        sandbox: Sandbox | None = None,
+        data_dir: Path | None = None,
+    ) -> None:
         self.grace = cancel_grace_seconds
+        self.sandbox = sandbox or Sandbox()
+        self.sandbox.check()
+        if os.geteuid() == 0 and not self.sandbox.switches_account:
+            log.warning(
+                "Spindle runs as root and engines run as root too: set run_as_user or "
+                "run_as_users (docs/security.md)"
+            )
+        hide_process()
+        if data_dir is not None:
+            secure_data_dir(data_dir, traversable=self.sandbox.switches_account)
         self.host = socket.gethostname()
         # Engines being watched, by run id: each is resolved when its wrapper exits, seen
         # through a pidfd at once rather than at the next poll.
@@ -141,7 +169,17 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> LocalBackend:
-        return cls(cancel_grace_seconds=settings.cancel_grace_seconds)
+        sandbox = Sandbox(
+            passthrough=tuple(settings.engine_env_passthrough),
+            extra=settings.engine_env,
+            run_as_user=settings.run_as_user,
+            run_as_users=settings.run_as_users,
+        )
+        return cls(
+            cancel_grace_seconds=settings.cancel_grace_seconds,
+            sandbox=sandbox,
+            data_dir=settings.data_dir,
+        )
 
     async def submit(self, job: Job) -> Handle:
         run_id, launch, rundir = job.run_id, job.launch, job.rundir
@@ -153,8 +191,18 @@ class LocalBackend(Backend):
         existing = self._find_existing(run_id, rundir)
         if existing is not None:
             return existing
+        if rundir.logs.is_symlink():
+            rundir.logs.unlink()
         rundir.logs.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **launch.env}
+        for log in (rundir.stdout, rundir.stderr):
+            os.close(os.open(log, _LOG_FLAGS, 0o600))
+        # The engine gets an allow-listed environment, never Spindle's (its secret, the
+        # database URL), and runs as the run's OS account if one is configured; the wrapper
+        # stays Spindle's, so the exit code it records is out of the engine's reach.
+        account = self.sandbox.account_for(job.owner)
+        await asyncio.to_thread(hand_over, rundir.root, account, ENGINE_PARTS, HELPER_PARTS)
+        env = self.sandbox.environment(launch.env, account, workdir=str(launch.cwd))
+        run_as = " ".join(self.sandbox.command(account, []))
         # posix_spawn (vfork-like in glibc) costs the same at any server size, where a fork
         # of the whole server (what uvloop's subprocess does) grows with its memory; it
         # hands the child no asyncio transport that could outlive this backend. Microseconds
@@ -163,13 +211,13 @@ class LocalBackend(Backend):
             # posix_spawn returns once the child exists; it does not wait for it
             pid = os.posix_spawn(  # noqa: ASYNC221
                 "/bin/sh",
-                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd)]
+                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd), run_as]
                 + [str(a) for a in launch.argv],
                 env,
                 file_actions=[
                     (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, str(rundir.stdout), _LOG_FLAGS, 0o644),
-                    (os.POSIX_SPAWN_OPEN, 2, str(rundir.stderr), _LOG_FLAGS, 0o644),
+                    (os.POSIX_SPAWN_OPEN, 1, str(rundir.stdout), _LOG_FLAGS, 0o600),
+                    (os.POSIX_SPAWN_OPEN, 2, str(rundir.stderr), _LOG_FLAGS, 0o600),
                 ],
                 setsid=True,
             )

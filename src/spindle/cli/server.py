@@ -7,7 +7,6 @@ import logging
 import signal
 
 import click
-import uvicorn
 
 from spindle import config
 from spindle.config import Settings
@@ -35,6 +34,9 @@ def _logging(level: str) -> None:
 @click.option("--log-level", default="info", show_default=True)
 def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> None:
     """Serve the WES API (and by default run a worker in the same process)."""
+    import uvicorn
+
+    from spindle.api.http11 import uvicorn_options
     from spindle.app import create_app
 
     _logging(log_level)
@@ -53,6 +55,8 @@ def serve(host: str | None, port: int | None, worker: bool, log_level: str) -> N
         port=settings.port,
         log_level=log_level,
         timeout_graceful_shutdown=5,
+        # h11 with a header deadline, keep-alive and header size from the settings
+        **uvicorn_options(settings),
     )
 
 
@@ -68,7 +72,7 @@ async def _run_worker(settings: Settings) -> None:
     from spindle.backends.registry import build_backends
     from spindle.db.engine import create_engine
     from spindle.db.migrate import is_current
-    from spindle.engines.registry import load_catalog
+    from spindle.engines.registry import CACHE_FILE, START_WAIT, load_catalog
     from spindle.runs.wakeup import Wakeup
     from spindle.scheduler.listen import listen_for_wakeups
     from spindle.scheduler.worker import Worker
@@ -77,7 +81,9 @@ async def _run_worker(settings: Settings) -> None:
     try:
         if not await is_current(db):
             raise click.ClickException("the database is not migrated: run `spindle db upgrade`")
-        catalog = await load_catalog(settings)
+        catalog = await load_catalog(
+            settings, wait=START_WAIT, cache=settings.data_dir / CACHE_FILE
+        )
         wakeup = Wakeup()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -90,7 +96,10 @@ async def _run_worker(settings: Settings) -> None:
             backends=build_backends(settings),
             wakeup=wakeup,
         )
-        await asyncio.gather(w.run(stop), listen_for_wakeups(settings, wakeup, stop))
+        try:
+            await asyncio.gather(w.run(stop), listen_for_wakeups(settings, wakeup, stop))
+        finally:
+            await catalog.aclose()
     finally:
         await db.dispose()
 

@@ -56,6 +56,12 @@ users = Table(
     Column("disabled", Boolean, nullable=False),
     # argon2 hash (PHC string); null for users who sign in through an identity provider
     Column("password_hash", String(255), nullable=True),
+    # raised to end every session of the user (sign-out, password change, disable); a
+    # session cookie carries the epoch it was made in (NULL: 0)
+    Column("session_epoch", Integer, nullable=True),
+    # the identity provider (``iss``) that made the user; NULL for local users (made with
+    # ``spindle users``): a provider's token never signs in as a local user
+    Column("issuer", String(1024), nullable=True),
     **MYSQL_TABLE,
 )
 

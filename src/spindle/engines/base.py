@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
-from spindle.errors import EngineUnavailable
+from spindle.errors import EngineSlow, EngineUnavailable
 from spindle.execution import Launch, Site
 from spindle.plugins import PluginSettings
 from spindle.storage.files import LocalFiles, RunFiles
@@ -91,8 +91,9 @@ class Engine(ABC):
         """Write whatever the engine needs into the run directory and build its command line
         for ``site`` (default: this host, in ``rundir`` itself).
 
-        The workflow's files are in ``rundir.attachments`` (or ``run.request.workflow_url``
-        is an http(s) URL). Relative ``workflow_url`` values are relative to the attachments.
+        The workflow's files are in ``rundir.attachments``, where relative ``workflow_url``
+        values point; an http(s) one was fetched at submission into the attachments under
+        ``spindle.storage.fetch.local_reference(workflow_url)``.
         Everything the engine needs must be inside the run directory: a remote backend
         copies that folder to the site before it starts the launch.
         """
@@ -111,6 +112,11 @@ class Engine(ABC):
         ``location`` is a ``run:`` reference (see ``RunDir.ref``). ``files`` is the run
         folder where the engine ran (default: ``rundir`` on this host); the engine's own
         logs and event files are always in ``rundir``."""
+
+    def failure_notes(self, rundir: RunDir) -> list[str]:
+        """What the engine's own log says went wrong, said for the user, once a run ended in
+        EXECUTOR_ERROR (added to the run's ``system_logs``). Default: nothing."""
+        return []
 
     def validate(self, request: RunRequest, env: ComputeEnv | None = None) -> None:  # noqa: B027
         """Refuse, at submission, a request this engine cannot run (raise InvalidRequest
@@ -141,7 +147,7 @@ async def ask(executable: str, *args: str, limit: float) -> str:
     except TimeoutError:
         proc.kill()
         await proc.wait()
-        raise EngineUnavailable(f"`{shown}` did not answer within {limit:g} s") from None
+        raise EngineSlow(f"`{shown}` did not answer within {limit:g} s") from None
     if proc.returncode != 0:
         tail = err.decode(errors="replace").strip()[-500:]
         raise EngineUnavailable(f"`{shown}` exited with {proc.returncode}: {tail}")

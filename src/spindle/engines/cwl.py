@@ -10,6 +10,13 @@ cwltool reports nothing machine-readable while it runs, so tasks come from its l
 stderr, written with ``--timestamps --disable-color`` under ``TZ=UTC`` so that each record
 starts with a UTC time. The final output object is the JSON document it prints on stdout.
 
+Host files: an input naming a file of this host by absolute path or ``file://`` URI is
+refused unless it is under a folder of the ``cwl_input_roots`` setting
+(:func:`check_host_inputs`), and an output that is a link out of the run folder is refused by
+a guard loaded into cwltool's own Python (``cwl_guard/sitecustomize.py``, copied into
+``support/cwltool/`` and put on its ``PYTHONPATH``) before cwltool would copy its target into
+``outputs/``.
+
 Relative inputs: cwltool resolves a relative ``location``/``path`` in the job file against
 the job file's folder, and the job file is ``params.json`` at the top of the run directory,
 one level above the attachments. Rather than hide the job file among the client's files,
@@ -23,9 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
+import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -45,7 +55,8 @@ from spindle.engines.base import (
 from spindle.engines.cwl_log import CwltoolLog
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
 from spindle.execution import Launch, Site
-from spindle.storage.files import RunFiles
+from spindle.storage.fetch import local_reference
+from spindle.storage.files import RunFiles, open_inside
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
 #: Seconds ``cwltool --version`` may take (a cold start imports a lot).
@@ -54,6 +65,9 @@ DETECT_TIMEOUT = 60.0
 KNOWN_VERSIONS = ("v1.0", "v1.1", "v1.2")
 #: Parsed logs kept between ``progress`` calls (one per run being watched).
 LOG_CACHE_SIZE = 256
+
+#: cwltool's output guard, copied into each run folder (see install_guard).
+GUARD = Path(__file__).resolve().parent / "cwl_guard" / "sitecustomize.py"
 
 # Under ``work/``: job scratch folders (also TMPDIR), job output folders, HTTP download cache.
 _TMP, _JOBS, _CACHE = "tmp", "jobs", "cache"
@@ -66,8 +80,10 @@ class CwltoolEngine(Engine):
     workflow_type = "CWL"
     workflow_files = ("*.cwl",)
 
-    def __init__(self, executable: str) -> None:
+    def __init__(self, executable: str, input_roots: Sequence[Path] = ()) -> None:
         self.executable = executable
+        #: folders of this host an input may name by absolute path (see check_host_inputs)
+        self.input_roots = tuple(Path(os.path.realpath(root)) for root in input_roots)
         self.versions: list[str] = list(KNOWN_VERSIONS)
         self._logs: OrderedDict[Path, CwltoolLog] = OrderedDict()
         self._logs_lock = threading.Lock()
@@ -76,7 +92,10 @@ class CwltoolEngine(Engine):
     def from_settings(cls, settings: Settings, own: BaseModel) -> CwltoolEngine:
         """``[engines.cwltool]``, or the older top-level ``cwltool`` setting."""
         explicit = own.executable if isinstance(own, EngineSettings) else ""
-        return cls(settings.engine_executable(cls.name, explicit or settings.cwltool))
+        return cls(
+            settings.engine_executable(cls.name, explicit or settings.cwltool),
+            settings.cwl_input_roots,
+        )
 
     # --- what is installed ---------------------------------------------------------------
 
@@ -135,6 +154,7 @@ class CwltoolEngine(Engine):
                 + ", ".join(self.versions),
             )
         rewrite_inputs(request.workflow_params, lambda rel, as_uri: rel.as_posix())
+        check_host_inputs(request.workflow_params, self.input_roots)
 
     def prepare(self, run: Run, rundir: RunDir, site: Site | None = None) -> Launch:
         """Write ``params.json`` (relative inputs made absolute inside the attachments as the
@@ -144,6 +164,7 @@ class CwltoolEngine(Engine):
         site = site or Site.local(rundir)
         request = run.request
         parallel = parallel_parameter(request.workflow_engine_parameters)
+        check_host_inputs(request.workflow_params, self.input_roots)  # links may have moved
         workflow = workflow_argument(request.workflow_url, rundir, site)
         attachments = rundir.attachments.resolve()
         there = site.root / "attachments"
@@ -152,6 +173,7 @@ class CwltoolEngine(Engine):
             lambda rel, as_uri: attached(attachments, rel, as_uri, there),
         )
         rundir.params_file.write_text(json.dumps(params, indent=2) + "\n")
+        guard = install_guard(rundir)
         for sub in (_TMP, _JOBS, _CACHE):
             (rundir.work / sub).mkdir(parents=True, exist_ok=True)
         work = site.path(rundir, rundir.work.absolute())
@@ -177,6 +199,8 @@ class CwltoolEngine(Engine):
             "TMPDIR": str(work / _TMP),
             "XDG_CACHE_HOME": str(work / _CACHE),
             "CWLTOOL_OPTIONS": "",  # argv is the whole command: nothing added from outside
+            # the guard that refuses outputs linking out of the run (cwl_guard/)
+            "PYTHONPATH": str(site.path(rundir, guard)),
         }
         return Launch(argv=argv, cwd=work, env=env)
 
@@ -196,7 +220,10 @@ class CwltoolEngine(Engine):
             log = self._logs.pop(path, None)
         if log is None or log.inode != stat.st_ino or log.offset > stat.st_size:
             log = CwltoolLog(inode=stat.st_ino)
-        with path.open("rb") as f:
+        f = open_inside(rundir.root, path)  # the workflow may have swapped it for a link
+        if f is None:
+            return []
+        with f:
             f.seek(log.offset)
             log.feed(f.read())
         tasks = log.tasks(rundir.stderr.relative_to(rundir.root).as_posix())
@@ -206,13 +233,20 @@ class CwltoolEngine(Engine):
                 self._logs.popitem(last=False)
         return tasks
 
+    def failure_notes(self, rundir: RunDir) -> list[str]:
+        return explain_failure(rundir)
+
     def outputs(self, rundir: RunDir, files: RunFiles | None = None) -> dict[str, Any]:
         """The output object cwltool printed, with files inside the run folder (where it ran)
         as ``run:`` references. A run that failed before printing it (empty or cut-off
         stdout) has no outputs: ``{}``."""
+        f = open_inside(rundir.root, rundir.stdout)
+        if f is None:
+            return {}
         try:
-            printed = json.loads(rundir.stdout.read_bytes())
-        except (FileNotFoundError, ValueError):
+            with f:
+                printed = json.loads(f.read())
+        except ValueError:
             return {}
         if not isinstance(printed, dict):
             return {}
@@ -221,6 +255,15 @@ class CwltoolEngine(Engine):
 
 
 # --- launch helpers ----------------------------------------------------------------------
+
+
+def install_guard(rundir: RunDir) -> Path:
+    """Copy the output guard (``cwl_guard/sitecustomize.py``, loaded by cwltool's Python at
+    start-up) into the run folder's ``support/cwltool/`` and return that folder."""
+    folder = rundir.support / "cwltool"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(GUARD, folder / GUARD.name)
+    return folder.absolute()
 
 
 def parallel_parameter(engine_parameters: dict[str, str]) -> bool:
@@ -235,13 +278,15 @@ def parallel_parameter(engine_parameters: dict[str, str]) -> bool:
 
 
 def workflow_argument(workflow_url: str, rundir: RunDir, site: Site | None = None) -> str:
-    """What to give cwltool as the workflow: an http(s) URL as given, or the attachment the
-    relative URL names (inside the attachments, which keep their folder layout, so the
-    documents it references resolve). A ``#fragment`` picks a process inside a packed
-    document; cwltool then needs a ``file://`` URI to tell the fragment from the path."""
+    """What to give cwltool as the workflow: the attachment the relative URL names (inside
+    the attachments, which keep their folder layout, so the documents it references resolve);
+    for an http(s) URL, the copy Spindle fetched at submission (``spindle.storage.fetch``).
+    A ``#fragment`` picks a process inside a packed document; cwltool then needs a
+    ``file://`` URI to tell the fragment from the path."""
     scheme = urlsplit(workflow_url).scheme.lower()
     if scheme in ("http", "https"):
-        return workflow_url
+        # Spindle fetched it at submission: the copy among the attachments is what runs
+        workflow_url, scheme = local_reference(workflow_url), ""
     if scheme or workflow_url.startswith("/"):
         raise InvalidRequest(
             "workflow_url",
@@ -284,6 +329,56 @@ def rewrite_inputs(value: Any, relocate: Relocate) -> Any:
     return out
 
 
+#: URI schemes an input ``location`` may have besides ``file:`` (fetched by cwltool).
+REMOTE_SCHEMES = ("http", "https")
+
+
+def check_host_inputs(params: dict[str, Any], roots: Sequence[Path]) -> None:
+    """Refuse (InvalidRequest naming the input) a File or Directory input that names a file
+    of this host by absolute path or ``file://`` URI outside ``roots`` (links followed), or
+    a ``location`` of a scheme cwltool would not fetch over http(s). Relative names are the
+    attachments' (checked by :func:`rewrite_inputs`)."""
+    for name, value in params.items():
+        for ref, as_uri in _file_refs(value):
+            if not _is_absolute(ref, as_uri):
+                continue
+            scheme = urlsplit(ref).scheme.lower() if as_uri else ""
+            if scheme in REMOTE_SCHEMES:
+                continue
+            if scheme not in ("", "file"):
+                raise InvalidRequest(
+                    "workflow_params",
+                    f"input {name!r}: {ref!r} has a scheme Spindle does not let cwltool "
+                    f"read ({scheme}:); use http(s) or attach the file",
+                )
+            path = Path(os.path.realpath(unquote(urlsplit(ref).path) if scheme else ref))
+            if not any(path.is_relative_to(root) for root in roots):
+                raise InvalidRequest(
+                    "workflow_params",
+                    f"input {name!r}: {ref!r} is a file of this host outside the folders "
+                    "inputs may come from (setting cwl_input_roots"
+                    + (f": {', '.join(str(r) for r in roots)}" if roots else ", empty")
+                    + "); attach the file or give an http(s) URL",
+                )
+
+
+def _file_refs(value: Any) -> Iterator[tuple[str, bool]]:
+    """Every ``location`` (True) and ``path`` (False) of a File or Directory in ``value``."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _file_refs(item)
+        return
+    if not isinstance(value, dict):
+        return
+    if value.get("class") in ("File", "Directory"):
+        for key, as_uri in (("location", True), ("path", False)):
+            ref = value.get(key)
+            if isinstance(ref, str):
+                yield ref, as_uri
+    for item in value.values():
+        yield from _file_refs(item)
+
+
 def _is_absolute(ref: str, as_uri: bool) -> bool:
     return ref.startswith("/") or (as_uri and bool(urlsplit(ref).scheme))
 
@@ -309,9 +404,14 @@ def attached(
 def run_references(value: Any, files: RunFiles) -> Any:
     """A copy of cwltool's output ``value`` where each File/Directory inside the run
     directory has a ``run:`` location and no ``path`` (a server-local detail). Nested
-    ``secondaryFiles`` and ``listing`` are File/Directory objects too and get the same."""
+    ``secondaryFiles`` and ``listing`` are File/Directory objects too and get the same.
+    One that is a link out of the run folder (a tool's output linking to ``/etc/passwd`` or
+    another run) is left out: None in its place, dropped from a list."""
     if isinstance(value, list):
-        return [run_references(item, files) for item in value]
+        items = [run_references(item, files) for item in value]
+        return [
+            new for old, new in zip(value, items, strict=True) if new is not None or old is None
+        ]
     if not isinstance(value, dict):
         return value
     out = {key: run_references(item, files) for key, item in value.items()}
@@ -320,6 +420,56 @@ def run_references(value: Any, files: RunFiles) -> Any:
         location = out.get("location")
         if isinstance(location, str) and urlsplit(location).scheme == "file":
             rel = files.ref_of(unquote(urlsplit(location).path))
+            if rel is not None and files.leads_out(rel):
+                return None
             if rel is not None:  # outside the run directory: left as is
                 out["location"] = f"{RUN_FILE_SCHEME}{rel.as_posix()}"
     return out
+
+
+# --- failures said for the user ----------------------------------------------------------
+
+#: The end of cwltool's log read for the reason it stopped.
+_LOG_TAIL = 64 * 1024
+_NO_CONTAINER = re.compile(r"--no-container, but this (\w+) has DockerRequirement")
+_NO_SUCH_FILE = re.compile(r"No such file or directory:\s+'([^']+)'")
+
+
+def explain_failure(rundir: RunDir) -> list[str]:
+    """cwltool's refusals that name what the user never wrote (``--no-container``) or point
+    into Spindle's job file (``../params.json:4:5``), said in the user's terms."""
+    try:
+        with rundir.stderr.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - _LOG_TAIL))
+            tail = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    notes = []
+    if found := _NO_CONTAINER.search(tail):
+        notes.append(
+            f"a {found.group(1)} of the workflow has a DockerRequirement under 'requirements', "
+            "but this compute environment runs no containers (Spindle runs cwltool with "
+            "--no-container). Running containers is not available in Spindle yet: no setting "
+            "enables it. Move DockerRequirement to 'hints' to run the tool with the programs "
+            "installed on the host."
+        )
+    for missing in dict.fromkeys(_NO_SUCH_FILE.findall(tail)):
+        if note := _missing_input(rundir, missing):
+            notes.append(note)
+    return notes
+
+
+def _missing_input(rundir: RunDir, missing: str) -> str | None:
+    """The input of ``params.json`` that names the missing file, said by its name in the
+    request (None: no input names it; the tool itself looked for it)."""
+    try:
+        params = json.loads(rundir.params_file.read_text())
+    except (OSError, ValueError):
+        params = {}
+    attachments = str(rundir.attachments.resolve())
+    shown = missing.removeprefix(attachments + "/") if missing.startswith(attachments) else missing
+    for name, value in params.items() if isinstance(params, dict) else ():
+        text = json.dumps(value, ensure_ascii=False)
+        if missing in text or Path(missing).as_uri() in text:
+            return f"input {name!r} of workflow_params: {shown!r} does not exist (not attached?)"
+    return None

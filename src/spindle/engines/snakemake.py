@@ -6,14 +6,20 @@ about jobs comes from a small logger plugin (``snakemake_logger/``) that Snakema
 stamped with the sizes of the run's stdout and stderr files at that moment, so each task's
 log is a byte range of the run's logs. Snakemake's own log stays on stderr as usual.
 
-The run's working directory is ``work/``, not the attachments: outputs land in ``work/``;
-a Snakefile reaches files shipped beside it through ``workflow.basedir``.
+Snakemake runs as its users run it: in the workflow's own folder layout. The layout's root
+(the attachments, or ``<root>`` when the Snakefile is ``<root>/workflow/Snakefile``, the
+standard layout) is copied into the run's ``work/``, which is Snakemake's working directory
+(``--directory``). So ``configfile: "config/config.yaml"``, ``resources/...`` and every other
+relative path resolves as it does on the user's laptop, outputs land in ``work/``, and
+``workflow_params`` are merged over the Snakefile's config file (``--configfile``, which
+Snakemake applies on top of ``configfile:``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -37,6 +43,7 @@ from spindle.engines.base import (
 )
 from spindle.errors import EngineUnavailable, InvalidRequest
 from spindle.execution import Executor, Launch, Site
+from spindle.storage.fetch import local_reference
 from spindle.storage.files import FileStat, RunFiles
 from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 
@@ -187,6 +194,7 @@ class SnakemakeEngine(Engine):
         cores = self.run_cores(parameters, site.cpus)
         snakefile = snakefile_argument(request.workflow_url, rundir, site)
         rundir.params_file.write_text(json.dumps(request.workflow_params, indent=2) + "\n")
+        copy_layout(layout_root(request.workflow_url, rundir), rundir.work)
         plugin = install_plugin(rundir)
         work = site.path(rundir, rundir.work.absolute())
         argv = [
@@ -324,12 +332,14 @@ def install_plugin(rundir: RunDir) -> Path:
 
 
 def snakefile_argument(workflow_url: str, rundir: RunDir, site: Site | None = None) -> str:
-    """What to pass as ``--snakefile``: an http(s) URL as given (Snakemake 9 fetches it, and
-    resolves its ``include:``s relative to the URL), or the attachment the relative URL names,
-    which must stay inside the attachments (as the site sees it)."""
+    """What to pass as ``--snakefile``: the attachment the relative URL names, which must
+    stay inside the attachments (as the site sees it); for an http(s) URL, the copy Spindle
+    fetched at submission (``spindle.storage.fetch``), whose ``include:``s resolve among the
+    attachments."""
     scheme = urlsplit(workflow_url).scheme.lower()
     if scheme in ("http", "https"):
-        return workflow_url
+        # Spindle fetched it at submission: the copy among the attachments is what runs
+        workflow_url, scheme = local_reference(workflow_url), ""
     if scheme or workflow_url.startswith("/"):
         raise InvalidRequest(
             "workflow_url",
@@ -344,6 +354,36 @@ def snakefile_argument(workflow_url: str, rundir: RunDir, site: Site | None = No
         raise InvalidRequest("workflow_url", f"{workflow_url!r} names no attached file")
     site = site or Site.local(rundir)
     return str(site.root / "attachments" / path.relative_to(attachments).as_posix())
+
+
+def layout_root(workflow_url: str, rundir: RunDir) -> Path:
+    """The folder of the attachments that is the workflow's working directory on a user's
+    laptop: ``<root>`` for Snakemake's standard layout (``<root>/workflow/Snakefile``), else
+    the attachments themselves (a Snakefile is run from the top of what was attached)."""
+    attachments = rundir.attachments
+    if urlsplit(workflow_url).scheme:
+        return attachments
+    parent = PurePosixPath(workflow_url.split("#", 1)[0]).parent
+    if parent.name == "workflow":
+        root = (attachments / parent.parent.as_posix()).resolve()
+        if root.is_relative_to(attachments.resolve()):
+            return root
+    return attachments
+
+
+def copy_layout(source: Path, work: Path) -> None:
+    """Copy the workflow's layout into ``work/`` (Snakemake's working directory). Files
+    already there are kept (a run started again keeps what its workflow wrote); symbolic
+    links are copied as links, never followed out of the attachments."""
+    if not source.is_dir():
+        return
+    for top, dirnames, filenames in os.walk(source):
+        folder = Path(top)
+        target = work / folder.relative_to(source)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in [*filenames, *(d for d in dirnames if (folder / d).is_symlink())]:
+            if not os.path.lexists(target / name):
+                shutil.copy2(folder / name, target / name, follow_symlinks=False)
 
 
 # --- events ------------------------------------------------------------------------------

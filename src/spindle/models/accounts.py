@@ -49,7 +49,13 @@ class TokenList(BaseModel):
 class NewTokenRequest(BaseModel):
     """``POST /tokens``."""
 
-    name: str = Field(min_length=1, max_length=255, description="What the token is for.")
+    name: str = Field(
+        min_length=1,
+        max_length=255,
+        # as auth.accounts.check_name: no spaces at either end, no control characters
+        pattern=r"^[^\s\x00-\x1f\x7f-\x9f](?:[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f])?$",
+        description="What the token is for: no spaces at either end, no control characters.",
+    )
     expires_in_days: int | None = Field(
         default=None, gt=0, le=3650, description="Days until it stops working; none: never."
     )

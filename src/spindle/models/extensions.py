@@ -6,7 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from spindle.domain import State
-from spindle.models.wes import ServiceInfo
+from spindle.models.wes import RunListResponse, ServiceInfo
 
 
 class RunProgress(BaseModel):
@@ -62,4 +62,14 @@ class SpindleServiceInfo(ServiceInfo):
     compute_environments: list[ComputeEnvironment] = Field(
         description="Spindle extension: the configured compute environments; `local` is the "
         "default."
+    )
+
+
+class SpindleRunListResponse(RunListResponse):
+    """WES's RunListResponse, with the count of every matching run when asked for."""
+
+    total_count: int | None = Field(
+        default=None,
+        description="Spindle extension, only with `include_total=true`: how many runs match "
+        "the filters, on every page.",
     )

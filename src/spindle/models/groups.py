@@ -50,6 +50,8 @@ MaxDuration = Annotated[
     float,
     Field(
         gt=0,
+        # one second at least (runs.groups refuses less, naming it): limits count seconds
+        json_schema_extra={"minimum": 1 / 60},
         le=MAX_DURATION_MINUTES,
         description="Minutes a run of the group may run before Spindle stops it "
         "(SYSTEM_ERROR, the reason in system_logs). null: no limit.",

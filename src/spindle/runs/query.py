@@ -12,16 +12,18 @@ workflow reads every row (measured in ``bench/pages.py``).
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_, union_all
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from spindle.db.tables import run_texts, runs, tasks
+from spindle.db.tables import run_texts, runs, tasks, users
 from spindle.domain import Failure, RunSummary, State
 from spindle.errors import InvalidRequest
 from spindle.runs.paging import parse_ordering, parse_search
@@ -76,6 +78,12 @@ class RunQuery:
     descending: bool = True
     #: runs of this run group only
     group_id: str | None = None
+    #: runs submitted at or after this moment ...
+    submitted_after: datetime | None = None
+    #: ... and strictly before this one
+    submitted_before: datetime | None = None
+    #: runs of the user of this name only (an admin's filter; see ``RunService.search``)
+    owner: str | None = None
 
     @classmethod
     def parse(
@@ -87,12 +95,17 @@ class RunQuery:
         text: str = "",
         sort: str = "",
         order: str = "",
+        group_id: str = "",
+        submitted_after: str = "",
+        submitted_before: str = "",
+        owner: str = "",
     ) -> RunQuery:
         """A query from text values (a form's or a query string's); a bad value is an
-        InvalidRequest naming its field. ``tag`` is ``key`` or ``key=value``."""
+        InvalidRequest naming its field. ``tag`` is ``key`` or ``key=value``; a state may
+        be given several times or comma-separated; times are ISO 8601 (UTC unless they say)."""
         chosen: set[State] = set()
-        for name in states:
-            if not name:
+        for name in (part for value in states for part in value.split(",")):
+            if not name.strip():
                 continue
             try:
                 chosen.add(State(name.strip().upper()))
@@ -106,7 +119,13 @@ class RunQuery:
         key, has_value, value = tag.partition("=")
         if has_value and not key.strip():
             raise InvalidRequest("tag", f"{tag!r} names no tag key (use key or key=value)")
+        after = parse_time("submitted_after", submitted_after)
+        before = parse_time("submitted_before", submitted_before)
         return cls(
+            group_id=group_id.strip() or None,
+            submitted_after=after,
+            submitted_before=before,
+            owner=owner.strip() or None,
             states=frozenset(chosen),
             workflow_type=workflow_type.strip() or None,
             tag_key=key.strip() or None,
@@ -122,8 +141,23 @@ class RunQuery:
 
     @property
     def token_kind(self) -> str:
-        """Page tokens are only good for the order they were issued for."""
-        return f"runs:{self.sort}:{'desc' if self.descending else 'asc'}"
+        """Page tokens are only good for the order and the filters they were issued for."""
+        kind = f"runs:{self.sort}:{'desc' if self.descending else 'asc'}"
+        filters = [
+            sorted(self.states),
+            self.workflow_type,
+            self.tag_key,
+            self.tag_value,
+            self.text,
+            self.group_id,
+            self.submitted_after.isoformat() if self.submitted_after else None,
+            self.submitted_before.isoformat() if self.submitted_before else None,
+            self.owner,
+        ]
+        if not any(filters):
+            return kind
+        digest = hashlib.sha256(json.dumps(filters).encode()).hexdigest()[:16]
+        return f"{kind}:{digest}"
 
     @property
     def key_width(self) -> int:
@@ -139,6 +173,20 @@ class RunQuery:
         if self.sort is SortKey.SUBMITTED:
             return [run.seq]
         return [values[self.sort], run.seq]
+
+
+def parse_time(field: str, value: str) -> datetime | None:
+    """An ISO 8601 moment (``2026-01-31``, ``2026-01-31T12:00:00Z``); UTC unless it says."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(
+            field, f"{value[:64]!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)"
+        ) from None
+    return at.astimezone(UTC) if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def summary_from_row(row: RowMapping) -> RunSummary:
@@ -175,6 +223,12 @@ def _filters(query: RunQuery) -> list[ColumnElement[bool]]:
         where.append(value.is_not(None) if query.tag_value is None else value == query.tag_value)
     if query.text:
         where.append(_text_has(query.text))
+    if query.submitted_after is not None:
+        where.append(runs.c.submitted_at >= query.submitted_after)
+    if query.submitted_before is not None:
+        where.append(runs.c.submitted_at < query.submitted_before)
+    if query.owner is not None:
+        where.append(runs.c.owner_id.in_(select(users.c.id).where(users.c.name == query.owner)))
     return where
 
 
@@ -232,6 +286,12 @@ async def search(
         stmt = stmt.where(and_(*where))
     stmt = _ordered(stmt, query, back=back).limit(limit)
     return [summary_from_row(r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def count(conn: AsyncConnection, query: RunQuery, *, owner_id: int | None = None) -> int:
+    """How many runs match ``query`` (of ``owner_id`` only, if given), on every page."""
+    stmt = select(func.count()).select_from(runs).where(*_owner(owner_id), *_filters(query))
+    return int((await conn.execute(stmt)).scalar_one())
 
 
 async def get_summary(

@@ -11,9 +11,9 @@ nothing. Admins see every run.
 from __future__ import annotations
 
 import asyncio
-import os
+import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,7 +38,14 @@ from spindle.domain import (
     Task,
 )
 from spindle.engines.registry import Catalog
-from spindle.errors import InvalidRequest, NotFound, RunNotFound, TaskNotFound
+from spindle.errors import (
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RunNotFound,
+    TaskNotFound,
+    storage_error,
+)
 from spindle.runs import feed, group_store, lifecycle, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
@@ -54,7 +61,6 @@ from spindle.runs.submit import (
     Upload,
     check_workflow_url,
     copy_attachments,
-    discard,
     parse_request,
     requested_group,
     run_cpus,
@@ -62,9 +68,12 @@ from spindle.runs.submit import (
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
+from spindle.storage import fetch
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
-from spindle.storage.rundir import RunDir
+from spindle.storage.rundir import RunDir, Staging, abandoned
+
+log = logging.getLogger(__name__)
 
 LOG_STREAMS = ("stdout", "stderr")
 T = TypeVar("T")
@@ -101,6 +110,11 @@ class RunService:
         #: where a run's files are read (per compute environment whose run folders are
         #: elsewhere, ``file_sources`` fetch them)
         self.storage = storage or FolderStorage(settings.data_dir, file_sources)
+        #: the one poll of the events table every stream of this process is served from
+        self.feed = feed.Feed(db)
+        self.streams = feed.Streams(
+            per_user=settings.streams_per_user, total=settings.streams_total
+        )
 
     @property
     def workflow_types(self) -> dict[str, list[str]]:
@@ -124,13 +138,19 @@ class RunService:
         group = await self._group(requested_group(fields, request), caller)
         engine, compute_env = self._check(request, group)
         max_bytes = self.settings.max_upload_bytes
+        url = request.workflow_url
+        # an http(s) workflow is fetched here, checked and bounded, and runs from the copy
+        fetched = await fetch.fetch(url, self.settings) if fetch.is_remote(url) else None
+
+        def stage(dest: Path) -> list[StagedFile]:
+            staged = stage_uploads(uploads, dest, max_bytes=max_bytes)
+            if fetched is not None:
+                name = fetch.store(url, fetched, dest, (f.name for f in staged))
+                staged.append(StagedFile(name=name, size=len(fetched)))
+            return staged
+
         return await self._create(
-            request,
-            engine,
-            compute_env,
-            lambda dest: stage_uploads(uploads, dest, max_bytes=max_bytes),
-            owner_id=caller.user_id,
-            group=group,
+            request, engine, compute_env, stage, owner_id=caller.user_id, group=group
         )
 
     async def resubmit(self, run_id: str, *, caller: Caller) -> Run:
@@ -216,22 +236,21 @@ class RunService:
         group: RunGroup | None = None,
     ) -> Run:
         """Stage the attachments (``stage`` fills the folder it is given; blocking, so it
-        runs in a thread) under a temporary name, move them into place, then store the run.
-        Nothing is left behind if any step fails."""
+        runs in a thread) in a staging folder, insert the run and move its folder into place
+        before the commit (``storage.rundir.Staging``): nothing is left behind if any step
+        fails, and a crash leaves the run with its folder or a staging folder the next start
+        settles."""
         run_id = str(uuid.uuid4())
-        runs_root = self.settings.data_dir / "runs"
-        incoming = runs_root / ".incoming" / run_id
-        final = RunDir.for_run(self.settings.data_dir, run_id)
+        staging = Staging(self.settings.data_dir, run_id)
         try:
-            staging = RunDir(incoming)
-            await asyncio.to_thread(staging.create)
-            staged = await asyncio.to_thread(stage, staging.attachments)
+            try:
+                await asyncio.to_thread(staging.begin)
+                staged = await asyncio.to_thread(stage, staging.rundir.attachments)
+            except OSError as exc:
+                raise storage_error(
+                    "cannot stage the run's attachments", exc, staging.folder
+                ) from exc
             check_workflow_url(request.workflow_url, staged)
-            await asyncio.to_thread(os.replace, incoming, final.root)
-        except BaseException:
-            await asyncio.to_thread(discard, incoming)
-            raise
-        try:
             async with self.db.begin() as conn:
                 run = await store.insert_run(
                     conn,
@@ -245,11 +264,33 @@ class RunService:
                     cpus=run_cpus(request.workflow_engine_parameters),
                 )
                 await self.wakeup.notify(conn, "queued")
+                try:
+                    await asyncio.to_thread(staging.place)
+                except OSError as exc:
+                    raise storage_error(
+                        "cannot move the run's folder into place", exc, staging.final.root
+                    ) from exc
         except BaseException:
-            await asyncio.to_thread(discard, final.root)
+            await asyncio.to_thread(staging.discard)
             raise
+        await asyncio.to_thread(staging.done)
         self.wakeup.run_queued()
         return run
+
+    async def settle_submissions(self) -> int:
+        """At start-up: finish (run stored: its folder put in place) or undo (no run: its
+        files removed) each submission a crash interrupted. Answers how many there were."""
+        found = await asyncio.to_thread(abandoned, self.settings.data_dir)
+        for staging in found:
+            async with self.db.connect() as conn:
+                stored = await store.get_state(conn, staging.run_id) is not None
+            await asyncio.to_thread(staging.settle, stored)
+            log.warning(
+                "a submission interrupted by a crash was %s: run %s",
+                "completed" if stored else "removed",
+                staging.run_id,
+            )
+        return len(found)
 
     # --- read ----------------------------------------------------------------------------
 
@@ -301,6 +342,7 @@ class RunService:
     ) -> Page[RunSummary]:
         """Summaries of the runs the caller may see that match ``q``, in its order,
         keyset-paged both ways."""
+        _check_owner_filter(q, caller)
         size = check_page_size(page_size)
         after, back = decode_cursor(q.token_kind, page_token, q.key_width)
         async with self.db.connect() as conn:
@@ -322,6 +364,12 @@ class RunService:
             return Page(rows, token(rows[-1], back=False), prev)
         prev = token(rows[0], back=True) if after is not None else ""
         return Page(rows, token(rows[-1], back=False) if more else "", prev)
+
+    async def count_matching(self, q: RunQuery, *, caller: Caller) -> int:
+        """How many of the runs the caller may see match ``q``, on every page."""
+        _check_owner_filter(q, caller)
+        async with self.db.connect() as conn:
+            return await query.count(conn, q, owner_id=caller.owner_scope)
 
     async def summary(self, run_id: str, *, caller: Caller) -> RunSummary:
         async with self.db.connect() as conn:
@@ -392,8 +440,9 @@ class RunService:
     ) -> LogChunk:
         """The run's engine stdout or stderr from ``offset``."""
         path = await self.log_file(run_id, stream, caller=caller)
+        root = self.rundir(run_id).root
         return await asyncio.to_thread(
-            logs.read_range, path, base=0, end=None, offset=offset, limit=limit
+            logs.read_range, path, base=0, end=None, offset=offset, limit=limit, root=root
         )
 
     async def tail_log(
@@ -401,7 +450,10 @@ class RunService:
     ) -> LogChunk:
         """The last ``max_bytes`` of the run's stdout or stderr."""
         path = await self.log_file(run_id, stream, caller=caller)
-        return await asyncio.to_thread(logs.read_tail, path, base=0, end=None, max_bytes=max_bytes)
+        root = self.rundir(run_id).root
+        return await asyncio.to_thread(
+            logs.read_tail, path, base=0, end=None, max_bytes=max_bytes, root=root
+        )
 
     async def task_log(
         self, run_id: str, task_id: str, stream: str, *, caller: Caller
@@ -427,7 +479,13 @@ class RunService:
         """One task's share of the engine output (its byte span of a log) from ``offset``."""
         path, span = await self.task_log(run_id, task_id, stream, caller=caller)
         return await asyncio.to_thread(
-            logs.read_range, path, base=span.start or 0, end=span.end, offset=offset, limit=limit
+            logs.read_range,
+            path,
+            base=span.start or 0,
+            end=span.end,
+            offset=offset,
+            limit=limit,
+            root=self.rundir(run_id).root,
         )
 
     async def tail_task_log(
@@ -435,7 +493,12 @@ class RunService:
     ) -> LogChunk:
         path, span = await self.task_log(run_id, task_id, stream, caller=caller)
         return await asyncio.to_thread(
-            logs.read_tail, path, base=span.start or 0, end=span.end, max_bytes=max_bytes
+            logs.read_tail,
+            path,
+            base=span.start or 0,
+            end=span.end,
+            max_bytes=max_bytes,
+            root=self.rundir(run_id).root,
         )
 
     async def run_file(self, run_id: str, path: str, *, caller: Caller) -> FileAnswer:
@@ -483,11 +546,27 @@ class RunService:
         after_id: int = 0,
         interval: float = feed.INTERVAL,
         caller: Caller,
+        check: feed.Check | None = None,
     ) -> AsyncIterator[Event | Progress]:
         """A run's events after ``after_id`` as they are written, and its progress whenever
-        it changes; ends once the run has ended and its last event was given."""
+        it changes; ends once the run has ended and its last event was given, or ``check``
+        (awaited before each batch and at least every ``stream_recheck_seconds``) says the
+        caller's credentials no longer hold. TooManyRequests over the stream caps."""
         await self.state(run_id, caller=caller)  # RunNotFound before the first item
-        return feed.follow_run(self.db, run_id, after_id=after_id, interval=interval)
+        return self._counted(
+            caller,
+            self.feed.follow_run(
+                run_id,
+                after_id=after_id,
+                interval=interval,
+                check=check,
+                check_every=self.settings.stream_recheck_seconds,
+            ),
+        )
+
+    def _counted(self, caller: Caller, items: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+        """``items`` as one of the caller's open streams (refused over the caps)."""
+        return self.streams.counted(caller.user_id, items)
 
     async def last_event_id(self) -> int:
         """The newest event's id (of any run: a position in the stream, not a run's data)."""
@@ -495,16 +574,35 @@ class RunService:
             return await store.last_event_id(conn)
 
     async def follow_all(
-        self, *, after_id: int | None = None, interval: float = feed.INTERVAL, caller: Caller
+        self,
+        *,
+        after_id: int | None = None,
+        interval: float = feed.INTERVAL,
+        caller: Caller,
+        check: feed.Check | None = None,
     ) -> AsyncIterator[Event]:
         """The events of every run the caller may see after ``after_id`` (None: after the
-        last one written by now) as they are written. Never ends by itself."""
+        last one written by now) as they are written. Ends only when ``check`` says the
+        caller's credentials no longer hold. TooManyRequests over the stream caps."""
         position = await self.last_event_id() if after_id is None else after_id
-        return feed.follow_all(
-            self.db, owner_id=caller.owner_scope, position=position, interval=interval
+        return self._counted(
+            caller,
+            self.feed.follow_all(
+                owner_id=caller.owner_scope,
+                position=position,
+                interval=interval,
+                check=check,
+                check_every=self.settings.stream_recheck_seconds,
+            ),
         )
 
 
 def _check_stream(stream: str) -> None:
     if stream not in LOG_STREAMS:
         raise NotFound(f"log stream {stream!r} does not exist; use stdout or stderr")
+
+
+def _check_owner_filter(q: RunQuery, caller: Caller) -> None:
+    """Only an admin lists other users' runs by owner (anyone may name themselves)."""
+    if q.owner is not None and caller.owner_scope is not None and q.owner != caller.name:
+        raise Forbidden("owner: only an admin may list the runs of another user")

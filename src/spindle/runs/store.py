@@ -320,6 +320,36 @@ async def list_all_events(
     return [event_from_row(r) for r in rows]
 
 
+async def list_new_events(
+    conn: AsyncConnection, *, after_id: int, upto_id: int, limit: int
+) -> list[tuple[Event, int]]:
+    """The events with ids after ``after_id`` and up to ``upto_id`` of every run, each with
+    its run's owner, oldest first (the shared poll of ``spindle.runs.feed``)."""
+    stmt = (
+        select(events, runs.c.owner_id.label("run_owner_id"))
+        .join(runs, runs.c.id == events.c.run_id)
+        .where(events.c.id > after_id, events.c.id <= upto_id)
+        .order_by(events.c.id)
+        .limit(limit)
+    )
+    return [
+        (event_from_row(r), int(r["run_owner_id"])) for r in (await conn.execute(stmt)).mappings()
+    ]
+
+
+async def get_progress_of(
+    conn: AsyncConnection, run_ids: Collection[str]
+) -> dict[str, tuple[State, Progress | None]]:
+    """:func:`get_progress` of several runs at once (a run that is gone is left out)."""
+    if not run_ids:
+        return {}
+    stmt = select(runs.c.id, runs.c.state, runs.c.progress).where(runs.c.id.in_(list(run_ids)))
+    return {
+        row.id: (State(row.state), Progress(**row.progress) if row.progress else None)
+        for row in (await conn.execute(stmt)).all()
+    }
+
+
 async def last_event_id(conn: AsyncConnection) -> int:
     return int((await conn.execute(select(func.max(events.c.id)))).scalar_one() or 0)
 

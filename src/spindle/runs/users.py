@@ -37,6 +37,8 @@ def user_from_row(row: RowMapping, stats: UserStats | None = None) -> User:
         disabled=bool(row["disabled"]),
         password_hash=row["password_hash"],
         stats=stats,
+        session_epoch=row["session_epoch"] or 0,
+        issuer=row["issuer"],
     )
 
 
@@ -65,6 +67,7 @@ async def insert_user(
     admin: bool = False,
     password_hash: str | None = None,
     last_login_at: datetime | None = None,
+    issuer: str | None = None,
 ) -> User:
     """A new user; the unique name makes a second insert of the same name fail with the
     database's IntegrityError (the service turns it into a Conflict)."""
@@ -79,6 +82,8 @@ async def insert_user(
             is_admin=admin,
             disabled=False,
             password_hash=password_hash,
+            session_epoch=0,
+            issuer=issuer,
         )
     )
     user = await get_user_by_name(conn, name)
@@ -101,6 +106,12 @@ async def list_users(conn: AsyncConnection) -> list[User]:
     rows = (await conn.execute(select(users).order_by(users.c.name))).mappings().all()
     stats = await user_stats(conn, [r["id"] for r in rows])
     return [user_from_row(r, stats.get(r["id"], UserStats())) for r in rows]
+
+
+async def end_sessions(conn: AsyncConnection, user_id: int) -> None:
+    """Raise the user's session epoch: every session made before is over."""
+    epoch = func.coalesce(users.c.session_epoch, 0) + 1
+    await conn.execute(update(users).where(users.c.id == user_id).values(session_epoch=epoch))
 
 
 async def update_user(conn: AsyncConnection, user_id: int, **values: Any) -> bool:

@@ -21,9 +21,9 @@ from spindle.config import Settings
 from spindle.domain import Progress, Run, State, Task
 from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
-from spindle.errors import SpindleError, Unreachable
+from spindle.errors import SpindleError, Unreachable, describe
 from spindle.execution import Job, Report
-from spindle.runs import lifecycle, store
+from spindle.runs import lifecycle, store, users
 from spindle.runs.lifecycle import Deadline, Ending
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler import outage
@@ -78,7 +78,7 @@ class Driver:
             raise
         except Exception as exc:
             log.exception("run %s failed inside Spindle", run.id)
-            reason = exc.message if isinstance(exc, SpindleError) else repr(exc)
+            reason = describe(exc)
             await self._fail(run, f"Spindle could not run it: {reason}")
 
     def _backend(self, run: Run) -> Backend:
@@ -99,6 +99,14 @@ class Driver:
 
     # --- launch --------------------------------------------------------------------------
 
+    async def _owner_name(self, run: Run) -> str | None:
+        """The name of the run's Spindle user (a backend may run it as their OS account)."""
+        if run.owner_id is None:
+            return None
+        async with self.db.connect() as conn:
+            owner = await users.get_user(conn, run.owner_id)
+        return owner.name if owner is not None else None
+
     async def _launch(
         self, run: Run, engine: Engine | None, backend: Backend, rundir: RunDir
     ) -> Handle:
@@ -106,7 +114,13 @@ class Driver:
         if engine is not None:
             site = backend.site(run.id, rundir)
             launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
-        job = Job(run, rundir, launch, engine.mirror_skip if engine else ())
+        job = Job(
+            run,
+            rundir,
+            launch,
+            engine.mirror_skip if engine else (),
+            owner=await self._owner_name(run),
+        )
         handle = await self._retrying(
             run.id, f"submitting to {run.compute_env}", lambda: backend.submit(job)
         )
@@ -309,6 +323,8 @@ class Driver:
             except Exception as exc:
                 log.exception("collecting outputs of %s failed", run.id)
                 notes.append(f"collecting outputs failed: {exc!r}")
+            if status.state is State.EXECUTOR_ERROR and engine is not None:
+                notes += await asyncio.to_thread(engine.failure_notes, rundir)
         ending = Ending(
             status.state,
             exit_code=status.exit_code,

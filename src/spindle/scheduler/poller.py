@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from spindle.backends.base import Backend, Handle, Status
-from spindle.errors import SpindleError
+from spindle.errors import SpindleError, describe
 from spindle.runs.lifecycle import Deadline
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ class Poller:
                     log.exception("polling %s failed", self.name)
                 failures += 1
                 delay = min(self.max_backoff, self.interval * 2**failures)
-                message = exc.message if isinstance(exc, SpindleError) else repr(exc)
+                message = describe(exc)
                 outcomes: dict[str, Outcome] = {h.run_id: Trouble(message, delay) for h in handles}
             else:
                 failures = 0

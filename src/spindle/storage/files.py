@@ -9,12 +9,15 @@ outside it is ever reported.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import posixpath
+import stat as stat_
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from spindle.storage.rundir import RunDir
 
@@ -40,6 +43,29 @@ def normal(rel: str | PurePosixPath) -> PurePosixPath | None:
     return PurePosixPath(folded)
 
 
+def open_inside(root: Path, path: Path) -> IO[bytes] | None:
+    """``path`` opened for reading if it is a regular file inside ``root`` once every link is
+    followed, else None (also if it does not exist). The check is on the file actually
+    opened (``/proc/self/fd``), so a link swapped in between a check and the open cannot
+    lead out; a FIFO or device is never opened for reading (no blocking, no endless data)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        opened = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        real_root = root.resolve()
+        if not opened.is_relative_to(real_root) or not stat_.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        return None
+
+
 class RunFiles(ABC):
     #: The run folder where the engine ran, as the engine saw it (its paths start with this).
     root: PurePosixPath
@@ -48,6 +74,11 @@ class RunFiles(ABC):
     def stat(self, rel: str | PurePosixPath) -> FileStat | None:
         """The file or folder at ``rel``, or None if there is none or it leads outside the
         run folder (through ``..`` or a link)."""
+
+    def leads_out(self, rel: PurePosixPath) -> bool:
+        """Whether ``rel`` exists but is (or passes through) a link out of the run folder.
+        A listing (:class:`ListedFiles`) has left those out already."""
+        return False
 
     def ref_of(self, path: str) -> PurePosixPath | None:
         """An absolute path the engine printed, relative to the run folder (None if it is
@@ -83,6 +114,15 @@ class LocalFiles(RunFiles):
             is_dir,
             0 if is_dir else st.st_size,
         )
+
+    def leads_out(self, rel: PurePosixPath) -> bool:
+        folded = normal(rel)
+        if folded is None:
+            return True
+        path = self.rundir.root / folded
+        if not os.path.lexists(path):
+            return False
+        return not Path(os.path.realpath(path)).is_relative_to(self.rundir.root.resolve())
 
     def ref_of(self, path: str) -> PurePosixPath | None:
         # local paths may reach the folder through links: compare resolved paths

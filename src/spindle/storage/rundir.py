@@ -6,6 +6,9 @@ anything that would leave its folder.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -80,6 +83,8 @@ class RunDir:
         return self.root / "support"
 
     def create(self) -> None:
+        # the run's files are its owner's: nobody else's account reads them (docs/security.md)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for d in (self.attachments, self.work, self.outputs, self.logs):
             d.mkdir(parents=True, exist_ok=True)
 
@@ -97,3 +102,103 @@ class RunDir:
         """A ``run:`` reference for a file inside this run directory."""
         rel = path.resolve().relative_to(self.root.resolve())
         return f"{RUN_FILE_SCHEME}{rel.as_posix()}"
+
+
+#: ``<data_dir>/staging/<run_id>/``: one submission while it is made (see :class:`Staging`)
+STAGING = "staging"
+
+
+class Staging:
+    """One submission's folder while it is made, so that a crash at any point leaves either
+    a run row with its folder in place, or a staging folder the next start removes.
+
+    ``<data_dir>/staging/<run_id>/`` holds ``run/`` (the run folder being filled) and
+    ``lock``, locked (``flock``) by the submitting process for as long as the submission
+    lasts. The run folder moves to ``runs/<run_id>`` inside the transaction that inserts the
+    run, before its commit; the staging folder goes once the commit is done. So a staging
+    folder whose lock is free belongs to a submission whose process is gone:
+    :func:`abandoned` lists them, :meth:`settle` finishes (row stored) or undoes (no row)
+    each one.
+    """
+
+    def __init__(self, data_dir: Path, run_id: str) -> None:
+        self.run_id = run_id
+        self.folder = data_dir / STAGING / run_id
+        self.final = RunDir.for_run(data_dir, run_id)
+        self._lock: int | None = None
+
+    @property
+    def rundir(self) -> RunDir:
+        return RunDir(self.folder / "run")
+
+    def begin(self) -> None:
+        """Make the staging folder and lock it (blocking)."""
+        self.folder.mkdir(parents=True)
+        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock = fd
+        self.rundir.create()
+
+    def place(self) -> None:
+        """Move the run folder into ``runs/<run_id>`` (inside the insert's transaction)."""
+        self.final.root.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.rundir.root, self.final.root)
+
+    def done(self) -> None:
+        """The run is stored: the staging folder goes."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self._unlock()
+
+    def discard(self) -> None:
+        """The submission failed before its commit: nothing of it stays."""
+        if not self.rundir.root.exists():
+            shutil.rmtree(self.final.root, ignore_errors=True)
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self._unlock()
+
+    def settle(self, stored: bool) -> None:
+        """Finish an abandoned submission: with its run ``stored``, put its folder in place
+        (if the crash came before the move); without, remove whatever it left."""
+        if stored:
+            if self.rundir.root.exists() and not self.final.root.exists():
+                self.place()
+            shutil.rmtree(self.folder, ignore_errors=True)
+        else:
+            self.discard()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def claim(self) -> bool:
+        """Take the lock of an existing staging folder: True when its submitter is gone."""
+        try:
+            fd = os.open(self.folder / "lock", os.O_RDWR)
+        except FileNotFoundError:
+            # (made before its lock, or finished meanwhile: the folder alone says which)
+            if not self.folder.exists():
+                return False
+            fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock = fd
+        return True
+
+
+def abandoned(data_dir: Path) -> list[Staging]:
+    """The staging folders whose submitting process is gone, each locked for settling."""
+    root = data_dir / STAGING
+    found: list[Staging] = []
+    if root.is_dir():
+        for entry in sorted(root.iterdir()):
+            staging = Staging(data_dir, entry.name)
+            if entry.is_dir() and staging.claim():
+                found.append(staging)
+    # (Spindle before the staging folder staged under runs/.incoming, moving the folder
+    # before the insert: what is left there never got a row)
+    shutil.rmtree(data_dir / "runs" / ".incoming", ignore_errors=True)
+    return found

@@ -5,6 +5,7 @@ errors come back next to the field they concern."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any
@@ -180,13 +181,18 @@ async def _group_choices(groups: GroupService, caller: Caller) -> list[RunGroup]
 
 
 def _choices(service: RunService) -> list[tuple[str, str]]:
-    """(value, label) of every workflow type and version an installed engine runs."""
+    """(value, label) of every workflow type and version an installed engine runs: for each
+    engine its generic version first (Snakemake's major), then the newest first."""
     out = []
     for name, info in sorted(service.catalog.infos.items()):
-        for version in info.workflow_type_versions:
+        for version in sorted(info.workflow_type_versions, key=_version_order):
             value = f"{info.workflow_type}|{version}"
             out.append((value, f"{info.workflow_type} {version} ({name} {info.version})"))
     return out
+
+
+def _version_order(version: str) -> tuple[int, list[int]]:
+    return version.count("."), [-int(n) for n in re.findall(r"\d+", version)]
 
 
 async def _submit_page(
@@ -217,8 +223,8 @@ async def submit_form(
     request: Request, service: Service, groups: Groups, caller: PageCaller, group: str = ""
 ) -> HTMLResponse:
     """The submit form; ``?group=ID`` picks that run group."""
-    choices = _choices(service)
-    values = {"workflow": choices[0][0] if choices else "", "run_group_id": group[:200]}
+    # no type is chosen for the user: the main file picks it (spindle.js), or they do
+    values = {"workflow": "", "run_group_id": group[:200]}
     return await _submit_page(request, service, groups, caller, values, {})
 
 

@@ -20,7 +20,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from spindle.api.auth import clear_session_cookie, set_session_cookie
-from spindle.errors import Forbidden, Unauthenticated
+from spindle.auth.session import COOKIE
+from spindle.errors import Forbidden, TooManyRequests, Unauthenticated
 from spindle.web.csrf import FIELD
 from spindle.web.deps import Auth
 from spindle.web.render import render, web_of
@@ -131,7 +132,8 @@ async def login(request: Request, auth: Auth) -> Response:
         error = "Enter your user name and password."
         return _login_page(request, next_path=target, name=name, error=error, status=400)
     try:
-        _user, cookie = await auth.sign_in(name, password)
+        address = request.client.host if request.client else None
+        _user, cookie = await auth.sign_in(name, password, address)
     except Unauthenticated:
         error = "The user name or password is not right."
         page = _login_page(request, next_path=target, name=name, error=error, status=401)
@@ -140,6 +142,10 @@ async def login(request: Request, auth: Auth) -> Response:
         return page
     except Forbidden as exc:  # a disabled user
         return _login_page(request, next_path=target, name=name, error=exc.message, status=403)
+    except TooManyRequests as exc:
+        page = _login_page(request, next_path=target, name=name, error=exc.message, status=429)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(response, request, cookie)
     return response
@@ -149,6 +155,8 @@ async def login(request: Request, auth: Auth) -> Response:
 async def logout(request: Request, auth: Auth) -> Response:
     async with request.form(max_files=0, max_fields=10) as form:
         web_of(request).csrf.check(request, form.get(FIELD))
+    # server-side: the user's sessions end, not only this browser's cookie
+    await auth.sign_out(request.cookies.get(COOKIE))
     response = RedirectResponse(LOGIN if auth.mode == "basic" else "/", status_code=303)
     clear_session_cookie(response, request)
     return response

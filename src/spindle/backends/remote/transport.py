@@ -111,6 +111,8 @@ class LocalTransport(Transport):
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,
+                # sbatch hands its environment to the job (--export=ALL): never Spindle's own
+                env={k: v for k, v in os.environ.items() if not k.startswith("SPINDLE_")},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -144,7 +144,7 @@
   // --- the submit form ----------------------------------------------------------------------
   // Lists the chosen files with the paths they will have, offers them as the main workflow
   // file, and picks the obvious one when the field is still empty.
-  const MAIN_FILES = ["Snakefile", "workflow/Snakefile", "main.cwl", "workflow.cwl", "main.wdl"];
+  const MAIN_FILES = ["Snakefile", "workflow/Snakefile", "main.cwl", "workflow.cwl"];
 
   function chosenNames(form) {
     const names = [];
@@ -187,11 +187,10 @@
         }
       }
     }
-    // Snakefile → SMK, *.cwl → CWL, *.wdl → WDL, *.nf → NFL, unless that type is chosen already
+    // Snakefile → SMK, *.cwl → CWL (the two types Spindle runs), unless that type is chosen
     function pickType(main) {
       const select = form.querySelector("#workflow");
-      const type = /Snakefile$|\.smk$/.test(main) ? "SMK" : /\.cwl$/.test(main) ? "CWL"
-        : /\.wdl$/.test(main) ? "WDL" : /\.nf$/.test(main) ? "NFL" : null;
+      const type = /Snakefile$|\.smk$/.test(main) ? "SMK" : /\.cwl$/.test(main) ? "CWL" : null;
       if (select === null || type === null || select.value.split("|")[0] === type) return;
       const option = Array.from(select.options).find(function (o) { return o.value.split("|")[0] === type; });
       if (option) select.value = option.value;
