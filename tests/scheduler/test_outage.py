@@ -31,7 +31,7 @@ OBSERVER = "spindle-test-observer"
 @pytest.fixture
 async def pg_url(db_servers: DatabaseServers, tmp_path: Path) -> AsyncIterator[str]:
     if "postgresql" not in selected_databases():
-        pytest.skip("SPINDLE_TEST_DATABASES leaves out postgresql (CI sets none, so never under CI)")
+        pytest.skip("SPINDLE_TEST_DATABASES leaves out postgresql (never in CI)")
     url = await db_servers.create("postgresql", migrated=True, tmp_path=tmp_path)
     try:
         yield url
