@@ -9,6 +9,7 @@ again, instead of a traceback per request.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +53,29 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
+#: the driver errors (as SQLAlchemy wraps them) a lost or refused connection raises
+_CONNECTION_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.InternalError)
+
+#: what SQLite's OperationalError says when its file cannot be reached or written (it also
+#: says "no such table" and other faults of the schema or the statement, which are bugs)
+_SQLITE_OUTAGES = (
+    "unable to open database file",
+    "disk i/o error",
+    "database is locked",
+    "database or disk is full",
+    "attempt to write a readonly database",
+)
+
+
+def _sqlite_fault(exc: sa_exc.DBAPIError) -> bool:
+    """A SQLite error that is not the file being out of reach (e.g. a missing table)."""
+    orig = exc.orig
+    if not isinstance(orig, sqlite3.Error):
+        return False
+    text = str(orig).lower()
+    return not any(outage in text for outage in _SQLITE_OUTAGES)
+
+
 def unreachable(exc: BaseException) -> DatabaseUnavailable | None:
     """The DatabaseUnavailable ``exc`` means, or None when it is not a database outage: the
     connection could not be made or was lost, or the database did not answer in time."""
@@ -60,8 +84,7 @@ def unreachable(exc: BaseException) -> DatabaseUnavailable | None:
         # connection is closed; InternalError: asyncpg's "another operation is in progress"
         # on a connection cut mid-query
         if isinstance(e, sa_exc.DBAPIError) and (
-            e.connection_invalidated
-            or isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.InternalError)
+            e.connection_invalidated or (isinstance(e, _CONNECTION_ERRORS) and not _sqlite_fault(e))
         ):
             return DatabaseUnavailable(f"the database is unreachable ({_reason(e)})")
         if isinstance(e, sa_exc.DisconnectionError | sa_exc.TimeoutError):
