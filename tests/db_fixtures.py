@@ -348,3 +348,22 @@ async def db_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(k, id=k, marks=pytest.mark.db) for k in selected_databases() if k != "sqlite"
+    ]
+)
+async def shared_database_url(
+    request: pytest.FixtureRequest, db_servers: DatabaseServers, tmp_path: Path
+) -> AsyncIterator[str]:
+    """A fresh migrated PostgreSQL or MariaDB database: the ones worker processes on
+    several machines would share, and the ones with a server to lose (SQLite's
+    multi-process case is tests/scheduler/test_workers.py's)."""
+    kind: str = request.param
+    url = await db_servers.create(kind, migrated=True, tmp_path=tmp_path)
+    try:
+        yield url
+    finally:
+        await db_servers.drop(kind, url)

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from spindle.client import API_PREFIX
-from tests.support import REPO, missing
+from tests.support import REPO, require_engines, seed_engine_versions
 
 #: Seconds the server may take to answer service-info (engine detection starts Snakemake
 #: and cwltool once each, which is slow on a cold cache).
@@ -129,12 +129,9 @@ def running_server(
     ``env`` adds settings (``SPINDLE_AUTH``, ...); ``headers`` are the credentials teardown
     uses to cancel what still runs; ``worker=False`` serves the API alone (runs stay
     QUEUED)."""
-    engines = REPO / ".engines"
-    if not (engines / "snakemake" / "bin" / "snakemake").exists():
-        missing(f"snakemake is not installed in {engines} (run `make engines`)")
-    if not (engines / "cwltool" / "bin" / "cwltool").exists():
-        missing(f"cwltool is not installed in {engines} (run `make engines`)")
+    require_engines()
     data_dir = workdir / "data"
+    seed_engine_versions(data_dir)
     log = workdir / "server.log"
     port = free_port()
     url = f"http://127.0.0.1:{port}"

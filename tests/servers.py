@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.support import REPO
+from tests.support import REPO, require_engines, seed_engine_versions
 
 WES = "/ga4gh/wes/v1"
 
@@ -46,6 +46,8 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        require_engines()
+        seed_engine_versions(self.data_dir)
         env = {
             **os.environ,
             "SPINDLE_DATA_DIR": str(self.data_dir),

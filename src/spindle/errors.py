@@ -45,12 +45,6 @@ class PayloadTooLarge(SpindleError):
     status_code = 413
 
 
-class UnsupportedMediaType(SpindleError):
-    """The request body is not of a type this route takes."""
-
-    status_code = 415
-
-
 class NotFound(SpindleError):
     """The requested object was not found."""
 

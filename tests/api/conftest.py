@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from spindle.app import create_app
 from spindle.config import Settings
 from spindle.domain import Caller
-from spindle.engines.registry import Catalog, load_catalog
+from spindle.engines.registry import Catalog
 from spindle.runs.service import RunService
-from tests.support import EXAMPLES, REPO
+from tests.support import EXAMPLES
 
 WES = "/ga4gh/wes/v1"
 
@@ -73,14 +73,6 @@ async def _cancel_unfinished(service: RunService) -> None:
             r for r in unfinished if not (await service.state(r, caller=CLEANUP)).terminal
         ]
     assert not unfinished, f"runs {unfinished} did not end within 60 s of their cancel"
-
-
-@pytest.fixture(scope="session")
-def catalog() -> Catalog:
-    """The installed engines, detected once per session (asking Snakemake its version takes
-    seconds). Missing engines are simply absent, as in a real start-up. One core for
-    Snakemake, as in the settings fixture, so jobs run one at a time."""
-    return asyncio.run(load_catalog(Settings(engines_dir=REPO / ".engines", snakemake_cores=1)))
 
 
 def make_app(settings: Settings, catalog: Catalog, **kw: Any) -> FastAPI:

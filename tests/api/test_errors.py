@@ -180,15 +180,15 @@ async def test_attachment_name_with_nul_is_400(
     assert runs_on_disk(settings) == []
 
 
-async def test_not_multipart_is_415(api_no_worker: httpx.AsyncClient) -> None:
-    """WES takes multipart/form-data only: JSON and urlencoded forms are a 415 naming the
-    Content-Type (a urlencoded form is what another site's page can make a browser send)."""
+async def test_not_multipart_is_400(api_no_worker: httpx.AsyncClient) -> None:
+    """WES takes multipart/form-data only: JSON and urlencoded forms are a 400 naming the
+    request body (a urlencoded form is what another site's page can make a browser send)."""
     r = await api_no_worker.post(f"{WES}/runs", json={"workflow_type": "CWL"})
-    assert (r.status_code, r.json()["status_code"]) == (415, 415)
-    assert r.json()["msg"].startswith("Content-Type: RunWorkflow takes multipart/form-data")
+    assert r.status_code == 400
+    assert r.json()["msg"].startswith("request body: must be multipart/form-data")
     assert "application/json" in r.json()["msg"]
     r = await api_no_worker.post(f"{WES}/runs", data=_form())
-    assert r.status_code == 415
+    assert r.status_code == 400
     assert "application/x-www-form-urlencoded" in r.json()["msg"]
 
 

@@ -56,7 +56,7 @@ async def test_the_reported_forgery_is_refused(api_no_worker: httpx.AsyncClient)
     )
     assert r.status_code == 403
     # and the same form without the Origin is still no run: WES takes multipart only
-    assert (await api_no_worker.post(f"{WES}/runs", data=data)).status_code == 415
+    assert (await api_no_worker.post(f"{WES}/runs", data=data)).status_code == 400
     assert await _runs(api_no_worker) == []
 
 

@@ -152,13 +152,11 @@ async def test_unreachable_database_answers_503_and_logs_one_line(
 async def test_outage_and_recovery_are_logged_once_each(
     catalog: Catalog,
     settings: Settings,
-    db_kind: str,
-    database_url: str,
+    shared_database_url: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    if db_kind == "sqlite":
-        pytest.skip("SQLite has no server to lose (the unreachable-URL test covers it)")
-    async with relayed(database_url) as (relay, url):
+    """On a database server (SQLite has none to lose; the unreachable-URL test covers it)."""
+    async with relayed(shared_database_url) as (relay, url):
         on_relay = settings.model_copy(update={"database_url": url})
         app = make_app(on_relay, catalog, migrate=False, worker=False)
         caplog.set_level(logging.INFO)

@@ -19,6 +19,10 @@ import pytest
 from tests.live import running_server
 from tests.support import REPO, missing
 
+#: The server detects Snakemake and cwltool (what submissions are validated against):
+#: running_server requires both installed, so the tests need engines, though none runs.
+pytestmark = pytest.mark.engine
+
 DATA = REPO / "tests" / "data"
 SPEC = DATA / "workflow_execution_service.openapi.bundled.yaml"
 #: Examples per operation and phase: enough to reach every operation and its limits, few

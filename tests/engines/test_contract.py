@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,30 +14,8 @@ from spindle.engines.registry import Catalog
 from spindle.engines.snakemake import SnakemakeEngine
 from spindle.storage.rundir import RunDir
 from spindle.testing import FakeEngine, run_record
-from tests.api.conftest import catalog
-from tests.engines.contract import EngineContract, Stage
-from tests.support import EXAMPLES, missing
-
-__all__ = ["catalog"]  # the session's fixture, imported so pytest finds it here
-
-
-def staged_run(
-    rundir: RunDir, language: str, example: str, request: RunRequest, params_file: str
-) -> Run:
-    folder = EXAMPLES / language / example
-    shutil.copytree(folder, rundir.attachments, dirs_exist_ok=True)
-    params: dict[str, Any] = {}
-    if (folder / params_file).exists():
-        params = json.loads((folder / params_file).read_text())
-    return run_record(
-        request=RunRequest(
-            request.workflow_type,
-            request.workflow_type_version,
-            request.workflow_url,
-            workflow_params=params,
-        ),
-        engine=request.workflow_engine or "",
-    )
+from tests.engines import staged_run
+from tests.engines.contract import EngineContract, Finished, Stage
 
 
 class TestFakeEngine(EngineContract):
@@ -61,13 +36,11 @@ class TestFakeEngine(EngineContract):
 class TestSnakemake(EngineContract):
     @pytest.fixture
     def info(self, catalog: Catalog) -> EngineInfo:
-        if "snakemake" not in catalog.infos:
-            missing("snakemake is not installed (run `make engines`)")
         return catalog.infos["snakemake"]
 
     @pytest.fixture
-    def engine(self, snakemake_exe: str) -> Engine:
-        return SnakemakeEngine(snakemake_exe, 1)
+    def engine(self, snakemake_engine: SnakemakeEngine) -> Engine:
+        return snakemake_engine
 
     @pytest.fixture
     def runs(self) -> Stage:
@@ -78,18 +51,24 @@ class TestSnakemake(EngineContract):
 
         return stage
 
+    @pytest.fixture
+    def good(self, snakemake_wordcount: Finished) -> Finished:
+        return snakemake_wordcount  # shared with test_snakemake.py's wordcount test
+
+    @pytest.fixture
+    def bad(self, snakemake_fail: Finished) -> Finished:
+        return snakemake_fail  # shared with test_snakemake.py's failing-job test
+
 
 @pytest.mark.engine
 class TestCwltool(EngineContract):
     @pytest.fixture
     def info(self, catalog: Catalog) -> EngineInfo:
-        if "cwltool" not in catalog.infos:
-            missing("cwltool is not installed (run `make engines`)")
         return catalog.infos["cwltool"]
 
     @pytest.fixture
-    def engine(self, cwltool_exe: str) -> Engine:
-        return CwltoolEngine(cwltool_exe)
+    def engine(self, cwltool_engine: CwltoolEngine) -> Engine:
+        return cwltool_engine
 
     @pytest.fixture
     def runs(self) -> Stage:
@@ -99,6 +78,14 @@ class TestCwltool(EngineContract):
             return staged_run(rundir, "cwl", example, request, "inputs.json")
 
         return stage
+
+    @pytest.fixture
+    def good(self, cwltool_wordcount: Finished) -> Finished:
+        return cwltool_wordcount  # shared with test_cwl.py's wordcount test
+
+    @pytest.fixture
+    def bad(self, cwltool_fail: Finished) -> Finished:
+        return cwltool_fail  # shared with test_cwl.py's failing-step test
 
 
 def test_the_built_in_engines_are_installed_plugins() -> None:

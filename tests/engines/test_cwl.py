@@ -17,11 +17,13 @@ import pytest
 from spindle.domain import LogSpan, Run, RunRequest, State, Task
 from spindle.engines.cwl import CwltoolEngine
 from spindle.engines.cwl_log import CwltoolLog, split_command
+from spindle.engines.registry import Catalog
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
 from spindle.execution import Launch, Site
 from spindle.storage.files import ListedFiles
 from spindle.storage.rundir import RunDir
 from tests.engines import validate_with
+from tests.engines.contract import Finished
 from tests.support import EXAMPLES
 
 CWL_EXAMPLES = EXAMPLES / "cwl"
@@ -104,9 +106,11 @@ def ran_cleanly(task: Task) -> None:
 # --- detect, validate, prepare --------------------------------------------------------------
 
 
-async def test_detect_reports_version_and_cwl_versions(cwltool_exe: str) -> None:
-    engine = CwltoolEngine(cwltool_exe)
-    info = await engine.detect()
+def test_detect_reports_version_and_cwl_versions(
+    cwltool_engine: CwltoolEngine, detected_catalog: Catalog
+) -> None:
+    engine = cwltool_engine  # detected once a session, as start-up detects it
+    info = detected_catalog.infos[engine.name]
     assert info.name == "cwltool"
     assert info.workflow_type == "CWL"
     assert re.fullmatch(r"\d+\.\d+\.\d+", info.version)
@@ -292,12 +296,11 @@ def test_prepare_parallel_parameter(tmp_path: Path) -> None:
 
 
 @pytest.mark.engine
-async def test_wordcount_runs_with_tasks_and_outputs(tmp_path: Path, cwltool_exe: str) -> None:
-    rundir = staged(tmp_path, "wordcount")
-    engine = CwltoolEngine(cwltool_exe)
-    launch = engine.prepare(make_run(example_params("wordcount")), rundir)
+def test_wordcount_runs_with_tasks_and_outputs(cwltool_wordcount: Finished) -> None:
+    # the session's wordcount run on the local backend, shared with the engine contract
+    engine, rundir = cwltool_wordcount.engine, cwltool_wordcount.rundir
 
-    assert await run_to_end(launch, rundir) == 0, rundir.stderr.read_text()
+    assert cwltool_wordcount.exit_code == 0, rundir.stderr.read_text()
 
     tasks = engine.progress(rundir)
     assert [(t.id, t.name) for t in tasks] == [("shout", "shout"), ("count", "count")]
@@ -340,12 +343,11 @@ async def test_wordcount_runs_with_tasks_and_outputs(tmp_path: Path, cwltool_exe
 
 
 @pytest.mark.engine
-async def test_failing_step_is_an_executor_error(tmp_path: Path, cwltool_exe: str) -> None:
-    rundir = staged(tmp_path, "fail")
-    engine = CwltoolEngine(cwltool_exe)
-    launch = engine.prepare(make_run(example_params("fail")), rundir)
+def test_failing_step_is_an_executor_error(cwltool_fail: Finished) -> None:
+    # the session's failing run on the local backend, shared with the engine contract
+    engine, rundir = cwltool_fail.engine, cwltool_fail.rundir
 
-    assert await run_to_end(launch, rundir) == 1
+    assert cwltool_fail.exit_code == 1
 
     [task] = engine.progress(rundir)
     assert (task.id, task.name) == ("break", "break")

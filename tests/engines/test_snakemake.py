@@ -21,6 +21,7 @@ import pytest
 
 from spindle.config import Settings
 from spindle.domain import ComputeEnv, LogSpan, Run, RunRequest, State, Task
+from spindle.engines.registry import Catalog
 from spindle.engines.snakemake import (
     EVENTS_FILE,
     PLUGIN_DIR,
@@ -35,6 +36,7 @@ from spindle.execution import Executor, Launch, Site
 from spindle.storage.files import FileStat, ListedFiles
 from spindle.storage.rundir import RunDir
 from tests.engines import validate_with
+from tests.engines.contract import Finished
 from tests.support import EXAMPLES
 
 EXAMPLE = EXAMPLES / "snakemake"
@@ -130,8 +132,10 @@ def rundir(tmp_path: Path) -> RunDir:
 
 
 @pytest.mark.engine
-async def test_detect_reports_the_installed_version(engine: SnakemakeEngine) -> None:
-    info = await engine.detect()
+def test_detect_reports_the_installed_version(
+    snakemake_engine: SnakemakeEngine, detected_catalog: Catalog
+) -> None:
+    info = detected_catalog.infos[snakemake_engine.name]  # its detect(), run once a session
     assert info.name == "snakemake"
     assert info.workflow_type == "SMK"
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", info.version)
@@ -161,10 +165,11 @@ def test_parse_version_reads_the_last_line() -> None:
 
 
 @pytest.mark.engine
-async def test_validate_accepts_the_major_and_full_version_only(
-    engine: SnakemakeEngine,
+def test_validate_accepts_the_major_and_full_version_only(
+    snakemake_engine: SnakemakeEngine, detected_catalog: Catalog
 ) -> None:
-    info = await engine.detect()
+    engine = snakemake_engine  # detected once a session, as start-up detects it
+    info = detected_catalog.infos[engine.name]
     validate_with(engine, info.version, {})
     validate_with(engine, info.version.split(".")[0], {})
     with pytest.raises(InvalidRequest) as refused:
@@ -259,11 +264,13 @@ def test_prepare_runs_the_fetched_copy_of_an_http_url(rundir: RunDir) -> None:
 
 
 @pytest.mark.engine
-async def test_wordcount_reports_each_job_its_logs_and_outputs(
-    engine: SnakemakeEngine, rundir: RunDir
-) -> None:
-    stage("wordcount", rundir)
-    code = await run_to_end(engine, make_run(params=WORDCOUNT_PARAMS), rundir)
+def test_wordcount_reports_each_job_its_logs_and_outputs(snakemake_wordcount: Finished) -> None:
+    # the session's wordcount run on the local backend, shared with the engine contract
+    engine, rundir, code = (
+        snakemake_wordcount.engine,
+        snakemake_wordcount.rundir,
+        snakemake_wordcount.exit_code,
+    )
     assert code == 0, stderr_of(rundir)
 
     tasks = engine.progress(rundir)
@@ -320,11 +327,9 @@ async def test_wordcount_reports_each_job_its_logs_and_outputs(
 
 
 @pytest.mark.engine
-async def test_a_failing_job_is_an_executor_error_with_its_exit_code(
-    engine: SnakemakeEngine, rundir: RunDir
-) -> None:
-    stage("fail", rundir)
-    code = await run_to_end(engine, make_run(), rundir)
+def test_a_failing_job_is_an_executor_error_with_its_exit_code(snakemake_fail: Finished) -> None:
+    # the session's failing run on the local backend, shared with the engine contract
+    engine, rundir, code = snakemake_fail.engine, snakemake_fail.rundir, snakemake_fail.exit_code
     assert code != 0
 
     first, second = engine.progress(rundir)

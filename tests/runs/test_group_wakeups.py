@@ -31,7 +31,7 @@ pytestmark = pytest.mark.db
 @pytest.fixture
 async def postgres_url(db_servers: DatabaseServers, tmp_path: Path) -> AsyncIterator[str]:
     if "postgresql" not in selected_databases():
-        pytest.skip("NOTIFY is PostgreSQL's, and SPINDLE_TEST_DATABASES leaves it out")
+        pytest.skip("NOTIFY is PostgreSQL's; SPINDLE_TEST_DATABASES leaves it out (never in CI)")
     url = await db_servers.create("postgresql", migrated=True, tmp_path=tmp_path)
     try:
         yield url

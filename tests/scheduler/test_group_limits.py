@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,6 @@ from spindle.db.engine import create_engine
 from spindle.db.tables import LOCAL_USER, run_groups, users
 from tests import servers
 from tests.api.conftest import example_form
-from tests.db_fixtures import DatabaseServers, selected_databases
 from tests.servers import WES, Server
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -121,11 +120,15 @@ def most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
     return peak
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for this module's SQLite tests (a start detects both engines: seconds).
+    Each test makes a group of its own and waits for its runs to end, so none sees
+    another's."""
+    folder = tmp_path_factory.mktemp("group-limits")
     s = Server(
-        tmp_path / "data",
-        tmp_path / "server.log",
+        folder / "data",
+        folder / "server.log",
         env={"SPINDLE_MAX_CONCURRENT_RUNS": "4", "SPINDLE_POLL_INTERVAL": "30"},
     )
     try:
@@ -193,21 +196,6 @@ def test_a_run_past_max_duration_is_stopped_as_system_error(server: Server) -> N
     # the engine was stopped: its run folder's job never wrote its output
     out = server.data_dir / "runs" / run_id / "work" / "results" / "slept.txt"
     assert not out.exists()
-
-
-@pytest.fixture(params=[k for k in selected_databases() if k != "sqlite"])
-async def shared_database_url(
-    request: pytest.FixtureRequest, db_servers: DatabaseServers, tmp_path: Path
-) -> AsyncIterator[str]:
-    """A fresh migrated PostgreSQL or MariaDB database: the ones worker processes on
-    several machines would share (SQLite's multi-process case is tests/scheduler/
-    test_workers.py's)."""
-    kind: str = request.param
-    url = await db_servers.create(kind, migrated=True, tmp_path=tmp_path)
-    try:
-        yield url
-    finally:
-        await db_servers.drop(kind, url)
 
 
 @pytest.fixture

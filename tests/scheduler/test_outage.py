@@ -18,10 +18,8 @@ from spindle.config import Settings
 from spindle.db.tables import runs
 from spindle.domain import ACTIVE_STATES
 from spindle.engines.registry import Catalog
-from tests.api.conftest import app_client, catalog, make_app, submit_example, wait_state
+from tests.api.conftest import app_client, make_app, submit_example, wait_state
 from tests.db_fixtures import DatabaseServers, selected_databases
-
-__all__ = ["catalog"]  # the fixture, imported so pytest finds it here
 
 pytestmark = [pytest.mark.engine, pytest.mark.db]
 
@@ -33,7 +31,7 @@ OBSERVER = "spindle-test-observer"
 @pytest.fixture
 async def pg_url(db_servers: DatabaseServers, tmp_path: Path) -> AsyncIterator[str]:
     if "postgresql" not in selected_databases():
-        pytest.skip("SPINDLE_TEST_DATABASES leaves out postgresql")
+        pytest.skip("SPINDLE_TEST_DATABASES leaves out postgresql (never in CI)")
     url = await db_servers.create("postgresql", migrated=True, tmp_path=tmp_path)
     try:
         yield url

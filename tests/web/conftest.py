@@ -21,10 +21,8 @@ from spindle.domain import Caller, Run, RunRequest, State
 from spindle.engines.registry import Catalog
 from spindle.runs import store
 from spindle.runs.service import RunService
-from tests.api.conftest import catalog, make_app, open_client
+from tests.api.conftest import make_app, open_client
 from tests.runs import local_user_id
-
-__all__ = ["catalog"]  # the session's engine catalog, a fixture
 
 #: For checks made through the run service beside the pages: sees every run.
 ADMIN = Caller(user_id=0, name="admin", admin=True)

@@ -144,7 +144,6 @@ _DESCRIPTIONS = {
     404: "The requested workflow run wasn't found.",
     409: "The object exists already.",
     413: "The upload is larger than this service accepts.",
-    415: "The request body is not multipart/form-data.",
     429: "Too many requests of this kind (failed sign-ins, open event streams); try again "
     "after Retry-After seconds.",
     500: "An unexpected error occurred.",

@@ -16,7 +16,7 @@ from spindle.api.errors import documented
 from spindle.api.links import Links
 from spindle.api.multipart import check_length, read_form
 from spindle.domain import Run, State, Task
-from spindle.errors import InvalidRequest, UnsupportedMediaType
+from spindle.errors import InvalidRequest
 from spindle.limits import clip_depth
 from spindle.models import wes
 from spindle.models.extensions import (
@@ -305,9 +305,11 @@ def _check_body(request: Request, max_bytes: int) -> None:
     content_type = request.headers.get("content-type", "")
     # only multipart, as WES says (what another site's page may send is the guard's matter)
     if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
-        raise UnsupportedMediaType(
-            "Content-Type: RunWorkflow takes multipart/form-data, not "
-            f"{content_type[:100] or 'a body without a Content-Type'}"
+        # 400, not 415: the spec documents 400 for a malformed RunWorkflow request
+        raise InvalidRequest(
+            "request body",
+            "must be multipart/form-data (RunWorkflow), not "
+            f"{content_type[:100] or 'a body without a Content-Type'}",
         )
 
 
@@ -340,7 +342,7 @@ def _split_form(form: FormData) -> tuple[dict[str, str | None], list[UploadFile]
     operation_id="RunWorkflow",
     tags=["Workflow Runs"],
     response_model=wes.RunId,
-    responses=documented(400, 401, 403, 413, 415, 500),
+    responses=documented(400, 401, 403, 413, 500),
     openapi_extra=_MULTIPART,
 )
 async def run_workflow(request: Request, service: Service, caller: CallerDep) -> wes.RunId:

@@ -26,10 +26,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
 def _private_file(path: Path) -> None:
     """The SQLite file (password hashes, tokens) readable by Spindle's account alone, made
     so before SQLite opens it; its -wal and -shm files take the same mode."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o600)
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600))
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:
+        # not a file Spindle can make (a folder, no room, no rights): SQLite says so when it
+        # opens it, and that is the error people see (a 503 naming it in the API)
+        return
 
 
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:

@@ -56,9 +56,12 @@ def unreachable(exc: BaseException) -> DatabaseUnavailable | None:
     """The DatabaseUnavailable ``exc`` means, or None when it is not a database outage: the
     connection could not be made or was lost, or the database did not answer in time."""
     for e in _chain(exc):
+        # OperationalError: refused, terminated, locked too long; InterfaceError: the
+        # connection is closed; InternalError: asyncpg's "another operation is in progress"
+        # on a connection cut mid-query
         if isinstance(e, sa_exc.DBAPIError) and (
             e.connection_invalidated
-            or isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or isinstance(e, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.InternalError)
         ):
             return DatabaseUnavailable(f"the database is unreachable ({_reason(e)})")
         if isinstance(e, sa_exc.DisconnectionError | sa_exc.TimeoutError):

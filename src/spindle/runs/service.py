@@ -22,9 +22,7 @@ from typing import Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.config import Settings
-from spindle.db.types import utcnow
 from spindle.domain import (
-    ACTIVE_STATES,
     Caller,
     ComputeEnv,
     Event,
@@ -48,7 +46,7 @@ from spindle.errors import (
     TaskNotFound,
     storage_error,
 )
-from spindle.runs import feed, group_store, logs, query, store
+from spindle.runs import feed, group_store, lifecycle, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
     decode_cursor,
@@ -523,29 +521,14 @@ class RunService:
                 state = await store.get_state(conn, run_id, owner_id=caller.owner_scope)
                 if state is None:
                     raise RunNotFound(run_id)
-                if state is State.QUEUED:
-                    if await store.transition(
-                        conn,
-                        run_id,
-                        expected=[State.QUEUED],
-                        new=State.CANCELED,
-                        reason="cancelled before it started",
-                        end_time=utcnow(),
-                    ):
-                        return State.CANCELED
-                    continue
-                if state in ACTIVE_STATES and state is not State.CANCELING:
-                    if await store.transition(
-                        conn,
-                        run_id,
-                        expected=[state],
-                        new=State.CANCELING,
-                        reason="cancel requested",
-                    ):
-                        await self.wakeup.notify(conn, f"cancel:{run_id}")
-                        break
-                    continue
-                return state
+                if not lifecycle.cancellable(state):
+                    return state
+                change = await lifecycle.request_cancel(conn, run_id, state, self.wakeup)
+                if change is None:
+                    continue  # it moved meanwhile: look again
+                if change.to is State.CANCELED:
+                    return State.CANCELED
+                break
         self.wakeup.cancel_requested(run_id)
         return State.CANCELING
 

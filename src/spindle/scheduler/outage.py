@@ -15,29 +15,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import exc as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from spindle.db.outage import unreachable
 
 log = logging.getLogger(__name__)
 
 #: Longest wait between two looks at a database that does not answer (the waits double
 #: from half a second up to this).
 MAX_BACKOFF_SECONDS = 15.0
-
-#: What a lost or refused connection raises: the driver's errors as SQLAlchemy wraps them
-#: (``OperationalError``: refused, terminated, locked too long; ``InterfaceError``: the
-#: connection is closed; ``InternalError``: asyncpg's "another operation is in progress" on
-#: a connection cut mid-query), a pool that had none to give, and the socket's own errors
-#: where a driver lets them through while connecting.
-_FAULTS: tuple[type[BaseException], ...] = (
-    sa.OperationalError,
-    sa.InterfaceError,
-    sa.InternalError,
-    sa.DisconnectionError,
-    sa.TimeoutError,
-    OSError,
-    TimeoutError,
-)
 
 
 class DatabaseDown(Exception):
@@ -50,12 +36,10 @@ class DatabaseDown(Exception):
 
 def is_fault(exc: BaseException) -> bool:
     """Is ``exc`` the database (or the way to it) failing, rather than a bug or a refusal
-    (a constraint, bad SQL), which waiting would not mend?"""
-    if isinstance(exc, DatabaseDown):
-        return True
-    if isinstance(exc, sa.DBAPIError) and exc.connection_invalidated:
-        return True
-    return isinstance(exc, _FAULTS)
+    (a constraint, bad SQL), which waiting would not mend? The same test the API's 503
+    answers by (:func:`spindle.db.outage.unreachable`), so an OSError of the run's own
+    files is never mistaken for a lost database."""
+    return isinstance(exc, DatabaseDown) or unreachable(exc) is not None
 
 
 @asynccontextmanager

@@ -6,7 +6,9 @@ environment's runs), every ``interval`` seconds or sooner when kicked (a new run
 process that ended). A cycle that fails, e.g. because the cluster cannot be reached, gives
 every run a :class:`Trouble` instead of a status, and the next cycles back off up to
 ``max_backoff`` seconds; runs keep their state meanwhile. The poller never blocks a caller
-for longer than it takes the next cycle to finish.
+for longer than it takes the next cycle to finish. :func:`next_outcome` is what a run's
+driver waits on: the next cycle's outcome, a cancel request, its deadline, or its process's
+end (which hurries the poller).
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from spindle.backends.base import Backend, Handle, Status
 from spindle.errors import SpindleError, describe
+from spindle.runs.lifecycle import Deadline
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +35,17 @@ class Trouble:
 
 
 Outcome = Status | Trouble
+
+#: How long a run waits on a backend that can wait for its process (local) before looking
+#: again; the poller's cycles look anyway, so this only bounds one wait.
+PROCESS_WAIT_SECONDS = 3600.0
+
+
+class Overtime:
+    """What :func:`next_outcome` answers when the run reached its group's max_duration."""
+
+
+OVERTIME = Overtime()
 
 
 class Poller:
@@ -117,3 +132,39 @@ class Poller:
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._kicked.wait(), delay)
+
+
+async def next_outcome(
+    poller: Poller,
+    backend: Backend,
+    handle: Handle,
+    cancel: asyncio.Event,
+    deadline: Deadline | None = None,
+) -> Outcome | Overtime | None:
+    """The next poll outcome for the run, None when a cancel was requested first, or
+    ``OVERTIME`` when the run reached its ``deadline``. A backend that can wait for its
+    process (local) hurries the poller when it ends."""
+    nxt = asyncio.create_task(poller.next(handle.run_id))
+    cancelled = asyncio.create_task(cancel.wait())
+    waiting: set[asyncio.Task[Any]] = {nxt, cancelled}
+    overtime = None
+    if deadline is not None:
+        overtime = asyncio.create_task(asyncio.sleep(deadline.remaining()))
+        waiting.add(overtime)
+    if backend.capabilities.waits:
+        # returns early only when the process ended (it is cancelled with the others)
+        waiting.add(asyncio.create_task(backend.wait(handle, PROCESS_WAIT_SECONDS)))
+    try:
+        while True:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if nxt in done:
+                return nxt.result()
+            if cancelled in done:
+                return None
+            if overtime in done:
+                return OVERTIME
+            poller.kick()  # the process ended: look now rather than at the next cycle
+            waiting -= done
+    finally:
+        for task in waiting:
+            task.cancel()
