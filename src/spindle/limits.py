@@ -31,6 +31,11 @@ MAX_ATTACHMENT_PATH_BYTES = 1024
 MAX_ATTACHMENT_DEPTH = 32
 #: bytes of one text field of a form (``workflow_params`` and the other RunWorkflow fields)
 MAX_FIELD_BYTES = 1 << 20
+#: parts of a ``POST /runs`` or submit form: files, and as many text fields
+MAX_FORM_PARTS = 10_000
+#: bytes a submission's body may have beyond the ``max_upload_bytes`` setting: its text
+#: fields and the multipart framing
+FORM_ROOM = 1 << 20
 
 #: Unicode's bidirectional embeddings, overrides and isolates, which make text display in
 #: another order than it is read ("Trojan Source")

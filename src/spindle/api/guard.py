@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from spindle import limits
 from spindle.api.errors import ErrorPage, error_response
 from spindle.api.links import PREFIX
 from spindle.config import Settings
@@ -39,9 +40,9 @@ from spindle.errors import PayloadTooLarge, SpindleError
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: routes whose body is a multipart upload of attachments, counted against max_upload_bytes
 UPLOAD_ROUTES = frozenset({("POST", PREFIX + "/runs"), ("POST", "/submit")})
-#: bytes an upload's body may have beyond max_upload_bytes: the form's text fields and the
-#: multipart framing (as much as the routes' own Content-Length check allows)
-FORM_ROOM = 1 << 20
+#: bytes an upload's body may have beyond max_upload_bytes (as the routes' own
+#: Content-Length check allows)
+FORM_ROOM = limits.FORM_ROOM
 #: host names a local service always answers to
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 

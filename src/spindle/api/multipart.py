@@ -17,7 +17,7 @@ from starlette.formparsers import FormParser, MultiPartException, MultiPartParse
 from starlette.requests import Request
 
 from spindle.errors import InvalidRequest, PayloadTooLarge
-from spindle.limits import MAX_FIELD_BYTES
+from spindle.limits import FORM_ROOM, MAX_FIELD_BYTES, MAX_FORM_PARTS
 
 
 class _PartTooLarge(MultiPartException):
@@ -54,9 +54,20 @@ class _FormParser(FormParser):
             raise self._too_large() from None
 
 
+def check_length(request: Request, max_bytes: int) -> None:
+    """A 413 before reading a submission (``POST /runs``, the UI's submit form) whose
+    Content-Length is over ``max_bytes`` of attachments and room for its text fields."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes + FORM_ROOM:
+        raise PayloadTooLarge(f"request body: {length} bytes is over the limit of {max_bytes}")
+
+
 @contextlib.asynccontextmanager
 async def read_form(
-    request: Request, *, max_parts: int, max_field_bytes: int = MAX_FIELD_BYTES
+    request: Request,
+    *,
+    max_parts: int = MAX_FORM_PARTS,
+    max_field_bytes: int = MAX_FIELD_BYTES,
 ) -> AsyncIterator[FormData]:
     """The request's form (multipart or urlencoded; any other body is an empty form), its
     uploaded files closed on leaving the block. ``max_parts`` files and as many text fields;

@@ -14,9 +14,9 @@ from spindle.api.auth import CallerDep, ServiceInfoCallerDep
 from spindle.api.deps import LinksDep, Service
 from spindle.api.errors import documented
 from spindle.api.links import Links
-from spindle.api.multipart import read_form
+from spindle.api.multipart import check_length, read_form
 from spindle.domain import Run, State, Task
-from spindle.errors import InvalidRequest, PayloadTooLarge
+from spindle.errors import InvalidRequest
 from spindle.limits import clip_depth
 from spindle.models import wes
 from spindle.models.extensions import (
@@ -26,12 +26,9 @@ from spindle.models.extensions import (
 )
 from spindle.runs.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from spindle.runs.query import RunQuery
-from spindle.runs.submit import EXTENSION_FIELDS, TEXT_FIELDS
+from spindle.runs.submit import EXTENSION_FIELDS, TEXT_FIELDS, parse_form
 
 router = APIRouter(prefix="/ga4gh/wes/v1")
-
-#: form parts beyond these many are refused before they are read
-MAX_FORM_PARTS = 10_000
 
 _MULTIPART = {
     "requestBody": {
@@ -304,9 +301,7 @@ async def list_runs(
 
 
 def _check_body(request: Request, max_bytes: int) -> None:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes + (1 << 20):
-        raise PayloadTooLarge(f"request body: {length} bytes is over the limit of {max_bytes}")
+    check_length(request, max_bytes)
     content_type = request.headers.get("content-type", "")
     # only multipart, as WES says (what another site's page may send is the guard's matter)
     if content_type.split(";", 1)[0].strip().lower() != "multipart/form-data":
@@ -357,9 +352,10 @@ async def run_workflow(request: Request, service: Service, caller: CallerDep) ->
     are JSON objects sent as strings."""
     _check_body(request, service.settings.max_upload_bytes)
     # the form's spooled upload files are closed on leaving the block, whatever happens
-    async with read_form(request, max_parts=MAX_FORM_PARTS) as form:
+    async with read_form(request) as form:
         fields, uploads = _split_form(form)
-        run = await service.submit(fields, uploads, caller=caller)
+        run_request, group_id = parse_form(fields)
+        run = await service.submit(run_request, uploads, group_id=group_id, caller=caller)
     return wes.RunId(run_id=run.id)
 
 

@@ -61,7 +61,6 @@ from spindle.runs.submit import (
     Upload,
     check_workflow_url,
     copy_attachments,
-    parse_request,
     requested_group,
     run_cpus,
     run_priority,
@@ -130,12 +129,17 @@ class RunService:
     # --- submit --------------------------------------------------------------------------
 
     async def submit(
-        self, fields: Mapping[str, str | None], uploads: Sequence[Upload], *, caller: Caller
+        self,
+        request: RunRequest,
+        uploads: Sequence[Upload],
+        *,
+        group_id: str | None = None,
+        caller: Caller,
     ) -> Run:
-        """A new run of the caller's from RunWorkflow form fields and attachments (which keep
-        their paths)."""
-        request = parse_request(fields)
-        group = await self._group(requested_group(fields, request), caller)
+        """A new run of the caller's from a validated request (``runs.submit.parse_form``,
+        ``new_request``), into run group ``group_id`` (or the one its ``run_group_id`` tag
+        names), with its attachments (which keep their paths)."""
+        group = await self._group(requested_group(group_id, request), caller)
         engine, compute_env = self._check(request, group)
         max_bytes = self.settings.max_upload_bytes
         url = request.workflow_url

@@ -1,6 +1,9 @@
-"""Turning a ``POST /runs`` form into a validated request and a staged run folder.
+"""Turning a submission into a validated request and a staged run folder.
 
-Nothing here knows HTTP: the API hands over the form's text fields and its uploads. Every
+Nothing here knows HTTP. The one place a submission's fields become a
+:class:`~spindle.domain.RunRequest`: the API hands over its form's text fields
+(:func:`parse_form`), the web UI the values of its own inputs (:func:`new_request`); the
+service takes the request, the run group id and the uploads. Every
 problem is an InvalidRequest naming the field; the run folder is staged under a temporary
 name and only moved into place once everything checked out, so a refused request leaves
 nothing behind.
@@ -116,17 +119,72 @@ def _required(fields: Mapping[str, str | None], name: str) -> str:
     return value
 
 
-def parse_request(fields: Mapping[str, str | None]) -> RunRequest:
+def new_request(
+    *,
+    workflow_type: str | None,
+    workflow_type_version: str | None,
+    workflow_url: str | None,
+    workflow_params: Mapping[str, Any] | None = None,
+    tags: Mapping[str, str] | None = None,
+    workflow_engine: str | None = None,
+    workflow_engine_version: str | None = None,
+    workflow_engine_parameters: Mapping[str, str] | None = None,
+) -> RunRequest:
+    """A validated RunRequest from decoded values (the API's JSON fields, the UI's own
+    inputs): text stripped, blanks as missing, every problem an InvalidRequest naming the
+    RunWorkflow field, checked in the order of the fields."""
+    text = {
+        "workflow_type": workflow_type,
+        "workflow_type_version": workflow_type_version,
+        "workflow_url": workflow_url,
+        "workflow_engine": workflow_engine,
+        "workflow_engine_version": workflow_engine_version,
+    }
+    params = dict(workflow_params or {})
+    limits.check_depth(params, field="workflow_params")
     return RunRequest(
-        workflow_type=_required(fields, "workflow_type"),
-        workflow_type_version=_required(fields, "workflow_type_version"),
-        workflow_url=limits.check_text(_required(fields, "workflow_url"), field="workflow_url"),
-        workflow_params=_json_field(fields, "workflow_params"),
-        tags=dict(limits.check_tags(_string_map(fields, "tags"))),
-        workflow_engine=_optional(fields, "workflow_engine"),
-        workflow_engine_version=_optional(fields, "workflow_engine_version"),
+        workflow_type=_required(text, "workflow_type"),
+        workflow_type_version=_required(text, "workflow_type_version"),
+        workflow_url=limits.check_text(_required(text, "workflow_url"), field="workflow_url"),
+        workflow_params=params,
+        tags=dict(limits.check_tags(tags or {})),
+        workflow_engine=_optional(text, "workflow_engine"),
+        workflow_engine_version=_optional(text, "workflow_engine_version"),
+        workflow_engine_parameters=dict(workflow_engine_parameters or {}),
+    )
+
+
+def parse_request(fields: Mapping[str, str | None]) -> RunRequest:
+    """RunWorkflow's text fields (JSON objects as strings) as a validated RunRequest."""
+    # each field is checked in turn (the first problem is named, the same whatever decodes
+    # later), then new_request checks the decoded values again
+    _required(fields, "workflow_type")
+    _required(fields, "workflow_type_version")
+    limits.check_text(_required(fields, "workflow_url"), field="workflow_url")
+    params = _json_field(fields, "workflow_params")
+    tags = limits.check_tags(_string_map(fields, "tags"))
+    return new_request(
+        workflow_type=fields.get("workflow_type"),
+        workflow_type_version=fields.get("workflow_type_version"),
+        workflow_url=fields.get("workflow_url"),
+        workflow_params=params,
+        tags=tags,
+        workflow_engine=fields.get("workflow_engine"),
+        workflow_engine_version=fields.get("workflow_engine_version"),
         workflow_engine_parameters=_parameter_map(fields, "workflow_engine_parameters"),
     )
+
+
+def parse_form(fields: Mapping[str, str | None]) -> tuple[RunRequest, str | None]:
+    """RunWorkflow's text fields as a validated RunRequest and the run group id its
+    ``run_group_id`` field names (None for none)."""
+    request = parse_request(fields)
+    return request, group_field(fields.get("run_group_id"))
+
+
+def group_field(value: str | None) -> str | None:
+    """A ``run_group_id`` form field's value: stripped, a blank as none."""
+    return _optional({"run_group_id": value}, "run_group_id")
 
 
 def _int_parameter(parameters: Mapping[str, str], name: str, low: int, high: int) -> int | None:
@@ -160,10 +218,10 @@ def run_priority(parameters: Mapping[str, str]) -> int:
     return _int_parameter(parameters, "priority", -MAX_PRIORITY, MAX_PRIORITY) or 0
 
 
-def requested_group(fields: Mapping[str, str | None], request: RunRequest) -> str | None:
-    """The run group a submission names, by the ``run_group_id`` form field or tag (both
-    may be given, if they agree)."""
-    field = _optional(fields, "run_group_id")
+def requested_group(group_id: str | None, request: RunRequest) -> str | None:
+    """The run group a submission names, by its ``run_group_id`` (the form field) or its
+    ``run_group_id`` tag (both may be given, if they agree)."""
+    field = group_id or None
     if field is not None:
         limits.check_name(field, field="run_group_id")
     tag = request.tags.get(GROUP_TAG)

@@ -15,21 +15,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import FormData, UploadFile
 
-from spindle.api.multipart import read_form
-from spindle.domain import Caller, RunGroup
+from spindle.api.multipart import check_length, read_form
+from spindle.domain import Caller, RunGroup, RunRequest
 from spindle.errors import InvalidRequest, PayloadTooLarge
 from spindle.limits import MAX_PARAMS_DEPTH, check_depth
 from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
+from spindle.runs.submit import group_field, new_request
 from spindle.web import views
 from spindle.web.csrf import FIELD
 from spindle.web.deps import Groups, PageCaller, Service
 from spindle.web.render import render, web_of
 
 router = APIRouter(include_in_schema=False)
-
-#: form parts beyond these many are refused before they are read
-MAX_FORM_PARTS = 10_000
 
 #: where the service's field names show up on the submit form
 _FORM_FIELD = {
@@ -146,18 +144,22 @@ def _engine_parameters(form: FormData) -> dict[str, str]:
     return parameters
 
 
-def _fields(form: FormData) -> dict[str, str | None]:
-    """The form as RunWorkflow's text fields (JSON strings, as the API takes them)."""
+def _run_request(form: FormData) -> tuple[RunRequest, str | None]:
+    """The form's run request and the run group picked (None for none)."""
     workflow_type, _sep, version = _text(form, "workflow").partition("|")
-    return {
-        "workflow_type": workflow_type,
-        "workflow_type_version": version,
-        "workflow_url": _text(form, "workflow_url").strip(),
-        "workflow_params": json.dumps(_params(_text(form, "workflow_params"))),
-        "tags": json.dumps(_mapping_lines("tags", _text(form, "tags"))),
-        "workflow_engine_parameters": json.dumps(_engine_parameters(form)),
-        "run_group_id": _text(form, "run_group_id").strip() or None,
-    }
+    # (the UI's own inputs first, then what the request checks of them, as ever)
+    params = _params(_text(form, "workflow_params"))
+    tags = _mapping_lines("tags", _text(form, "tags"))
+    engine_parameters = _engine_parameters(form)
+    run_request = new_request(
+        workflow_type=workflow_type,
+        workflow_type_version=version,
+        workflow_url=_text(form, "workflow_url"),
+        workflow_params=params,
+        tags=tags,
+        workflow_engine_parameters=engine_parameters,
+    )
+    return run_request, group_field(_text(form, "run_group_id"))
 
 
 def _error_field(exc: InvalidRequest, values: Mapping[str, str]) -> str:
@@ -232,11 +234,8 @@ async def submit_form(
 async def submit(
     request: Request, service: Service, groups: Groups, caller: PageCaller
 ) -> Response:
-    length = request.headers.get("content-length", "")
-    max_bytes = service.settings.max_upload_bytes
-    if length.isdigit() and int(length) > max_bytes + (1 << 20):
-        raise PayloadTooLarge(f"request body: {length} bytes is over the limit of {max_bytes}")
-    async with read_form(request, max_parts=MAX_FORM_PARTS) as form:
+    check_length(request, service.settings.max_upload_bytes)
+    async with read_form(request) as form:
         web_of(request).csrf.check(request, form.get(FIELD))
         values = {
             name: _text(form, name)
@@ -251,7 +250,10 @@ async def submit(
             )
         }
         try:
-            run = await service.submit(_fields(form), _uploads(form), caller=caller)
+            run_request, group_id = _run_request(form)
+            run = await service.submit(
+                run_request, _uploads(form), group_id=group_id, caller=caller
+            )
         except InvalidRequest as exc:
             field = _error_field(exc, values)
             message = exc.problem if field else exc.message
