@@ -367,3 +367,16 @@ async def shared_database_url(
         yield url
     finally:
         await db_servers.drop(kind, url)
+
+
+@pytest.fixture
+async def postgres_url(db_servers: DatabaseServers, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh migrated PostgreSQL database, for what only PostgreSQL has (NOTIFY,
+    pg_terminate_backend)."""
+    if "postgresql" not in selected_databases():
+        pytest.skip("SPINDLE_TEST_DATABASES leaves out postgresql (never in CI)")
+    url = await db_servers.create("postgresql", migrated=True, tmp_path=tmp_path)
+    try:
+        yield url
+    finally:
+        await db_servers.drop("postgresql", url)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,20 +22,8 @@ from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler.listen import listen_for_wakeups
-from tests.db_fixtures import DatabaseServers, selected_databases
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-async def postgres_url(db_servers: DatabaseServers, tmp_path: Path) -> AsyncIterator[str]:
-    if "postgresql" not in selected_databases():
-        pytest.skip("NOTIFY is PostgreSQL's; SPINDLE_TEST_DATABASES leaves it out (never in CI)")
-    url = await db_servers.create("postgresql", migrated=True, tmp_path=tmp_path)
-    try:
-        yield url
-    finally:
-        await db_servers.drop("postgresql", url)
 
 
 async def woken(wakeup: Wakeup, seconds: float = 10) -> bool:

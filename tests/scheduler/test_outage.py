@@ -5,8 +5,6 @@ engines go on, no run is failed or let go for it, and every run ends as its engi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -19,24 +17,12 @@ from spindle.db.tables import runs
 from spindle.domain import ACTIVE_STATES
 from spindle.engines.registry import Catalog
 from tests.api.conftest import app_client, make_app, submit_example, wait_state
-from tests.db_fixtures import DatabaseServers, selected_databases
 
 pytestmark = [pytest.mark.engine, pytest.mark.db]
 
 RUNS = 4
 CUTS = 10
 OBSERVER = "spindle-test-observer"
-
-
-@pytest.fixture
-async def pg_url(db_servers: DatabaseServers, tmp_path: Path) -> AsyncIterator[str]:
-    if "postgresql" not in selected_databases():
-        pytest.skip("SPINDLE_TEST_DATABASES leaves out postgresql (never in CI)")
-    url = await db_servers.create("postgresql", migrated=True, tmp_path=tmp_path)
-    try:
-        yield url
-    finally:
-        await db_servers.drop("postgresql", url)
 
 
 async def _cut(observer: AsyncEngine, database: str) -> int:
@@ -64,17 +50,17 @@ async def _unleased_active(observer: AsyncEngine) -> list[str]:
 
 
 async def test_runs_survive_their_worker_losing_the_database_again_and_again(
-    settings: Settings, catalog: Catalog, cwltool_exe: str, pg_url: str
+    settings: Settings, catalog: Catalog, cwltool_exe: str, postgres_url: str
 ) -> None:
     settings = settings.model_copy(
-        update={"database_url": pg_url, "max_concurrent_runs": RUNS, "poll_interval": 0.5}
+        update={"database_url": postgres_url, "max_concurrent_runs": RUNS, "poll_interval": 0.5}
     )
     observer = create_async_engine(
-        pg_url,
+        postgres_url,
         poolclass=NullPool,
         connect_args={"server_settings": {"application_name": OBSERVER}},
     )
-    database = make_url(pg_url).database
+    database = make_url(postgres_url).database
     assert database is not None
     try:
         async with app_client(make_app(settings, catalog)) as client:
