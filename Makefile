@@ -35,18 +35,24 @@ uv:
 	fi
 
 # uv sync is a no-op in well under a second when .venv already matches uv.lock.
+# --compile-bytecode: where PYTHONDONTWRITEBYTECODE is set (as on the CI machines) Python
+# never caches its bytecode, and every process would compile its imports again.
 venv: uv
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 
 engines: $(ENGINES:%=.engines/%/.stamp)
 
 # Each engine in a virtual environment of its own, so its dependencies never meet Spindle's;
 # rebuilt only when its pinned requirements change (the stamp lives inside the venv, so
 # deleting the venv rebuilds it too). `--python` names the venv outright: `uv pip` may
-# otherwise prefer the interpreter that started it over VIRTUAL_ENV.
-.engines/%/.stamp: engines/%.txt | uv
+# otherwise prefer the interpreter that started it over VIRTUAL_ENV. `--compile-bytecode`:
+# `uv pip sync` installs no bytecode, and where PYTHONDONTWRITEBYTECODE is set every run
+# would compile the engine's imports again (cwltool --version 2.4 s cold, 0.7 s compiled;
+# snakemake --version 8.4 s, 1.7 s; docs/benchmarks.md). The Makefile is a prerequisite so
+# that a change to this recipe reaches environments built before it.
+.engines/%/.stamp: engines/%.txt Makefile | uv
 	$(UV) venv --quiet --allow-existing --python 3.11 .engines/$*
-	$(UV) pip sync --quiet --python .engines/$*/bin/python engines/$*.txt
+	$(UV) pip sync --quiet --compile-bytecode --python .engines/$*/bin/python engines/$*.txt
 	@touch $@
 
 # The settings come from the environment (SPINDLE_PORT, SPINDLE_DATA_DIR, ...) or spindle.toml.

@@ -14,12 +14,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import dispatch, e2e, pages, reads, startup
+from bench import dispatch, e2e, engines, pages, reads, startup
 from bench.log import log
 from bench.server import DEFAULT_PG_ADMIN_URL, DbKind, remove_tree, running_server
 from bench.stats import Row, render_markdown, render_text
 
-BENCHES = ("dispatch", "reads", "e2e", "pages", "startup")
+BENCHES = ("dispatch", "reads", "e2e", "pages", "startup", "engines")
 DATABASES: tuple[DbKind, ...] = ("sqlite", "postgresql")
 
 
@@ -139,7 +139,10 @@ async def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
     rows: list[Row] = []
     try:
-        for kind in args.dbs:
+        if "engines" in args.only:
+            log(f"engines: --version of each engine environment, {args.startup_reps} rounds")
+            rows += await engines.measure(reps=args.startup_reps)
+        for kind in [] if set(args.only) == {"engines"} else args.dbs:
             try:
                 rows += await run_db(kind, root, args)
             except Exception as exc:  # report it and go on with the other database
