@@ -14,12 +14,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import dispatch, e2e, engines, pages, reads, startup
+from bench import dispatch, e2e, engines, idle, pages, reads, startup
 from bench.log import log
 from bench.server import DEFAULT_PG_ADMIN_URL, DbKind, remove_tree, running_server
 from bench.stats import Row, render_markdown, render_text
 
-BENCHES = ("dispatch", "reads", "e2e", "pages", "startup", "engines")
+BENCHES = ("dispatch", "reads", "e2e", "pages", "startup", "engines", "idle")
+#: Benchmarks that run once, not per database.
+ONCE = {"engines", "idle"}
 DATABASES: tuple[DbKind, ...] = ("sqlite", "postgresql")
 
 
@@ -50,6 +52,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--page-requests",
         type=int,
         help="page loads per web UI figure, one at a time (default 200)",
+    )
+    p.add_argument("--idle-runs", type=int, default=1000, help="idle runs tracked (default 1000)")
+    p.add_argument(
+        "--idle-window", type=float, default=60.0, help="seconds idle CPU is measured (default 60)"
+    )
+    p.add_argument(
+        "--idle-backend",
+        choices=("fake", "local"),
+        default="fake",
+        help="fake: the managed fake (no process per run); local: a sleeping shell per run",
     )
     p.add_argument("--e2e-reps", type=int, help="end-to-end rounds (default 5)")
     p.add_argument("--startup-reps", type=int, help="start-up rounds (default 5; --quick: 2)")
@@ -101,7 +113,7 @@ async def run_db(kind: DbKind, root: Path, args: argparse.Namespace) -> list[Row
     if "startup" in args.only:
         log(f"{kind}: start-up, {args.startup_reps} rounds")
         rows += await startup.measure(kind, root, args.pg_admin_url, reps=args.startup_reps)
-        if set(args.only) == {"startup"}:
+        if set(args.only) - ONCE == {"startup"}:
             return rows
     async with running_server(kind, root, args.pg_admin_url) as server:
         log(f"{kind}: server up at {server.url} (data {server.data_dir})")
@@ -142,7 +154,15 @@ async def main(args: argparse.Namespace) -> int:
         if "engines" in args.only:
             log(f"engines: --version of each engine environment, {args.startup_reps} rounds")
             rows += await engines.measure(reps=args.startup_reps)
-        for kind in [] if set(args.only) == {"engines"} else args.dbs:
+        if "idle" in args.only:
+            log(f"idle: {args.idle_runs} runs on the {args.idle_backend} backend")
+            rows += await idle.measure(
+                runs=args.idle_runs,
+                window=args.idle_window,
+                backend=args.idle_backend,
+                time_limit=max(args.time_limit, 600.0),
+            )
+        for kind in [] if set(args.only) <= ONCE else args.dbs:
             try:
                 rows += await run_db(kind, root, args)
             except Exception as exc:  # report it and go on with the other database
