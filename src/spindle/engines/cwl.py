@@ -331,6 +331,9 @@ def rewrite_inputs(value: Any, relocate: Relocate) -> Any:
 
 #: URI schemes an input ``location`` may have besides ``file:`` (fetched by cwltool).
 REMOTE_SCHEMES = ("http", "https")
+#: URI schemes Spindle itself stages into the attachments before cwltool starts
+#: (``s3://``, docs/storage.md), so cwltool never reads them.
+STAGED_SCHEMES = ("s3",)
 
 
 def check_host_inputs(params: dict[str, Any], roots: Sequence[Path]) -> None:
@@ -343,13 +346,13 @@ def check_host_inputs(params: dict[str, Any], roots: Sequence[Path]) -> None:
             if not _is_absolute(ref, as_uri):
                 continue
             scheme = urlsplit(ref).scheme.lower() if as_uri else ""
-            if scheme in REMOTE_SCHEMES:
+            if scheme in REMOTE_SCHEMES or scheme in STAGED_SCHEMES:
                 continue
             if scheme not in ("", "file"):
                 raise InvalidRequest(
                     "workflow_params",
                     f"input {name!r}: {ref!r} has a scheme Spindle does not let cwltool "
-                    f"read ({scheme}:); use http(s) or attach the file",
+                    f"read ({scheme}:); use http(s), s3 or attach the file",
                 )
             path = Path(os.path.realpath(unquote(urlsplit(ref).path) if scheme else ref))
             if not any(path.is_relative_to(root) for root in roots):

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +31,7 @@ from spindle.scheduler import outage
 from spindle.scheduler.outage import DatabaseDown
 from spindle.scheduler.poller import Outcome, Overtime, Poller, Trouble, next_outcome
 from spindle.storage.rundir import RunDir
+from spindle.storage.shipping import stage_inputs, upload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -113,7 +115,10 @@ class Driver:
         launch = None
         if engine is not None:
             site = backend.site(run.id, rundir)
-            launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+            staged = await stage_inputs(
+                self.settings, run, rundir, lambda p: str(site.path(rundir, p))
+            )
+            launch = await asyncio.to_thread(engine.prepare, staged, rundir, site)
         job = Job(
             run,
             rundir,
@@ -339,6 +344,16 @@ class Driver:
             change = await lifecycle.finish(conn, run.id, ending, self.wakeup)
         lifecycle.woken(change, self.wakeup)
         log.info("run %s ended %s", run.id, status.state.value if change else "(already ended)")
+        if change:
+            await self._upload(replace(run, outputs=outputs or {}), rundir)
+
+    async def _upload(self, run: Run, rundir: RunDir) -> None:
+        """Copy an ended run's outputs and logs to S3 (when configured), noting the outcome
+        in its system log."""
+        line = await upload(self.settings, run, rundir)
+        if line is not None:
+            async with outage.begin(self.db) as conn:
+                await lifecycle.note(conn, run.id, line)
 
     async def _fail(self, run: Run, reason: str) -> None:
         """SYSTEM_ERROR with ``reason``. Raises ``DatabaseDown`` if that cannot be written:
