@@ -247,7 +247,8 @@ class Settings(BaseSettings):
     s3_part_size_bytes: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
     #: Seconds a presigned S3 download URL lasts.
     s3_presign_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
-    #: Remove the local copies of a run's uploaded files once the upload is verified.
+    #: Remove the local copies of a run's uploaded outputs once their upload is verified (its
+    #: logs stay: the log endpoints and the web UI read them here).
     s3_remove_local: bool = False
     #: Largest ``s3://`` input Spindle stages into a run folder (bytes).
     s3_input_max_bytes: int = Field(default=50 * 1024**3, gt=0)

@@ -164,7 +164,8 @@ class S3Store:
 
     def upload_run(self, run: Run, rundir: RunDir) -> dict[str, Any]:
         """Upload a finished run's outputs and logs, write the manifest, and (setting
-        ``s3_remove_local``) remove the local copies. Blocking; the manifest."""
+        ``s3_remove_local``) remove the local copies of its outputs. Blocking; the
+        manifest."""
         found = walk(rundir.root) if rundir.root.is_dir() else {}
         wanted = output_paths(run.outputs)
         paths = sorted(p for p in found if p.startswith(("outputs/", "logs/")) or p in wanted)
@@ -177,9 +178,12 @@ class S3Store:
         manifest["uploaded_at"] = datetime.now(UTC).isoformat()
         write_manifest(rundir, manifest)
         if self.remove_local:
+            # outputs only: logs are small, and the log endpoints, task logs and the web UI
+            # read them here (a run's logs stay whole in S3 all the same)
             for path in paths:
-                with contextlib.suppress(FileNotFoundError):
-                    (real / path).unlink()
+                if not path.startswith("logs/"):
+                    with contextlib.suppress(FileNotFoundError):
+                        (real / path).unlink()
         return manifest
 
     # --- downloads -------------------------------------------------------------------------
