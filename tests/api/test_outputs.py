@@ -114,6 +114,8 @@ async def test_files_are_listed_grouped_and_paged(
     bad_group = await client.get(f"{WES}/runs/{run_id}/files?group=secrets", headers=ALICE)
     assert (bad_group.status_code, bad_group.json()["status_code"]) == (400, 400)
     assert "group" in bad_group.json()["msg"]
+    empty_group = await client.get(f"{WES}/runs/{run_id}/files?group=", headers=ALICE)
+    assert empty_group.status_code == 400
     bad_token = await client.get(f"{WES}/runs/{run_id}/files?page_token=xyz", headers=ALICE)
     assert bad_token.status_code == 400
     assert "page_token" in bad_token.json()["msg"]

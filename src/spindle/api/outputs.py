@@ -21,6 +21,7 @@ from spindle.models.outputs import RunFile, RunFileList, SignedLinkResponse
 from spindle.runs.outputs import Archive, OutputService
 from spindle.runs.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from spindle.storage.access import FileAnswer, SignedURL
+from spindle.storage.listing import Group
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
 
@@ -63,10 +64,7 @@ async def list_run_files(
     outputs: Outputs,
     caller: CallerDep,
     links: LinksDep,
-    group: Annotated[
-        str | None,
-        Query(description="Only this group: inputs, outputs, logs, work or other."),
-    ] = None,
+    group: Annotated[Group | None, Query(description="Only the files of this group.")] = None,
     page_size: Annotated[
         int | None,
         Query(
