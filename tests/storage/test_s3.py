@@ -70,13 +70,15 @@ async def s3_app(
 
 
 async def wait_for_log(client: httpx.AsyncClient, run_id: str, text: str) -> dict[str, Any]:
-    """The run once it ended and its system logs hold ``text`` (the upload follows the end)."""
+    """The run once it ended, whose system logs hold ``text`` from that moment on (the
+    upload is done before the final state is written)."""
     for _ in range(1500):
         body: dict[str, Any] = (await client.get(f"{WES}/runs/{run_id}")).json()
-        if body["state"] in ENDED and any(text in line for line in body["run_log"]["system_logs"]):
+        if body["state"] in ENDED:
+            assert any(text in line for line in body["run_log"]["system_logs"]), body
             return body
         await asyncio.sleep(0.02)
-    raise AssertionError(f"{run_id}: no system log with {text!r}: {body}")
+    raise AssertionError(f"{run_id} did not end: {body}")
 
 
 async def test_a_finished_run_is_uploaded_and_downloads_come_from_s3(
@@ -101,7 +103,13 @@ async def test_a_finished_run_is_uploaded_and_downloads_come_from_s3(
         )
     result = s3.get_object(Bucket=bucket, Key=f"runs/here/{run_id}/work/result.txt")
     assert result["Body"].read() == b"done\n"
-    assert not (rundir.root / "work" / "result.txt").exists()  # s3_remove_local
+    for _ in range(500):  # s3_remove_local: once the end is stored
+        if not (rundir.root / "work" / "result.txt").exists():
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the uploaded output is still here")
+    assert (rundir.root / "logs" / "stdout").exists()  # logs stay
     manifest = json.loads((rundir.root / MANIFEST).read_text())
     assert manifest["files"]["work/result.txt"]["size"] == 5
 
@@ -149,6 +157,22 @@ async def test_an_s3_input_is_staged_into_the_run(
     )
     failed = await wait_for_log(client, missing.json()["run_id"], "could not be read")
     assert failed["state"] == "SYSTEM_ERROR"
+
+
+async def test_a_failed_upload_is_said_and_the_run_keeps_its_state(
+    fakes: None, s3_server: S3Server, aws: None, tmp_path: Path
+) -> None:
+    settings = s3_settings(s3_server, "spindle-no-such-bucket", s3_remove_local=True)
+    app = make_app(fake_settings(tmp_path, **settings), await fake_catalog())
+    async with app_client(app) as client:
+        r = await client.post(f"{WES}/runs", **form({"sleep": 0}))
+        run_id = r.json()["run_id"]
+        body = await wait_for_log(client, run_id, "to S3 failed: NoSuchBucket")
+        assert body["state"] == "COMPLETE"
+        rundir = RunDir.for_run(app.state.settings.data_dir, run_id)
+        assert (rundir.root / "work" / "result.txt").read_text() == "done\n"  # kept
+        download = await client.get(f"{WES}/runs/{run_id}/files/work/result.txt")
+        assert (download.status_code, download.content) == (200, b"done\n")
 
 
 @pytest.mark.parametrize(

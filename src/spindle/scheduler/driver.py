@@ -31,7 +31,7 @@ from spindle.scheduler import outage
 from spindle.scheduler.outage import DatabaseDown
 from spindle.scheduler.poller import Outcome, Overtime, Poller, Trouble, next_outcome
 from spindle.storage.rundir import RunDir
-from spindle.storage.shipping import stage_inputs, upload
+from spindle.storage.shipping import remove_uploaded, stage_inputs, upload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -330,6 +330,11 @@ class Driver:
                 notes.append(f"collecting outputs failed: {exc!r}")
             if status.state is State.EXECUTOR_ERROR and engine is not None:
                 notes += await asyncio.to_thread(engine.failure_notes, rundir)
+            # before the final state, so a worker that dies meanwhile leaves the run to be
+            # adopted and finished (and uploaded) again, never ended without its upload
+            uploaded = await upload(self.settings, replace(run, outputs=outputs or {}), rundir)
+            if uploaded is not None:
+                notes.append(uploaded)
         ending = Ending(
             status.state,
             exit_code=status.exit_code,
@@ -344,16 +349,9 @@ class Driver:
             change = await lifecycle.finish(conn, run.id, ending, self.wakeup)
         lifecycle.woken(change, self.wakeup)
         log.info("run %s ended %s", run.id, status.state.value if change else "(already ended)")
-        if change:
-            await self._upload(replace(run, outputs=outputs or {}), rundir)
-
-    async def _upload(self, run: Run, rundir: RunDir) -> None:
-        """Copy an ended run's outputs and logs to S3 (when configured), noting the outcome
-        in its system log."""
-        line = await upload(self.settings, run, rundir)
-        if line is not None:
-            async with outage.begin(self.db) as conn:
-                await lifecycle.note(conn, run.id, line)
+        if change and handle is not None:
+            # only once the end is stored: a finish tried again still finds the outputs
+            await remove_uploaded(self.settings, rundir)
 
     async def _fail(self, run: Run, reason: str) -> None:
         """SYSTEM_ERROR with ``reason``. Raises ``DatabaseDown`` if that cannot be written:

@@ -163,9 +163,7 @@ class S3Store:
         }
 
     def upload_run(self, run: Run, rundir: RunDir) -> dict[str, Any]:
-        """Upload a finished run's outputs and logs, write the manifest, and (setting
-        ``s3_remove_local``) remove the local copies of its outputs. Blocking; the
-        manifest."""
+        """Upload a finished run's outputs and logs and write the manifest (blocking)."""
         found = walk(rundir.root) if rundir.root.is_dir() else {}
         wanted = output_paths(run.outputs)
         paths = sorted(p for p in found if p.startswith(("outputs/", "logs/")) or p in wanted)
@@ -177,14 +175,23 @@ class S3Store:
             files[path] = self.upload_file(real / path, self.key(run.id, path))
         manifest["uploaded_at"] = datetime.now(UTC).isoformat()
         write_manifest(rundir, manifest)
-        if self.remove_local:
-            # outputs only: logs are small, and the log endpoints, task logs and the web UI
-            # read them here (a run's logs stay whole in S3 all the same)
-            for path in paths:
-                if not path.startswith("logs/"):
-                    with contextlib.suppress(FileNotFoundError):
-                        (real / path).unlink()
         return manifest
+
+    def remove_uploaded(self, rundir: RunDir) -> int:
+        """Remove the local copies of the outputs the manifest lists (setting
+        ``s3_remove_local``; blocking); how many. Logs stay: they are small, and the log
+        endpoints, task logs and the web UI read them here (they are whole in S3 as well)."""
+        manifest = read_manifest(rundir)
+        if not self.remove_local or manifest is None:
+            return 0
+        real = rundir.root.resolve()
+        removed = 0
+        for path in manifest.get("files", {}):
+            if not path.startswith("logs/"):
+                with contextlib.suppress(FileNotFoundError):
+                    (real / path).unlink()
+                    removed += 1
+        return removed
 
     # --- downloads -------------------------------------------------------------------------
 
@@ -240,10 +247,12 @@ def manifest_key(manifest: Mapping[str, Any], path: str) -> str:
 
 
 def describe_s3_error(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
+    """``Code: message`` of an S3 error (also one boto3 wrapped in an upload failure)."""
+    cause = exc if isinstance(exc, ClientError) else exc.__context__
+    if isinstance(cause, ClientError):
+        err = cause.response.get("Error", {})
         return f"{err.get('Code', '?')}: {err.get('Message', '')}".strip()
-    return str(exc)
+    return str(exc) or type(exc).__name__
 
 
 class S3Storage(RunStorage):

@@ -48,16 +48,27 @@ async def stage_inputs(
 
 async def upload(settings: Settings, run: Run, rundir: RunDir) -> str | None:
     """Upload an ended run's outputs and logs when ``s3_bucket`` is set; a line for the
-    run's system log saying what happened (None when S3 is not configured)."""
+    run's system log saying what happened (None when S3 is not configured). A failed
+    upload is said there and does not change how the run ended."""
     if not settings.s3_bucket:
         return None
     store = S3Store(settings)
     try:
         manifest = await asyncio.to_thread(store.upload_run, run, rundir)
-    except (BotoCoreError, ClientError, S3Error, OSError) as exc:
+    except Exception as exc:  # whatever it was, the run's end is written all the same
         log.exception("uploading the files of %s to S3 failed", run.id)
-        detail = describe_s3_error(exc) if isinstance(exc, ClientError) else str(exc)
-        return f"uploading outputs and logs to S3 failed: {detail}"
+        return f"uploading outputs and logs to S3 failed: {describe_s3_error(exc)}"
     where = f"s3://{store.bucket}/{store.key(run.id, '')}/"
-    kept = "" if not store.remove_local else "; local copies removed"
+    kept = "" if not store.remove_local else "; the local copies of outputs removed"
     return f"outputs and logs uploaded to {where} ({len(manifest['files'])} files{kept})"
+
+
+async def remove_uploaded(settings: Settings, rundir: RunDir) -> None:
+    """Remove the local copies of a run's uploaded outputs (setting ``s3_remove_local``),
+    once its end is stored."""
+    if not (settings.s3_bucket and settings.s3_remove_local):
+        return
+    try:
+        await asyncio.to_thread(S3Store(settings).remove_uploaded, rundir)
+    except OSError:
+        log.exception("removing the uploaded outputs of %s failed", rundir.root.name)
