@@ -20,7 +20,7 @@ from rocrate.rocrate import ROCrate
 
 from spindle.domain import Caller
 from spindle.storage.rundir import RunDir
-from tests.api.conftest import WES, app_client, make_app
+from tests.api.conftest import WES, app_client, make_app, submit_example, wait_state
 from tests.scheduler.test_fakes import ENDED, fake_catalog, fake_settings, fakes, form
 
 __all__ = ["fakes"]
@@ -250,3 +250,33 @@ async def test_the_ro_crate_of_a_finished_run(
     early = await client.get(f"{WES}/runs/{active}/ro-crate", headers=ALICE)
     assert (early.status_code, early.json()["status_code"]) == (409, 409)
     assert (await client.get(f"{WES}/runs/{run_id}/ro-crate", headers=BOB)).status_code == 404
+
+
+@pytest.mark.engine
+async def test_a_cwl_run_with_provenance_archives_it_and_makes_a_crate(
+    api: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    """A real cwltool run asked for its provenance: the research object is in the log
+    archive; its RO-Crate names the CWL workflow, cwltool and the output file."""
+    run_id = await submit_example(api, "cwl", "wordcount", engine_parameters={"provenance": "true"})
+    assert await wait_state(api, run_id, ["COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"]) == (
+        "COMPLETE"
+    )
+    r = await api.get(f"{WES}/runs/{run_id}/logs/archive")
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        names = set(zf.namelist())
+        assert "reports/cwltool-provenance/manifest-sha1.txt" in names
+        assert any(n.startswith("reports/cwltool-provenance/metadata/provenance/") for n in names)
+        assert "logs/stderr" in names
+
+    r = await api.get(f"{WES}/runs/{run_id}/ro-crate")
+    path = tmp_path / "crate.zip"
+    path.write_bytes(r.content)
+    crate = ROCrate(path)
+    assert crate.mainEntity.id == "attachments/workflow.cwl"
+    assert crate.mainEntity["programmingLanguage"].id.endswith("#cwl")
+    (action,) = [e for e in crate.get_entities() if e.type == "CreateAction"]
+    results = [e.id for e in action["result"]]
+    assert sorted(results) == ["outputs/counts.txt", "outputs/shouted.txt"]
+    (organize,) = [e for e in crate.get_entities() if e.type == "OrganizeAction"]
+    assert organize["instrument"]["name"] == "cwltool"

@@ -22,8 +22,8 @@ def test_the_archive_holds_logs_task_logs_and_reports(tmp_path: Path) -> None:
     rundir.stderr.write_bytes(b"warning\n")
     (rundir.logs / "engine-events.jsonl").write_text('{"event": 1}\n')
     (rundir.work / "report.html").write_text("<html>report</html>")
-    (rundir.outputs / "provenance" / "metadata").mkdir(parents=True)
-    (rundir.outputs / "provenance" / "metadata" / "manifest.json").write_text("{}")
+    (rundir.work / "provenance" / "metadata").mkdir(parents=True)
+    (rundir.work / "provenance" / "metadata" / "manifest.json").write_text("{}")
     (rundir.outputs / "result.txt").write_text("not a log")
     secret = tmp_path / "secret.txt"
     secret.write_text("outside the run")

@@ -71,6 +71,9 @@ GUARD = Path(__file__).resolve().parent / "cwl_guard" / "sitecustomize.py"
 
 # Under ``work/``: job scratch folders (also TMPDIR), job output folders, HTTP download cache.
 _TMP, _JOBS, _CACHE = "tmp", "jobs", "cache"
+#: Where the ``provenance`` engine parameter has cwltool write its research object, in the
+#: run folder (the log archive's ``reports/cwltool-provenance/``).
+PROVENANCE = "work/provenance"
 
 
 class CwltoolEngine(Engine):
@@ -136,7 +139,14 @@ class CwltoolEngine(Engine):
                 default_value="false",
                 description="Run independent steps and scatter jobs at the same time "
                 "(cwltool --parallel).",
-            )
+            ),
+            EngineParameter(
+                name="provenance",
+                type="bool",
+                default_value="false",
+                description="Record a provenance research object (cwltool --provenance) in "
+                f"{PROVENANCE}; the run's log archive carries it.",
+            ),
         ]
 
     # --- checking and launching ----------------------------------------------------------
@@ -147,6 +157,7 @@ class CwltoolEngine(Engine):
         :meth:`prepare`)."""
         workflow_type_version = request.workflow_type_version
         parallel_parameter(request.workflow_engine_parameters)
+        provenance_parameter(request.workflow_engine_parameters)
         if workflow_type_version not in self.versions:
             raise InvalidRequest(
                 "workflow_type_version",
@@ -192,6 +203,10 @@ class CwltoolEngine(Engine):
         ]
         if parallel:
             argv.append("--parallel")
+        if provenance_parameter(request.workflow_engine_parameters):
+            # (cwltool makes the folder: one left by an earlier try would stop it)
+            shutil.rmtree(rundir.root / PROVENANCE, ignore_errors=True)
+            argv += ["--provenance", str(site.path(rundir, (rundir.root / PROVENANCE).absolute()))]
         argv += [workflow, str(site.path(rundir, rundir.params_file.absolute()))]
         env = {
             "PYTHONUNBUFFERED": "1",
@@ -268,11 +283,20 @@ def install_guard(rundir: RunDir) -> Path:
 
 def parallel_parameter(engine_parameters: dict[str, str]) -> bool:
     """The ``parallel`` engine parameter as a bool ("true"/"false", any case)."""
-    raw = engine_parameters.get("parallel", "false")
+    return _bool_parameter(engine_parameters, "parallel")
+
+
+def provenance_parameter(engine_parameters: dict[str, str]) -> bool:
+    """The ``provenance`` engine parameter: record cwltool's research object."""
+    return _bool_parameter(engine_parameters, "provenance")
+
+
+def _bool_parameter(engine_parameters: dict[str, str], name: str) -> bool:
+    raw = engine_parameters.get(name, "false")
     value = raw.strip().lower()
     if value not in ("true", "false"):
         raise InvalidRequest(
-            "workflow_engine_parameters", f"parallel must be 'true' or 'false', got {raw!r}"
+            "workflow_engine_parameters", f"{name} must be 'true' or 'false', got {raw!r}"
         )
     return value == "true"
 

@@ -13,7 +13,8 @@ Members:
   its event files, Snakemake's own ``.snakemake/log`` copies if any);
 - ``tasks/<task id>/<stream>.log``: each task's share of the engine output;
 - ``reports/...``: engine reports the run made (Snakemake's ``--report`` output,
-  cwltool's ``--provenance`` research object), where present.
+  cwltool's ``--provenance`` research object, engine parameter ``provenance``), where
+  present.
 
 Every file is opened through :func:`~spindle.storage.files.open_inside`, so a link a workflow
 left in its folder cannot put a file from outside into the archive.
@@ -43,7 +44,7 @@ REPORTS = {
     "work/report.zip": "reports/snakemake-report.zip",
 }
 #: Folders of reports, copied whole (cwltool's ``--provenance`` research object).
-REPORT_FOLDERS = {"outputs/provenance/": "reports/cwltool-provenance/"}
+REPORT_FOLDERS = {"work/provenance/": "reports/cwltool-provenance/"}
 
 
 def _read(root: Path, path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
