@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from spindle.config import Settings
 from spindle.engines.registry import Catalog
 from spindle.storage.rundir import RunDir
-from spindle.storage.s3 import MANIFEST, S3Store
+from spindle.storage.s3 import MANIFEST, S3Error, S3Store
 from tests.api.conftest import WES, app_client, make_app
 from tests.s3 import REGION, S3Server, aws, s3_server
 from tests.scheduler.test_fakes import ENDED, fake_catalog, fake_settings, fakes, form
@@ -56,6 +56,15 @@ def test_uploads_are_byte_identical_and_large_files_go_in_parts(
     for path, key in ((big, "k/big.bin"), (small, "k/small.txt")):
         assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == path.read_bytes()
     assert client.head_object(Bucket=bucket, Key="k/big.bin")["ETag"].endswith('-3"')
+
+    # a file of a run folder is sent only while it is inside it: a link swapped in that
+    # leads out is refused, and nothing is uploaded
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "out.txt").symlink_to(small)
+    with pytest.raises(S3Error, match="no longer a file inside the run folder"):
+        store.upload_file(run / "out.txt", "k/leak.txt", root=run)
+    assert "Contents" not in client.list_objects_v2(Bucket=bucket, Prefix="k/leak")
 
 
 @pytest.fixture

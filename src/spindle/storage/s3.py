@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -43,7 +43,7 @@ from spindle.config import Settings
 from spindle.domain import Run
 from spindle.errors import InvalidRequest, SpindleError, Unreachable
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage, SignedURL
-from spindle.storage.files import FileSource
+from spindle.storage.files import FileSource, open_inside
 from spindle.storage.listing import output_paths, walk
 from spindle.storage.rundir import RunDir
 
@@ -80,13 +80,16 @@ class S3Location:
         return f"s3://{self.bucket}/{self.key}"
 
 
-def sha256_of(path: Path, part_size: int | None = None) -> str:
-    """The SHA-256 S3 reports for ``path`` uploaded whole (``part_size`` None) or in parts
-    of ``part_size``: base64 of the digest, or of the digest of the parts' digests."""
-    with path.open("rb") as f:
-        if part_size is None:
-            return base64.b64encode(hashlib.file_digest(f, "sha256").digest()).decode()
-        parts = [hashlib.sha256(chunk).digest() for chunk in iter(lambda: f.read(part_size), b"")]
+def sha256_of(f: IO[bytes], part_size: int | None = None) -> str:
+    """The SHA-256 S3 reports for the file ``f`` (read from where it is) uploaded whole
+    (``part_size`` None) or in parts of ``part_size``: base64 of the digest, or of the
+    digest of the parts' digests."""
+    if part_size is None:
+        whole = hashlib.sha256()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            whole.update(chunk)
+        return base64.b64encode(whole.digest()).decode()
+    parts = [hashlib.sha256(chunk).digest() for chunk in iter(lambda: f.read(part_size), b"")]
     return base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode()
 
 
@@ -133,22 +136,31 @@ class S3Store:
             multipart_threshold=self.part_size, multipart_chunksize=self.part_size
         )
 
-    def upload_file(self, local: Path, key: str) -> dict[str, Any]:
+    def upload_file(self, local: Path, key: str, *, root: Path | None = None) -> dict[str, Any]:
         """Upload ``local`` to ``key`` (in parts when larger than the part size) and verify
-        the object: its size and S3's SHA-256 against the local file's. Blocking."""
-        size = local.stat().st_size
-        self.client.upload_file(
-            str(local),
-            self.bucket,
-            key,
-            Config=self._transfer(),
-            ExtraArgs={"ChecksumAlgorithm": "SHA256"},
-        )
+        the object: its size and S3's SHA-256 against the local file's. With ``root``, the
+        file is opened only if it is a regular file inside it (a link a workflow swapped in
+        meanwhile cannot send a file from elsewhere), and the bytes checked and sent are
+        read from that one open file. Blocking."""
+        f = open_inside(root, local) if root is not None else local.open("rb")
+        if f is None:
+            raise S3Error(f"{local.name} is no longer a file inside the run folder")
+        with f:
+            st = os.fstat(f.fileno())
+            size = st.st_size
+            part = None
+            if size >= self.part_size:
+                part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
+            expected = sha256_of(f, part)
+            f.seek(0)
+            self.client.upload_fileobj(
+                f,
+                self.bucket,
+                key,
+                Config=self._transfer(),
+                ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+            )
         head = self.client.head_object(Bucket=self.bucket, Key=key, ChecksumMode="ENABLED")
-        part = None
-        if size >= self.part_size:
-            part = ChunksizeAdjuster().adjust_chunksize(self.part_size, size)
-        expected = sha256_of(local, part)
         got = _COMPOSITE.sub("", head.get("ChecksumSHA256", ""))
         if head["ContentLength"] != size or got != expected:
             raise S3Error(
@@ -157,7 +169,7 @@ class S3Store:
             )
         return {
             "size": size,
-            "modified": datetime.fromtimestamp(local.stat().st_mtime, UTC).isoformat(),
+            "modified": datetime.fromtimestamp(st.st_mtime, UTC).isoformat(),
             "sha256": expected,
             "parts": 1 if part is None else -(-size // part),
         }
@@ -172,7 +184,7 @@ class S3Store:
         files: dict[str, Any] = manifest["files"]
         real = rundir.root.resolve()
         for path in paths:
-            files[path] = self.upload_file(real / path, self.key(run.id, path))
+            files[path] = self.upload_file(real / path, self.key(run.id, path), root=real)
         manifest["uploaded_at"] = datetime.now(UTC).isoformat()
         write_manifest(rundir, manifest)
         return manifest
