@@ -130,7 +130,7 @@ class OutputService:
                 path: f"s3://{manifest['bucket']}/{manifest_key(manifest, path)}"
                 for path in manifest.get("files", {})
             }
-            return crate.build(run, rundir, engine=engine, uploaded=uploaded).stream_zip()
+            return crate.stream(crate.build(run, rundir, engine=engine, uploaded=uploaded), rundir)
 
         chunks = await asyncio.to_thread(make)
         return Archive(f"{run.id}-ro-crate.zip", chunks)

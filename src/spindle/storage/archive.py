@@ -47,7 +47,7 @@ REPORTS = {
 REPORT_FOLDERS = {"work/provenance/": "reports/cwltool-provenance/"}
 
 
-def _read(root: Path, path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+def read_inside(root: Path, path: Path, start: int = 0, end: int | None = None) -> Iterator[bytes]:
     """The bytes of ``path`` from ``start`` to ``end``, if it is a file inside ``root``."""
     f = open_inside(root, path)
     if f is None:
@@ -96,14 +96,14 @@ def _plan(run: Run, rundir: RunDir, tasks: Sequence[Task]) -> list[tuple[str, An
     plan: list[tuple[str, Any]] = [("run.json", lambda: iter([_summary(run)]))]
     for path in sorted(present):
         if path.startswith("logs/"):
-            plan.append((path, lambda p=path: _read(root, root / p)))
+            plan.append((path, lambda p=path: read_inside(root, root / p)))
         elif path in REPORTS:
-            plan.append((REPORTS[path], lambda p=path: _read(root, root / p)))
+            plan.append((REPORTS[path], lambda p=path: read_inside(root, root / p)))
         else:
             for folder, dest in REPORT_FOLDERS.items():
                 if path.startswith(folder):
                     name = dest + path.removeprefix(folder)
-                    plan.append((name, lambda p=path: _read(root, root / p)))
+                    plan.append((name, lambda p=path: read_inside(root, root / p)))
     for task in tasks:
         for stream, span in (("stdout", task.stdout), ("stderr", task.stderr)):
             if span is None or span.path not in present:
@@ -112,7 +112,7 @@ def _plan(run: Run, rundir: RunDir, tasks: Sequence[Task]) -> list[tuple[str, An
             plan.append(
                 (
                     name,
-                    lambda s=span: _read(root, root / s.path, s.start or 0, s.end),
+                    lambda s=span: read_inside(root, root / s.path, s.start or 0, s.end),
                 )
             )
     return plan

@@ -13,16 +13,19 @@ An output whose only copy is in S3 is referred to by its ``s3://`` URL, without 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from rocrate.model.computerlanguage import ComputerLanguage
 from rocrate.model.contextentity import ContextEntity
 from rocrate.rocrate import ROCrate
+from zipstream import ZIP_DEFLATED, ZipStream
 
 from spindle.domain import Run, State
 from spindle.storage import fetch
+from spindle.storage.archive import read_inside
 from spindle.storage.listing import output_paths, walk
 from spindle.storage.rundir import RunDir
 
@@ -51,6 +54,10 @@ def _value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
+def _size(present: Mapping[str, os.stat_result], path: str) -> dict[str, Any]:
+    return {"contentSize": present[path].st_size}
+
+
 def build(
     run: Run,
     rundir: RunDir,
@@ -58,8 +65,10 @@ def build(
     engine: tuple[str, str] | None,
     uploaded: Mapping[str, str] | None = None,
 ) -> ROCrate:
-    """The crate of ``run`` (blocking: it looks at the run folder). ``engine``: its name and
-    version; ``uploaded``: run path -> ``s3://`` URL of files whose local copy is gone."""
+    """The crate's metadata for ``run`` (blocking: it looks at the run folder). ``engine``:
+    its name and version; ``uploaded``: run path -> ``s3://`` URL of files whose local copy
+    is gone. Its data entities carry no source: :func:`stream` puts their bytes in the zip,
+    read through ``open_inside``."""
     root = rundir.root.resolve()
     present = walk(root) if root.is_dir() else {}
     crate = ROCrate()
@@ -87,9 +96,7 @@ def build(
     workflow_path = _workflow_file(run, rundir)
     props = {"name": run.request.workflow_url}
     if workflow_path is not None:
-        workflow = crate.add_workflow(
-            root / workflow_path, workflow_path, main=True, properties=props, lang=lang
-        )
+        workflow = crate.add_workflow(None, workflow_path, main=True, properties=props, lang=lang)
     else:  # the workflow is not in the folder (a backend ran it by reference)
         workflow = crate.add_workflow(
             run.request.workflow_url, main=True, properties=props, lang=lang
@@ -98,7 +105,7 @@ def build(
     inputs: list[Any] = []
     for path in sorted(p for p in present if p.startswith("attachments/")):
         if path != workflow_path:
-            inputs.append(crate.add_file(root / path, path))
+            inputs.append(crate.add_file(None, path, properties=_size(present, path)))
     for name, value in sorted(run.request.workflow_params.items()):
         inputs.append(
             crate.add(
@@ -113,7 +120,7 @@ def build(
     results: list[Any] = []
     for path in sorted(output_paths(run.outputs)):
         if path in present:
-            results.append(crate.add_file(root / path, path))
+            results.append(crate.add_file(None, path, properties=_size(present, path)))
         elif uploaded and path in uploaded:
             results.append(
                 crate.add(ContextEntity(crate, uploaded[path], properties={"@type": "File"}))
@@ -162,3 +169,19 @@ def build(
             )
         )
     return crate
+
+
+def stream(crate: ROCrate, rundir: RunDir) -> ZipStream:
+    """The crate as a zip made while it is read: ``ro-crate-metadata.json`` and every data
+    entity's file, each opened only if it is a regular file inside the run folder (so a
+    link swapped in after the crate was described cannot put another file in it)."""
+    root = rundir.root.resolve()
+    metadata = json.dumps(crate.metadata.generate(), indent=2, sort_keys=True).encode()
+    zs = ZipStream(compress_type=ZIP_DEFLATED, sized=False)
+    zs.add(metadata, arcname="ro-crate-metadata.json")
+    for entity in crate.data_entities:
+        path = unquote(entity.id)
+        if urlsplit(path).scheme or path.startswith("#") or not (root / path).is_file():
+            continue  # a reference (an s3:// URL, the workflow by URL), not a file here
+        zs.add(read_inside(root, root / path), arcname=path)
+    return zs
