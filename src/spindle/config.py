@@ -250,6 +250,8 @@ class Settings(BaseSettings):
     #: Remove the local copies of a run's uploaded outputs once their upload is verified (its
     #: logs stay: the log endpoints and the web UI read them here).
     s3_remove_local: bool = False
+    #: Buckets ``s3://`` inputs may come from; empty: any the AWS credentials can read.
+    s3_input_buckets: list[str] = Field(default_factory=list)
     #: Largest ``s3://`` input Spindle stages into a run folder (bytes).
     s3_input_max_bytes: int = Field(default=50 * 1024**3, gt=0)
 

@@ -91,3 +91,12 @@ def test_a_malformed_s3_url_is_refused(url: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
         s3_inputs.check({"x": [url]})
     assert refused.value.field == "workflow_params"
+
+
+def test_inputs_may_be_held_to_some_buckets() -> None:
+    params = {"a": "s3://lab-data/x.txt", "b": {"class": "File", "location": "s3://other/y"}}
+    assert len(s3_inputs.check(params)) == 2
+    with pytest.raises(InvalidRequest, match="s3_input_buckets") as refused:
+        s3_inputs.check(params, ["lab-data"])
+    assert "s3://other/y" in refused.value.problem
+    assert len(s3_inputs.check(params, ["lab-data", "other"])) == 2

@@ -224,7 +224,8 @@ class RunService:
                 f"compute_env {compute_env!r} is not configured; configured: "
                 + ", ".join(self.compute_envs),
             )
-        s3_inputs.check(request.workflow_params)  # staged before the engine starts
+        # staged before the engine starts
+        s3_inputs.check(request.workflow_params, self.settings.s3_input_buckets)
         if engine is None:
             return env.type, compute_env
         engine.validate(request, env)

@@ -17,7 +17,7 @@ storage plugin is not used).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,18 @@ def urls(value: Any) -> Iterator[str]:
             yield from urls(item)
 
 
-def check(params: dict[str, Any]) -> list[S3Location]:
-    """The objects ``params`` name, each checked (InvalidRequest naming workflow_params)."""
+def check(params: dict[str, Any], buckets: Sequence[str] = ()) -> list[S3Location]:
+    """The objects ``params`` name, each checked (InvalidRequest naming workflow_params):
+    well formed, and in one of ``buckets`` when any are given (``s3_input_buckets``)."""
     found = list(dict.fromkeys(S3Location.parse(url) for url in urls(params)))
     for where in found:
         local_name(where)
+        if buckets and where.bucket not in buckets:
+            raise InvalidRequest(
+                "workflow_params",
+                f"{where}: inputs may come from the buckets {', '.join(buckets)} only "
+                "(setting s3_input_buckets)",
+            )
     return found
 
 
