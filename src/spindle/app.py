@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, groups, openapi, wes
+from spindle.api import accounts, errors, events, extensions, groups, openapi, outputs, wes
 from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
@@ -24,10 +24,13 @@ from spindle.db.migrate import upgrade
 from spindle.db.outage import OutageLog
 from spindle.engines.registry import CACHE_FILE, START_WAIT, Catalog, load_catalog
 from spindle.runs.groups import GroupService
+from spindle.runs.outputs import OutputService
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler.listen import listen_for_wakeups
 from spindle.scheduler.worker import Worker
+from spindle.storage.s3 import run_storage
+from spindle.storage.signing import LinkSigner
 from spindle.web import site
 from spindle.web.errors import error_page
 
@@ -66,10 +69,12 @@ def create_app(
             catalog=engines,
             wakeup=wakeup,
             compute_envs=describe(settings),
-            file_sources={
-                name: b for name, b in backends.items() if not b.capabilities.local_files
-            },
+            storage=run_storage(
+                settings,
+                {name: b for name, b in backends.items() if not b.capabilities.local_files},
+            ),
         )
+        app.state.outputs = OutputService(app.state.service, LinkSigner.from_settings(settings))
         app.state.groups = GroupService(db=db, settings=settings, runs=app.state.service)
         await app.state.service.settle_submissions()
         stop = asyncio.Event()
@@ -106,6 +111,7 @@ def create_app(
     app.state.settings = settings
     errors.install(app, page=error_page)
     openapi.install(app)
+    app.include_router(outputs.router)  # first: /logs/archive is not a log stream
     app.include_router(wes.router)
     app.include_router(extensions.router)
     app.include_router(groups.router)

@@ -223,6 +223,38 @@ class Settings(BaseSettings):
     #: proxy-jwt: accept only users of this hosted domain (the ``hd`` claim); empty: any.
     proxy_jwt_hosted_domain: str = ""
 
+    # --- outputs, sharing and S3 storage (docs/storage.md) ------------------------------
+    #: Seconds a signed download link lasts when its maker asks for no other lifetime.
+    link_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    #: Longest lifetime a signed download link may be given (seconds).
+    link_max_seconds: int = Field(default=30 * 24 * 3600, gt=0)
+    #: Former ``secret_key`` values whose signed download links are still accepted (key
+    #: rotation: put the old key here, the new one in ``secret_key``; drop it once its links
+    #: have expired). Links are always signed with ``secret_key``.
+    link_old_secret_keys: list[SecretStr] = Field(default_factory=list)
+    #: S3 bucket finished runs' outputs and logs are copied to; empty: no S3 storage.
+    #: Credentials come from the standard AWS chain (environment, shared files, instance
+    #: role), never from these settings.
+    s3_bucket: str = ""
+    #: Key prefix inside the bucket: a run's files go to ``<prefix>/<run_id>/<path>``.
+    s3_prefix: str = "spindle"
+    #: Endpoint of an S3-compatible service (MinIO, Ceph, ...); empty: AWS S3.
+    s3_endpoint_url: str = ""
+    #: Region of the bucket; empty: the AWS chain's.
+    s3_region: str = ""
+    #: Part size of multipart uploads (bytes); files larger than this are sent in parts.
+    #: S3 requires at least 5 MiB.
+    s3_part_size_bytes: int = Field(default=64 * 1024 * 1024, ge=5 * 1024 * 1024)
+    #: Seconds a presigned S3 download URL lasts.
+    s3_presign_seconds: int = Field(default=3600, gt=0, le=7 * 24 * 3600)
+    #: Remove the local copies of a run's uploaded outputs once their upload is verified (its
+    #: logs stay: the log endpoints and the web UI read them here).
+    s3_remove_local: bool = False
+    #: Buckets ``s3://`` inputs may come from; empty: any the AWS credentials can read.
+    s3_input_buckets: list[str] = Field(default_factory=list)
+    #: Largest ``s3://`` input Spindle stages into a run folder (bytes).
+    s3_input_max_bytes: int = Field(default=50 * 1024**3, gt=0)
+
     @field_validator("jwt_algorithms")
     @classmethod
     def _asymmetric(cls, v: list[str]) -> list[str]:

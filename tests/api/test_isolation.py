@@ -83,6 +83,10 @@ def reads(run_id: str, task_id: str, path: str) -> dict[str, str]:
         "task log": f"{base}/tasks/{task_id}/logs/stdout",
         "file": f"{base}/files/{path}",
         "progress": f"{base}/progress",
+        "files": f"{base}/files",
+        "signed link": f"{base}/links/{path}",
+        "log archive": f"{base}/logs/archive",
+        "ro-crate": f"{base}/ro-crate",
     }
 
 

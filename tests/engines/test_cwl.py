@@ -282,7 +282,7 @@ def test_prepare_workflow_url_forms(tmp_path: Path) -> None:
 def test_prepare_parallel_parameter(tmp_path: Path) -> None:
     rundir = staged(tmp_path, "wordcount")
     engine = CwltoolEngine("cwltool")
-    assert [p.name for p in engine.parameters()] == ["parallel"]
+    assert [p.name for p in engine.parameters()] == ["parallel", "provenance"]
     on = engine.prepare(make_run(engine_parameters={"parallel": "True"}), rundir)
     assert "--parallel" in on.argv
     off = engine.prepare(make_run(engine_parameters={"compute_env": "local"}), rundir)

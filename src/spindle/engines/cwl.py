@@ -71,6 +71,9 @@ GUARD = Path(__file__).resolve().parent / "cwl_guard" / "sitecustomize.py"
 
 # Under ``work/``: job scratch folders (also TMPDIR), job output folders, HTTP download cache.
 _TMP, _JOBS, _CACHE = "tmp", "jobs", "cache"
+#: Where the ``provenance`` engine parameter has cwltool write its research object, in the
+#: run folder (the log archive's ``reports/cwltool-provenance/``).
+PROVENANCE = "work/provenance"
 
 
 class CwltoolEngine(Engine):
@@ -136,7 +139,14 @@ class CwltoolEngine(Engine):
                 default_value="false",
                 description="Run independent steps and scatter jobs at the same time "
                 "(cwltool --parallel).",
-            )
+            ),
+            EngineParameter(
+                name="provenance",
+                type="bool",
+                default_value="false",
+                description="Record a provenance research object (cwltool --provenance) in "
+                f"{PROVENANCE}; the run's log archive carries it.",
+            ),
         ]
 
     # --- checking and launching ----------------------------------------------------------
@@ -147,6 +157,7 @@ class CwltoolEngine(Engine):
         :meth:`prepare`)."""
         workflow_type_version = request.workflow_type_version
         parallel_parameter(request.workflow_engine_parameters)
+        provenance_parameter(request.workflow_engine_parameters)
         if workflow_type_version not in self.versions:
             raise InvalidRequest(
                 "workflow_type_version",
@@ -192,6 +203,10 @@ class CwltoolEngine(Engine):
         ]
         if parallel:
             argv.append("--parallel")
+        if provenance_parameter(request.workflow_engine_parameters):
+            # (cwltool makes the folder: one left by an earlier try would stop it)
+            shutil.rmtree(rundir.root / PROVENANCE, ignore_errors=True)
+            argv += ["--provenance", str(site.path(rundir, (rundir.root / PROVENANCE).absolute()))]
         argv += [workflow, str(site.path(rundir, rundir.params_file.absolute()))]
         env = {
             "PYTHONUNBUFFERED": "1",
@@ -268,11 +283,20 @@ def install_guard(rundir: RunDir) -> Path:
 
 def parallel_parameter(engine_parameters: dict[str, str]) -> bool:
     """The ``parallel`` engine parameter as a bool ("true"/"false", any case)."""
-    raw = engine_parameters.get("parallel", "false")
+    return _bool_parameter(engine_parameters, "parallel")
+
+
+def provenance_parameter(engine_parameters: dict[str, str]) -> bool:
+    """The ``provenance`` engine parameter: record cwltool's research object."""
+    return _bool_parameter(engine_parameters, "provenance")
+
+
+def _bool_parameter(engine_parameters: dict[str, str], name: str) -> bool:
+    raw = engine_parameters.get(name, "false")
     value = raw.strip().lower()
     if value not in ("true", "false"):
         raise InvalidRequest(
-            "workflow_engine_parameters", f"parallel must be 'true' or 'false', got {raw!r}"
+            "workflow_engine_parameters", f"{name} must be 'true' or 'false', got {raw!r}"
         )
     return value == "true"
 
@@ -331,6 +355,9 @@ def rewrite_inputs(value: Any, relocate: Relocate) -> Any:
 
 #: URI schemes an input ``location`` may have besides ``file:`` (fetched by cwltool).
 REMOTE_SCHEMES = ("http", "https")
+#: URI schemes Spindle itself stages into the attachments before cwltool starts
+#: (``s3://``, docs/storage.md), so cwltool never reads them.
+STAGED_SCHEMES = ("s3",)
 
 
 def check_host_inputs(params: dict[str, Any], roots: Sequence[Path]) -> None:
@@ -343,13 +370,13 @@ def check_host_inputs(params: dict[str, Any], roots: Sequence[Path]) -> None:
             if not _is_absolute(ref, as_uri):
                 continue
             scheme = urlsplit(ref).scheme.lower() if as_uri else ""
-            if scheme in REMOTE_SCHEMES:
+            if scheme in REMOTE_SCHEMES or scheme in STAGED_SCHEMES:
                 continue
             if scheme not in ("", "file"):
                 raise InvalidRequest(
                     "workflow_params",
                     f"input {name!r}: {ref!r} has a scheme Spindle does not let cwltool "
-                    f"read ({scheme}:); use http(s) or attach the file",
+                    f"read ({scheme}:); use http(s), s3 or attach the file",
                 )
             path = Path(os.path.realpath(unquote(urlsplit(ref).path) if scheme else ref))
             if not any(path.is_relative_to(root) for root in roots):

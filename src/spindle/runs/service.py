@@ -67,7 +67,7 @@ from spindle.runs.submit import (
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
-from spindle.storage import fetch
+from spindle.storage import fetch, s3_inputs
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
 from spindle.storage.rundir import RunDir, Staging, abandoned
@@ -224,6 +224,8 @@ class RunService:
                 f"compute_env {compute_env!r} is not configured; configured: "
                 + ", ".join(self.compute_envs),
             )
+        # staged before the engine starts
+        s3_inputs.check(request.workflow_params, self.settings.s3_input_buckets)
         if engine is None:
             return env.type, compute_env
         engine.validate(request, env)

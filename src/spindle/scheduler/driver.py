@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +31,7 @@ from spindle.scheduler import outage
 from spindle.scheduler.outage import DatabaseDown
 from spindle.scheduler.poller import Outcome, Overtime, Poller, Trouble, next_outcome
 from spindle.storage.rundir import RunDir
+from spindle.storage.shipping import remove_uploaded, stage_inputs, upload
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -113,7 +115,10 @@ class Driver:
         launch = None
         if engine is not None:
             site = backend.site(run.id, rundir)
-            launch = await asyncio.to_thread(engine.prepare, run, rundir, site)
+            staged = await stage_inputs(
+                self.settings, run, rundir, lambda p: str(site.path(rundir, p))
+            )
+            launch = await asyncio.to_thread(engine.prepare, staged, rundir, site)
         job = Job(
             run,
             rundir,
@@ -325,6 +330,11 @@ class Driver:
                 notes.append(f"collecting outputs failed: {exc!r}")
             if status.state is State.EXECUTOR_ERROR and engine is not None:
                 notes += await asyncio.to_thread(engine.failure_notes, rundir)
+            # before the final state, so a worker that dies meanwhile leaves the run to be
+            # adopted and finished (and uploaded) again, never ended without its upload
+            uploaded = await upload(self.settings, replace(run, outputs=outputs or {}), rundir)
+            if uploaded is not None:
+                notes.append(uploaded)
         ending = Ending(
             status.state,
             exit_code=status.exit_code,
@@ -339,6 +349,9 @@ class Driver:
             change = await lifecycle.finish(conn, run.id, ending, self.wakeup)
         lifecycle.woken(change, self.wakeup)
         log.info("run %s ended %s", run.id, status.state.value if change else "(already ended)")
+        if change and handle is not None:
+            # only once the end is stored: a finish tried again still finds the outputs
+            await remove_uploaded(self.settings, rundir)
 
     async def _fail(self, run: Run, reason: str) -> None:
         """SYSTEM_ERROR with ``reason``. Raises ``DatabaseDown`` if that cannot be written:
