@@ -57,9 +57,7 @@ def _one(mode: str, mib: int) -> None:
                 zf.write(rundir.stderr, "logs/stderr")
             size = len(buffer.getvalue())
         seconds = time.perf_counter() - start
-        print(
-            f"{mode}\t{mib}\t{size / 2**20:.0f}\t{seconds:.1f}\t{before:.0f}\t{_peak_mib():.0f}"
-        )
+        print(f"{mode}\t{mib}\t{size / 2**20:.0f}\t{seconds:.1f}\t{before:.0f}\t{_peak_mib():.0f}")
 
 
 def main() -> None:
