@@ -12,7 +12,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-ENGINES := snakemake cwltool
+ENGINES := snakemake cwltool miniwdl
 PYTEST_ARGS ?=
 
 # The uv binary: from PATH, else the one `pip install uv` put beside $(PYTHON) (pip may put
@@ -44,6 +44,14 @@ engines: $(ENGINES:%=.engines/%/.stamp)
 # rebuilt only when its pinned requirements change (the stamp lives inside the venv, so
 # deleting the venv rebuilds it too). `--python` names the venv outright: `uv pip` may
 # otherwise prefer the interpreter that started it over VIRTUAL_ENV.
+# miniwdl's environment also gets Spindle's task runner (engines/miniwdl-spindle, a plugin
+# of miniwdl's, never imported by Spindle), reinstalled whenever it changes.
+.engines/miniwdl/.stamp: engines/miniwdl.txt $(wildcard engines/miniwdl-spindle/*.toml engines/miniwdl-spindle/*/*.py) | uv
+	$(UV) venv --quiet --allow-existing --python 3.11 .engines/miniwdl
+	$(UV) pip sync --quiet --python .engines/miniwdl/bin/python engines/miniwdl.txt
+	$(UV) pip install --quiet --no-deps --reinstall --python .engines/miniwdl/bin/python ./engines/miniwdl-spindle
+	@touch $@
+
 .engines/%/.stamp: engines/%.txt | uv
 	$(UV) venv --quiet --allow-existing --python 3.11 .engines/$*
 	$(UV) pip sync --quiet --python .engines/$*/bin/python engines/$*.txt
