@@ -16,6 +16,7 @@ from spindle.engines.registry import Catalog
 from spindle.engines.snakemake import SnakemakeEngine
 from spindle.engines.wdl import MiniwdlEngine
 from spindle.storage.rundir import RunDir
+from tests.containers import build_image
 from tests.engines import staged_run
 from tests.engines.contract import Finished, run_to_end
 from tests.support import missing
@@ -115,3 +116,9 @@ def wdl_scatter(
 def wdl_fail(tmp_path_factory: pytest.TempPathFactory, miniwdl_engine: MiniwdlEngine) -> Finished:
     """examples/wdl/fail run to its end on the local backend, once."""
     return _finished(tmp_path_factory, miniwdl_engine, "wdl", "fail")
+
+
+@pytest.fixture(scope="session")
+def podman_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test image (tests/containers.py), built once per session; its name."""
+    return build_image(tmp_path_factory.mktemp("image"))
