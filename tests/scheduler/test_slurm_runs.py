@@ -136,7 +136,12 @@ def test_service_info_lists_the_environments(server: Server) -> None:
     info = httpx.get(f"{server.url}{WES}/service-info", timeout=10).json()
     envs = {e["name"]: e for e in info["compute_environments"]}
     assert envs["local"]["type"] == "local"
-    assert envs["hpc"] == {"name": "hpc", "type": "slurm", "description": "the test cluster"}
+    assert envs["hpc"] == {
+        "name": "hpc",
+        "type": "slurm",
+        "description": "the test cluster",
+        "containers": "none",
+    }
     assert envs["cluster"]["type"] == "slurm"
     assert info["tags"]["compute_environments"] == "local,hpc,cluster"
 
