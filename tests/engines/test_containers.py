@@ -5,6 +5,9 @@ the image's root folder, not the host's; without containers the error names the 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
 from pathlib import Path
 
 from spindle.backends.local import LocalBackend
@@ -14,6 +17,7 @@ from spindle.engines.cwl import CwltoolEngine
 from spindle.engines.wdl import MiniwdlEngine
 from spindle.execution import Job
 from spindle.storage.rundir import RunDir
+from spindle.testing import run_record
 from tests.backends.contract import wait_terminal
 from tests.engines import staged_run
 
@@ -84,3 +88,46 @@ async def test_without_containers_a_wdl_image_is_refused_naming_the_setting(
     assert state is State.EXECUTOR_ERROR
     notes = miniwdl_engine.failure_notes(rundir)
     assert any("containers = 'podman'" in note for note in notes), notes
+
+
+def _containers_of(rundir: RunDir) -> list[str]:
+    """Containers podman has (running or not) whose task folder is in this run's folder."""
+    out = subprocess.run(
+        ["podman", "ps", "--all", "--format", "{{.ID}} {{.Mounts}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={
+            **os.environ,
+            "CONTAINERS_CONF": str(rundir.support / "containers" / "containers.conf"),
+        },
+    ).stdout
+    return [line for line in out.splitlines() if str(rundir.root) in line]
+
+
+async def test_cancel_removes_the_running_container(
+    miniwdl_engine: MiniwdlEngine, podman_image: str, tmp_path: Path
+) -> None:
+    rundir = RunDir(tmp_path / "run")
+    rundir.create()
+    staged_run(rundir, "wdl", "container", WDL_REQUEST, "none.json")
+    run = run_record(
+        request=RunRequest("WDL", "1.1", "workflow.wdl", workflow_params={"seconds": 120}),
+        engine="miniwdl",
+    )
+    backend = LocalBackend(cancel_grace_seconds=5)
+    backend.containers = "podman"
+    try:
+        launch = miniwdl_engine.prepare(run, rundir, backend.site(run.id, rundir))
+        handle = await backend.submit(Job(run, rundir, launch))
+        for _ in range(600):
+            if _containers_of(rundir):
+                break
+            await asyncio.sleep(0.2)
+        assert _containers_of(rundir), rundir.stderr.read_text()[-2000:]
+        await backend.cancel(handle)
+        status = await wait_terminal(backend, handle, seconds=60)
+    finally:
+        await backend.close()
+    assert status.state is not State.COMPLETE
+    assert _containers_of(rundir) == []

@@ -28,6 +28,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
@@ -77,7 +78,36 @@ class SpindleTasks(SubprocessBase):
                 f"{_containers(self.cfg)!r}); run it where {SETTING} = 'podman', or remove "
                 "runtime.docker to run the command on the host"
             )
-        return super()._run(logger, terminating, command)
+        # The container lives under podman's conmon, out of the run's process group, and its
+        # first process ignores the SIGTERM `podman run` passes on: when miniwdl is told to
+        # stop (a cancelled run), the container is removed, which ends `podman run`.
+        finished = threading.Event()
+
+        def remove_when_stopped() -> None:
+            while not finished.wait(0.5):
+                if terminating():
+                    self._remove()
+                    return
+
+        watcher = threading.Thread(target=remove_when_stopped, daemon=True)
+        watcher.start()
+        try:
+            return super()._run(logger, terminating, command)
+        except BaseException:
+            self._remove()
+            raise
+        finally:
+            finished.set()
+
+    def _remove(self) -> None:
+        subprocess.run(
+            ["podman", "rm", "--force", "--time", "0", self._container_name()],
+            capture_output=True,
+            check=False,
+        )
+
+    def _container_name(self) -> str:
+        return f"spindle-{os.getpid()}-{self.run_id}-{self.try_counter}"[:200].replace("/", "-")
 
     # --- on the host ---------------------------------------------------------------------
 
@@ -139,7 +169,7 @@ class SpindleTasks(SubprocessBase):
             "run",
             "--rm",
             "--name",
-            f"spindle-{os.getpid()}-{self.run_id}"[:200].replace("/", "-"),
+            self._container_name(),
             "--workdir",
             os.path.join(self.container_dir, "work"),
         ]

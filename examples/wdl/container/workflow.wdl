@@ -1,11 +1,13 @@
 version 1.1
 
-# A task that runs in a container image (runtime.docker) and lists its root folder.
+# A task that runs in a container image (runtime.docker) and lists its root folder (after
+# sleeping `seconds`, to cancel it while it runs).
 workflow inside {
   input {
     String image = "spindle-test/busybox:1"
+    Int seconds = 0
   }
-  call list_root { input: image = image }
+  call list_root { input: image = image, seconds = seconds }
   output {
     Array[String] root = list_root.names
   }
@@ -14,8 +16,10 @@ workflow inside {
 task list_root {
   input {
     String image
+    Int seconds
   }
   command <<<
+    sleep ~{seconds}
     ls /
   >>>
   output {

@@ -52,9 +52,6 @@ fi
 exec podman "$@"
 """
 
-#: PATH the shim is put in front of (the local backend's default PATH).
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 
 def folder(rundir: RunDir) -> Path:
     return rundir.support / "containers"
@@ -69,13 +66,20 @@ def write_conf(rundir: RunDir, site: Site) -> dict[str, str]:
     return {"CONTAINERS_CONF": str(site.path(rundir, conf.absolute()))}
 
 
-def write_docker_shim(rundir: RunDir, site: Site) -> str:
-    """Write the ``docker`` shim for cwltool; the folder to put first on its PATH (as the
-    site sees it)."""
-    bin_dir = folder(rundir) / "bin"
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    shim = bin_dir / "docker"
-    network = "host" if site.container_network else "none"
-    shim.write_text(DOCKER_SHIM.replace("@NETWORK@", network))
+def docker_shim(rundir: RunDir) -> Path:
+    """Where cwltool's ``docker`` is: ``support/containers/bin/docker``; cwltool's guard
+    (``cwl_guard/sitecustomize.py``) puts its folder first on cwltool's PATH when it exists."""
+    return folder(rundir) / "bin" / "docker"
+
+
+def write_docker_shim(rundir: RunDir, network: bool) -> None:
+    """Write the ``docker`` shim for cwltool (``network``: containers may reach it)."""
+    shim = docker_shim(rundir)
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    shim.write_text(DOCKER_SHIM.replace("@NETWORK@", "host" if network else "none"))
     shim.chmod(0o755)
-    return str(site.path(rundir, bin_dir.absolute()))
+
+
+def remove_docker_shim(rundir: RunDir) -> None:
+    """No ``docker`` for cwltool (an environment without containers)."""
+    docker_shim(rundir).unlink(missing_ok=True)

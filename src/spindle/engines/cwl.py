@@ -208,9 +208,11 @@ class CwltoolEngine(Engine):
             # the guard that refuses outputs linking out of the run (cwl_guard/)
             "PYTHONPATH": str(site.path(rundir, guard)),
         }
-        if in_podman:
+        if in_podman:  # the guard puts the shim first on cwltool's PATH
             env |= containers.write_conf(rundir, site)
-            env["PATH"] = f"{containers.write_docker_shim(rundir, site)}:{containers.BASE_PATH}"
+            containers.write_docker_shim(rundir, site.container_network)
+        else:
+            containers.remove_docker_shim(rundir)
         return Launch(argv=argv, cwd=work, env=env)
 
     # --- reading what the run left -------------------------------------------------------
