@@ -183,3 +183,28 @@ def test_versions_and_validation(miniwdl_engine: MiniwdlEngine) -> None:
     with pytest.raises(InvalidRequest) as refused:
         miniwdl_engine.validate(RunRequest("WDL", "0.9", "workflow.wdl"))
     assert refused.value.field == "workflow_type_version"
+
+
+def test_tasks_of_a_run_elsewhere_point_into_the_local_run_folder(tmp_path: Path) -> None:
+    """On a cluster miniwdl prints the cluster's paths: a call's logs are still found in the
+    local copy of the run folder (the root comes from its "workflow start" record)."""
+    import json
+
+    rundir = fresh(tmp_path)
+    there = "/scratch/spindle/r1"
+    records = [
+        {"message": "workflow start", "source": "wdl.w:wf", "dir": f"{there}/work"},
+        {
+            "message": "task setup",
+            "source": "wdl.w:wf.t:call-a",
+            "name": "a",
+            "dir": f"{there}/work/call-a",
+            "timestamp": 1.0,
+        },
+        {"message": "done", "source": "wdl.w:wf.t:call-a", "timestamp": 2.0},
+    ]
+    rundir.stderr.write_text("".join(json.dumps(r) + "\n" for r in records))
+    (task,) = MiniwdlEngine("miniwdl").progress(rundir)
+    assert (task.id, task.name, task.state, task.exit_code) == ("call-a", "a", State.COMPLETE, 0)
+    assert task.stdout is not None
+    assert task.stdout.path == "work/call-a/stdout.txt"

@@ -9,8 +9,9 @@ container).
 
 Everything stays in the run folder: the miniwdl configuration and input JSON in
 ``support/miniwdl/``, the run itself in ``work/`` (one folder per call, ``call-NAME``), the
-outputs JSON in ``support/miniwdl/outputs.json``. ``[file_io] root`` is the run folder, so
-miniwdl refuses an input file outside it (only attachments, and downloads, are inside).
+outputs JSON (or the error JSON) on its stdout, the run's ``logs/stdout``. ``[file_io]
+root`` is the run folder, so miniwdl refuses an input file outside it (only attachments,
+and downloads, are inside).
 
 Inputs: ``workflow_params`` is WDL's JSON input, keys with or without the workflow's name
 (``wordcount.text`` or ``text``); a relative File name is an attachment (miniwdl runs in
@@ -117,9 +118,7 @@ class MiniwdlEngine(Engine):
             "--dir",
             f"{work}/.",  # "/.": this folder itself, not a new one inside it
             "--log-json",
-            "--error-json",
-            "-o",  # the outputs JSON (or the error JSON)
-            str(there / "outputs.json"),
+            "--error-json",  # on stdout, where the outputs JSON goes otherwise
             "--no-color",
         ]
         env = {
@@ -150,7 +149,7 @@ class MiniwdlEngine(Engine):
         with f:
             f.seek(log.offset)
             log.feed(f.read())
-        tasks = [call.task(rundir) for call in log.calls.values()]
+        tasks = [call.task(rundir, log.root) for call in log.calls.values()]
         with self._logs_lock:
             self._logs[path] = log
             while len(self._logs) > LOG_CACHE_SIZE:
@@ -158,9 +157,9 @@ class MiniwdlEngine(Engine):
         return tasks
 
     def outputs(self, rundir: RunDir, files: RunFiles | None = None) -> dict[str, Any]:
-        """miniwdl's outputs JSON, names without the workflow's prefix, each file inside the
-        run folder a File object with a ``run:`` location."""
-        f = open_inside(rundir.root, rundir.support / "miniwdl" / "outputs.json")
+        """miniwdl's outputs JSON (its stdout), names without the workflow's prefix, each file
+        inside the run folder a File object with a ``run:`` location."""
+        f = open_inside(rundir.root, rundir.stdout)
         if f is None:
             return {}
         try:
@@ -260,8 +259,8 @@ class _Call:
     exit_code: int | None = None
     system_logs: list[str] = field(default_factory=list)
 
-    def task(self, rundir: RunDir) -> Task:
-        folder = _inside(rundir, self.dir)
+    def task(self, rundir: RunDir, there: str = "") -> Task:
+        folder = _inside(rundir, self.dir, there)
         cmd: list[str] = []
         stdout = stderr = None
         if folder is not None:
@@ -291,6 +290,8 @@ class _Log:
     offset: int = 0
     rest: bytes = b""
     calls: dict[str, _Call] = field(default_factory=dict)
+    #: the run folder where miniwdl ran (a cluster's), from its ``workflow start`` record
+    root: str = ""
 
     def feed(self, data: bytes) -> None:
         self.offset += len(data)
@@ -303,6 +304,9 @@ class _Log:
 
     def _record(self, record: dict[str, Any]) -> None:
         source = str(record.get("source", ""))
+        folder = record.get("dir")
+        if record.get("message") == "workflow start" and isinstance(folder, str):
+            self.root = os.path.dirname(folder.rstrip("/").removesuffix("/."))
         _, marker, call_id = source.rpartition(".t:")
         if not marker:
             return
@@ -345,12 +349,13 @@ def _time(value: Any) -> datetime | None:
     return None
 
 
-def _inside(rundir: RunDir, path: str) -> PurePosixPath | None:
-    """``path`` (as miniwdl printed it) relative to the run folder, or None."""
+def _inside(rundir: RunDir, path: str, there: str = "") -> PurePosixPath | None:
+    """``path`` (as miniwdl printed it, where it ran: ``there``) relative to the run folder,
+    or None."""
     if not path:
         return None
-    for root in (str(rundir.root.absolute()), os.path.realpath(rundir.root)):
-        if path.startswith(root + "/"):
+    for root in (str(rundir.root.absolute()), os.path.realpath(rundir.root), there):
+        if root and path.startswith(root + "/"):
             return PurePosixPath(path.removeprefix(root + "/"))
     return None
 
