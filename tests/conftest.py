@@ -78,7 +78,7 @@ def miniwdl_exe(settings: Settings) -> str:
 
 #: The real engines every test of the app expects to find (its forms, its validation and its
 #: runs all name them).
-REAL_ENGINES = ("snakemake", "cwltool")
+REAL_ENGINES = ("snakemake", "cwltool", "miniwdl")
 
 
 @pytest.fixture(scope="session")
