@@ -208,3 +208,22 @@ def test_tasks_of_a_run_elsewhere_point_into_the_local_run_folder(tmp_path: Path
     assert (task.id, task.name, task.state, task.exit_code) == ("call-a", "a", State.COMPLETE, 0)
     assert task.stdout is not None
     assert task.stdout.path == "work/call-a/stdout.txt"
+
+
+async def test_versions_are_those_the_installed_grammar_parses(tmp_path: Path) -> None:
+    """A miniwdl whose Python parses only WDL 1.0 offers only 1.0 (a stand-in script with
+    a stand-in ``WDL`` package: the real one parses both, see the contract's detect test)."""
+    import sys
+
+    (tmp_path / "WDL").mkdir()
+    (tmp_path / "WDL" / "__init__.py").write_text("")
+    (tmp_path / "WDL" / "_grammar.py").write_text('versions = {"draft-2": 0, "1.0": 1}\n')
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nPYTHONPATH={tmp_path} exec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    exe = tmp_path / "miniwdl"
+    exe.write_text(f"#!{tmp_path}/python\nprint('miniwdl v1.0.0')\n")
+    exe.chmod(0o755)
+    engine = MiniwdlEngine(str(exe))
+    info = await engine.detect()
+    assert (info.version, info.workflow_type_versions) == ("1.0.0", ["1.0"])

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -48,8 +49,12 @@ from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir
 
 #: Seconds ``miniwdl --version`` may take.
 DETECT_TIMEOUT = 60.0
-#: WDL versions miniwdl runs (its grammar's released versions).
+#: WDL versions Spindle offers, those of them the installed miniwdl's grammar has
+#: (:meth:`MiniwdlEngine.detect`); 1.2 is left out until its ``requirements`` section is
+#: tried with the task runner.
 KNOWN_VERSIONS = ("1.0", "1.1")
+#: Asked of miniwdl's own Python: the WDL versions its grammar parses.
+_GRAMMARS = "import WDL._grammar as g; print(*g.versions)"
 #: Parsed logs kept between ``progress`` calls.
 LOG_CACHE_SIZE = 256
 #: The task runner's name (engines/miniwdl-spindle's entry point).
@@ -81,6 +86,14 @@ class MiniwdlEngine(Engine):
         words = text.split()  # "miniwdl v1.16.0"
         if not words:
             raise EngineUnavailable(f"`{self.executable} --version` printed nothing")
+        python = _interpreter(self.executable)
+        if python:  # else (not a Python script): the versions this code knows it runs
+            grammars = (await ask(python, "-c", _GRAMMARS, limit=DETECT_TIMEOUT)).split()
+            self.versions = [v for v in KNOWN_VERSIONS if v in grammars]
+            if not self.versions:
+                raise EngineUnavailable(
+                    f"{self.executable} parses none of WDL {', '.join(KNOWN_VERSIONS)}"
+                )
         return EngineInfo(
             name=self.name,
             version=words[-1].removeprefix("v"),
@@ -331,6 +344,24 @@ class _Log:
             if record.get("error") == "Terminated":
                 call.state = State.CANCELED
             call.system_logs.append(str(record.get("message", "")))
+
+
+def _interpreter(executable: str) -> str:
+    """The Python of a script's ``#!`` line ("" if it has none)."""
+    path = shutil.which(executable) or executable
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(512)
+    except OSError:
+        return ""
+    if not first.startswith(b"#!"):
+        return ""
+    words = first[2:].decode(errors="replace").split()
+    if not words:
+        return ""
+    if os.path.basename(words[0]) == "env" and len(words) > 1:
+        return shutil.which(words[1]) or ""
+    return words[0] if "python" in os.path.basename(words[0]) else ""
 
 
 def _record(line: str) -> dict[str, Any] | None:
