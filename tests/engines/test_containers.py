@@ -59,9 +59,11 @@ async def test_a_wdl_task_with_runtime_docker_runs_in_podman(
     rundir, run = staged(tmp_path, "wdl", WDL_REQUEST)
     state = await run_with(miniwdl_engine, run, rundir, "podman")
     assert state is State.COMPLETE, rundir.stderr.read_text()[-3000:]
-    root = set(miniwdl_engine.outputs(rundir)["root"])
+    outputs = miniwdl_engine.outputs(rundir)
+    root = set(outputs["root"])
     assert {"bin", "lib"} <= root
     assert not root & HOST_ONLY  # the image's root, not the host's
+    assert outputs["interfaces"] == ["lo"]  # no network (container_network is false)
     (task,) = miniwdl_engine.progress(rundir)
     assert (task.state, task.exit_code) == (State.COMPLETE, 0)
 

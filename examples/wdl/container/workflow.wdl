@@ -1,7 +1,7 @@
 version 1.1
 
-# A task that runs in a container image (runtime.docker) and lists its root folder (after
-# sleeping `seconds`, to cancel it while it runs).
+# A task that runs in a container image (runtime.docker) and lists its root folder and its
+# network interfaces (after sleeping `seconds`, to cancel it while it runs).
 workflow inside {
   input {
     String image = "spindle-test/busybox:1"
@@ -10,6 +10,7 @@ workflow inside {
   call list_root { input: image = image, seconds = seconds }
   output {
     Array[String] root = list_root.names
+    Array[String] interfaces = list_root.interfaces
   }
 }
 
@@ -20,10 +21,12 @@ task list_root {
   }
   command <<<
     sleep ~{seconds}
+    ls /sys/class/net > interfaces.txt
     ls /
   >>>
   output {
     Array[String] names = read_lines(stdout())
+    Array[String] interfaces = read_lines("interfaces.txt")
   }
   runtime {
     docker: image
