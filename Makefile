@@ -12,7 +12,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PYTHON ?= python3
-ENGINES := snakemake cwltool
+ENGINES := snakemake cwltool miniwdl
 PYTEST_ARGS ?=
 
 # The uv binary: from PATH, else the one `pip install uv` put beside $(PYTHON) (pip may put
@@ -50,6 +50,14 @@ engines: $(ENGINES:%=.engines/%/.stamp)
 # would compile the engine's imports again (cwltool --version 2.4 s cold, 0.7 s compiled;
 # snakemake --version 8.4 s, 1.7 s; docs/benchmarks.md). The Makefile is a prerequisite so
 # that a change to this recipe reaches environments built before it.
+# miniwdl's environment also gets Spindle's task runner (engines/miniwdl-spindle, a plugin
+# of miniwdl's, never imported by Spindle), reinstalled whenever it changes.
+.engines/miniwdl/.stamp: engines/miniwdl.txt Makefile $(wildcard engines/miniwdl-spindle/*.toml engines/miniwdl-spindle/*/*.py) | uv
+	$(UV) venv --quiet --allow-existing --python 3.11 .engines/miniwdl
+	$(UV) pip sync --quiet --compile-bytecode --python .engines/miniwdl/bin/python engines/miniwdl.txt
+	$(UV) pip install --quiet --no-deps --reinstall --compile-bytecode --python .engines/miniwdl/bin/python ./engines/miniwdl-spindle
+	@touch $@
+
 .engines/%/.stamp: engines/%.txt Makefile | uv
 	$(UV) venv --quiet --allow-existing --python 3.11 .engines/$*
 	$(UV) pip sync --quiet --compile-bytecode --python .engines/$*/bin/python engines/$*.txt

@@ -14,7 +14,16 @@ pytest_plugins = ["tests.db_fixtures"]
 #: Fixtures that need a real engine installed: they run one, or hand a test the app with its
 #: detected engines. Each calls ``tests.support.missing()`` when the engine is absent.
 ENGINE_FIXTURES = frozenset(
-    {"snakemake_exe", "cwltool_exe", "snakemake_engine", "cwltool_engine", "catalog", "live_server"}
+    {
+        "snakemake_exe",
+        "cwltool_exe",
+        "snakemake_engine",
+        "cwltool_engine",
+        "catalog",
+        "live_server",
+        "miniwdl_exe",
+        "miniwdl_engine",
+    }
 )
 
 
@@ -59,9 +68,17 @@ def cwltool_exe(settings: Settings) -> str:
     return exe
 
 
+@pytest.fixture
+def miniwdl_exe(settings: Settings) -> str:
+    exe = settings.engine_executable("miniwdl")
+    if not Path(exe).exists():
+        missing(f"miniwdl is not installed at {exe} (run `make engines`)")
+    return exe
+
+
 #: The real engines every test of the app expects to find (its forms, its validation and its
 #: runs all name them).
-REAL_ENGINES = ("snakemake", "cwltool")
+REAL_ENGINES = ("snakemake", "cwltool", "miniwdl")
 
 
 @pytest.fixture(scope="session")

@@ -157,6 +157,7 @@ class Cluster:
             "engines": {
                 "snakemake": str(engines / "snakemake" / "bin" / "snakemake"),
                 "cwltool": str(engines / "cwltool" / "bin" / "cwltool"),
+                "miniwdl": str(engines / "miniwdl" / "bin" / "miniwdl"),
             },
             "setup": f"export PATH={self.root / 'bin'}:$PATH",
             "snakemake_executor_args": [

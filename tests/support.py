@@ -31,9 +31,9 @@ def missing(reason: str) -> NoReturn:
 
 
 def require_engines() -> None:
-    """Snakemake and cwltool are installed in ``.engines`` (a Spindle process started for a
-    test detects them); otherwise ``missing``: no test passes by an engine silently absent."""
-    for name in ("snakemake", "cwltool"):
+    """Snakemake, cwltool and miniwdl are installed in ``.engines`` (a Spindle process started
+    for a test detects them); otherwise ``missing``: no test passes by an engine silently absent."""
+    for name in ("snakemake", "cwltool", "miniwdl"):
         exe = REPO / ".engines" / name / "bin" / name
         if not exe.exists():
             missing(f"{name} is not installed at {exe} (run `make engines`)")

@@ -18,6 +18,7 @@ from spindle.backends.slurm.backend import SlurmBackend
 from spindle.config import Settings, load_settings
 from spindle.domain import ComputeEnv
 from spindle.errors import ConfigError
+from spindle.storage.rundir import RunDir
 from tests.support import REPO
 
 TOML = """
@@ -119,6 +120,25 @@ def test_local_needs_no_configuration() -> None:
     assert list(build_backends(settings)) == ["local"]
 
 
+def test_each_environment_says_what_runs_its_containers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``containers``: a setting for ``local``, a field of each configured environment; the
+    backends' sites carry it to the engines and service-info shows it."""
+    envs = {"hpc": {"type": "slurm", "work_root": "/w", "containers": "podman"}}
+    monkeypatch.setenv("SPINDLE_COMPUTE_ENVS", json.dumps(envs))
+    settings = Settings(containers="podman", container_network=True)
+    assert {e.name: e.containers for e in describe(settings)} == {
+        "local": "podman",
+        "hpc": "podman",
+    }
+    backends = build_backends(settings)
+    rundir = RunDir(Path("/data/runs/r1"))
+    local, hpc = backends["local"].site("r1", rundir), backends["hpc"].site("r1", rundir)
+    assert (local.containers, local.container_network) == ("podman", True)
+    assert (hpc.containers, hpc.container_network) == ("podman", False)
+    monkeypatch.delenv("SPINDLE_COMPUTE_ENVS")
+    assert [e.containers for e in describe(Settings())] == ["none"]
+
+
 @pytest.mark.parametrize(
     ("envs", "problem"),
     [
@@ -154,6 +174,10 @@ def test_local_needs_no_configuration() -> None:
         (
             {"hpc": {"type": "slurm", "work_root": "/w", "partiton": "typo"}},
             "compute_envs.hpc.partiton: Extra inputs are not permitted",
+        ),
+        (
+            {"hpc": {"type": "slurm", "work_root": "/w", "containers": "docker"}},
+            "compute_envs.hpc.containers: Input should be 'none' or 'podman'",
         ),
     ],
 )

@@ -60,6 +60,11 @@ class EnvSettings(_Model):
     type: str
     #: Shown in service-info.
     description: str = ""
+    #: What runs the containers a workflow's tools name (CWL DockerRequirement, WDL
+    #: runtime.docker): "none" (they are refused) or "podman" (docs/containers.md).
+    containers: Literal["none", "podman"] = "none"
+    #: Whether those containers may reach the network.
+    container_network: bool = False
 
 
 class LocalEnv(EnvSettings):

@@ -152,6 +152,11 @@ class Settings(BaseSettings):
     #: Named compute environments besides ``local`` (see docs/hpc.md): TOML tables
     #: ``[compute_envs.NAME]`` or a JSON object in ``SPINDLE_COMPUTE_ENVS``.
     compute_envs: dict[str, ComputeEnvConfig] = Field(default_factory=dict)
+    #: What runs the containers of workflows in the ``local`` environment: "none" or
+    #: "podman" (each ``[compute_envs.NAME]`` has its own ``containers``; docs/containers.md).
+    containers: Literal["none", "podman"] = "none"
+    #: Whether those containers may reach the network.
+    container_network: bool = False
 
     # --- service-info --------------------------------------------------------------------
     service_id: str = "org.spindle.wes"

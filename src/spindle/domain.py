@@ -132,6 +132,8 @@ class ComputeEnv:
     #: workflow types (with their versions) the environment's backend runs itself: a run of
     #: one there needs no local engine
     workflow_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: what runs a workflow's containers there ("none", "podman")
+    containers: str = "none"
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,11 @@ class Site:
     cpus: int | None = None
     #: the scheduler it may hand jobs to, if any
     executor: Executor | None = None
+    #: what runs a workflow's containers there: "none" or "podman" (the compute
+    #: environment's ``containers`` setting)
+    containers: str = "none"
+    #: whether those containers may reach the network (``container_network``)
+    container_network: bool = False
 
     @classmethod
     def local(cls, rundir: RunDir) -> Site:

@@ -27,6 +27,7 @@ WES = "/ga4gh/wes/v1"
 EXAMPLE_TYPES = {
     "snakemake": ("SMK", "9", "Snakefile", "params.json"),
     "cwl": ("CWL", "v1.2", "workflow.cwl", "inputs.json"),
+    "wdl": ("WDL", "1.1", "workflow.wdl", "inputs.json"),
 }
 
 

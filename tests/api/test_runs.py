@@ -167,7 +167,7 @@ async def test_service_info_counts_are_real(
     info = (await api_no_worker.get(f"{WES}/service-info")).json()
     assert info["system_state_counts"]["QUEUED"] == 3
     assert info["system_state_counts"]["COMPLETE"] == 0
-    assert set(info["workflow_type_versions"]) == {"SMK", "CWL"}
+    assert set(info["workflow_type_versions"]) == {"SMK", "CWL", "WDL"}
     assert info["workflow_engine_versions"]["cwltool"]["workflow_engine_version"]
 
 

@@ -14,7 +14,9 @@ from spindle.engines.base import Engine
 from spindle.engines.cwl import CwltoolEngine
 from spindle.engines.registry import Catalog
 from spindle.engines.snakemake import SnakemakeEngine
+from spindle.engines.wdl import MiniwdlEngine
 from spindle.storage.rundir import RunDir
+from tests.containers import build_image
 from tests.engines import staged_run
 from tests.engines.contract import Finished, run_to_end
 from tests.support import missing
@@ -44,6 +46,14 @@ def cwltool_engine(detected_catalog: Catalog) -> CwltoolEngine:
     return engine
 
 
+@pytest.fixture(scope="session")
+def miniwdl_engine(detected_catalog: Catalog) -> MiniwdlEngine:
+    """The session's miniwdl as start-up detected it (``detect`` ran once)."""
+    engine = _detected(detected_catalog, "miniwdl")
+    assert isinstance(engine, MiniwdlEngine)
+    return engine
+
+
 def _finished(
     factory: pytest.TempPathFactory, engine: Engine, language: str, example: str
 ) -> Finished:
@@ -52,6 +62,9 @@ def _finished(
     if language == "snakemake":
         request = RunRequest("SMK", "9", "Snakefile", workflow_engine="snakemake")
         run = staged_run(rundir, language, example, request, "params.json")
+    elif language == "wdl":
+        request = RunRequest("WDL", "1.1", "workflow.wdl", workflow_engine="miniwdl")
+        run = staged_run(rundir, language, example, request, "inputs.json")
     else:
         request = RunRequest("CWL", "v1.2", "workflow.cwl", workflow_engine="cwltool")
         run = staged_run(rundir, language, example, request, "inputs.json")
@@ -88,3 +101,24 @@ def cwltool_fail(
 ) -> Finished:
     """examples/cwl/fail run to its end on the local backend, once."""
     return _finished(tmp_path_factory, cwltool_engine, "cwl", "fail")
+
+
+@pytest.fixture(scope="session")
+def wdl_scatter(
+    tmp_path_factory: pytest.TempPathFactory, miniwdl_engine: MiniwdlEngine
+) -> Finished:
+    """examples/wdl/scatter (its File input attached) run to its end on the local backend,
+    once."""
+    return _finished(tmp_path_factory, miniwdl_engine, "wdl", "scatter")
+
+
+@pytest.fixture(scope="session")
+def wdl_fail(tmp_path_factory: pytest.TempPathFactory, miniwdl_engine: MiniwdlEngine) -> Finished:
+    """examples/wdl/fail run to its end on the local backend, once."""
+    return _finished(tmp_path_factory, miniwdl_engine, "wdl", "fail")
+
+
+@pytest.fixture(scope="session")
+def podman_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test image (tests/containers.py), built once per session; its name."""
+    return build_image(tmp_path_factory.mktemp("image"))

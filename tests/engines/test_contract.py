@@ -12,6 +12,7 @@ from spindle.engines.base import Engine, EngineInfo
 from spindle.engines.cwl import CwltoolEngine
 from spindle.engines.registry import Catalog
 from spindle.engines.snakemake import SnakemakeEngine
+from spindle.engines.wdl import MiniwdlEngine
 from spindle.storage.rundir import RunDir
 from spindle.testing import FakeEngine, run_record
 from tests.engines import staged_run
@@ -88,6 +89,34 @@ class TestCwltool(EngineContract):
         return cwltool_fail  # shared with test_cwl.py's failing-step test
 
 
+@pytest.mark.engine
+class TestMiniwdl(EngineContract):
+    @pytest.fixture
+    def info(self, catalog: Catalog) -> EngineInfo:
+        return catalog.infos["miniwdl"]
+
+    @pytest.fixture
+    def engine(self, miniwdl_engine: MiniwdlEngine) -> Engine:
+        return miniwdl_engine
+
+    @pytest.fixture
+    def runs(self) -> Stage:
+        def stage(rundir: RunDir, kind: str) -> Run:
+            request = RunRequest("WDL", "1.1", "workflow.wdl", workflow_engine="miniwdl")
+            example = "scatter" if kind == "good" else "fail"
+            return staged_run(rundir, "wdl", example, request, "inputs.json")
+
+        return stage
+
+    @pytest.fixture
+    def good(self, wdl_scatter: Finished) -> Finished:
+        return wdl_scatter  # shared with test_wdl.py's scatter test
+
+    @pytest.fixture
+    def bad(self, wdl_fail: Finished) -> Finished:
+        return wdl_fail  # shared with test_wdl.py's failing-task test
+
+
 def test_the_built_in_engines_are_installed_plugins() -> None:
     """Snakemake and cwltool come through the entry points, as an outside engine would."""
     from spindle.engines.registry import engine_classes
@@ -95,5 +124,6 @@ def test_the_built_in_engines_are_installed_plugins() -> None:
     classes = engine_classes()
     assert classes["snakemake"] is SnakemakeEngine
     assert classes["cwltool"] is CwltoolEngine
+    assert classes["miniwdl"] is MiniwdlEngine
     assert Settings().engines == {}
     assert Path(__file__).exists()

@@ -772,7 +772,8 @@ async def test_a_docker_requirement_says_this_environment_runs_no_containers(
         "a CommandLineTool of the workflow has a DockerRequirement under 'requirements', "
         "but this compute environment runs no containers"
     )
-    assert "not available in Spindle yet" in note
+    assert "its setting containers is 'none'" in note
+    assert "--no-container" not in note
 
 
 @pytest.mark.engine

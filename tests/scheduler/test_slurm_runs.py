@@ -64,7 +64,7 @@ def server(
 def snakemake_cwltool() -> None:
     from tests.support import REPO, missing
 
-    for name in ("snakemake", "cwltool"):
+    for name in ("snakemake", "cwltool", "miniwdl"):
         if not (REPO / ".engines" / name / "bin" / name).exists():
             missing(f"{name} is not installed in .engines (run `make engines`)")
 
@@ -136,7 +136,12 @@ def test_service_info_lists_the_environments(server: Server) -> None:
     info = httpx.get(f"{server.url}{WES}/service-info", timeout=10).json()
     envs = {e["name"]: e for e in info["compute_environments"]}
     assert envs["local"]["type"] == "local"
-    assert envs["hpc"] == {"name": "hpc", "type": "slurm", "description": "the test cluster"}
+    assert envs["hpc"] == {
+        "name": "hpc",
+        "type": "slurm",
+        "description": "the test cluster",
+        "containers": "none",
+    }
     assert envs["cluster"]["type"] == "slurm"
     assert info["tags"]["compute_environments"] == "local,hpc,cluster"
 
@@ -194,6 +199,19 @@ def test_cwl_completes_with_its_output_object(server: Server, env: str) -> None:
     assert outputs_by_name(body)["shouted.txt"].decode() == poem.upper()
     tasks = httpx.get(f"{server.url}{WES}/runs/{run_id}/tasks", timeout=10).json()["task_logs"]
     assert [t["name"] for t in tasks] == ["shout", "count"]
+
+
+def test_wdl_completes_over_ssh_with_its_calls_and_outputs(server: Server) -> None:
+    """miniwdl in the cluster's run folder: its paths are the cluster's, yet the calls and the
+    outputs (its stdout, copied back; files fetched on demand) are found."""
+    run_id = submit(server.url, "wdl", "scatter")
+    body = wait(server.url, run_id, FINAL)
+    assert body["state"] == "COMPLETE", body
+    assert body["outputs"]["words"] == 9
+    assert outputs_by_name(body)["total.txt"].decode().strip() == "9"
+    tasks = httpx.get(f"{server.url}{WES}/runs/{run_id}/tasks", timeout=10).json()["task_logs"]
+    assert sorted(t["name"] for t in tasks) == ["count", "count", "count", "split_lines", "total"]
+    assert all(t["exit_code"] == 0 for t in tasks)
 
 
 @pytest.mark.parametrize(("language", "code"), [("snakemake", 1), ("cwl", 1)])

@@ -477,10 +477,10 @@ async def test_the_submit_form_chooses_no_type_for_the_user(site: Site) -> None:
     assert cwl[0] == "CWL|v1.2"
     assert cwl.index("CWL|v1.2") < cwl.index("CWL|v1.0")
     assert next(v for v in values if v.startswith("SMK|")) == "SMK|9"
-    assert {v.split("|")[0] for v in values if v} == {"CWL", "SMK"}
+    assert {v.split("|")[0] for v in values if v} == {"CWL", "SMK", "WDL"}
     # the file-type guessing claims only the types Spindle runs
     script = (STATIC / "spindle.js").read_text()
-    assert not re.search(r"\b(WDL|NFL|wdl|\.nf)\b", script)
+    assert not re.search(r"\b(NFL|\.nf)\b", script)
 
 
 @pytest.mark.usefixtures("snakemake_exe", "cwltool_exe")

@@ -154,7 +154,9 @@ async def get_service_info(service: Service, caller: ServiceInfoCallerDep) -> Sp
             ),
         },
         compute_environments=[
-            ComputeEnvironment(name=e.name, type=e.type, description=e.description)
+            ComputeEnvironment(
+                name=e.name, type=e.type, description=e.description, containers=e.containers
+            )
             for e in service.compute_envs.values()
         ],
     )

@@ -25,7 +25,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
@@ -34,7 +34,7 @@ from spindle.compute import EnvSettings, LocalEnv
 from spindle.config import Settings
 from spindle.domain import State
 from spindle.errors import BackendError
-from spindle.execution import Job
+from spindle.execution import Job, Site
 from spindle.storage.rundir import RunDir
 
 # $1: run folder, $2: working directory, $3: the command that starts the engine as another
@@ -163,6 +163,9 @@ class LocalBackend(Backend):
         if data_dir is not None:
             secure_data_dir(data_dir, traversable=self.sandbox.switches_account)
         self.host = socket.gethostname()
+        #: what runs workflow containers here (``containers``, ``container_network``)
+        self.containers = "none"
+        self.container_network = False
         # Engines being watched, by run id: each is resolved when its wrapper exits, seen
         # through a pidfd at once rather than at the next poll.
         self._exits: dict[str, _ExitWatch] = {}
@@ -175,10 +178,21 @@ class LocalBackend(Backend):
             run_as_user=settings.run_as_user,
             run_as_users=settings.run_as_users,
         )
-        return cls(
+        backend = cls(
             cancel_grace_seconds=settings.cancel_grace_seconds,
             sandbox=sandbox,
             data_dir=settings.data_dir,
+        )
+        backend.containers = env.containers
+        backend.container_network = env.container_network
+        return backend
+
+    def site(self, run_id: str, rundir: RunDir) -> Site:
+        """This host, with the environment's containers (the ``containers`` setting)."""
+        return replace(
+            Site.local(rundir),
+            containers=self.containers,
+            container_network=self.container_network,
         )
 
     async def submit(self, job: Job) -> Handle:

@@ -23,7 +23,13 @@ def backend_classes(plugins: Registry | None = None) -> dict[str, type[Backend]]
 
 def environments(settings: Settings) -> dict[str, EnvSettings]:
     """Every compute environment's settings, ``local`` (always there) first."""
-    local = backend_classes()[LOCAL].settings_model.model_validate({"type": LOCAL})
+    local = backend_classes()[LOCAL].settings_model.model_validate(
+        {
+            "type": LOCAL,
+            "containers": settings.containers,
+            "container_network": settings.container_network,
+        }
+    )
     return {LOCAL: local, **settings.compute_envs}
 
 
@@ -45,6 +51,7 @@ def describe(settings: Settings) -> list[ComputeEnv]:
             env.type,
             env.description or ("Spindle's own machine" if name == LOCAL else ""),
             workflow_types=dict(classes[env.type].workflow_types),
+            containers=env.containers,
         )
         for name, env in environments(settings).items()
     ]

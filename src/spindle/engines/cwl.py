@@ -1,6 +1,8 @@
 """The CWL engine (WES workflow_type ``CWL``), run by cwltool.
 
-cwltool runs as its own process from its own environment, always with ``--no-container``.
+cwltool runs as its own process from its own environment, with ``--no-container`` unless the
+compute environment runs containers (``containers = "podman"``: tools with a DockerRequirement
+run in podman, see :mod:`spindle.engines.containers`).
 Everything it writes stays in the run directory: final outputs are moved to ``outputs/``,
 job scratch and output folders live under ``work/`` (``--tmpdir-prefix``,
 ``--tmp-outdir-prefix``, ``TMPDIR``), HTTP downloads are cached in ``work/cache``
@@ -44,6 +46,7 @@ from pydantic import BaseModel
 
 from spindle.config import Settings
 from spindle.domain import ComputeEnv, Run, RunRequest, Task
+from spindle.engines import containers
 from spindle.engines.base import (
     Engine,
     EngineInfo,
@@ -188,9 +191,12 @@ class CwltoolEngine(Engine):
         for sub in (_TMP, _JOBS, _CACHE):
             (rundir.work / sub).mkdir(parents=True, exist_ok=True)
         work = site.path(rundir, rundir.work.absolute())
+        # Containers (docs/containers.md): podman behind a `docker` shim, no image pulled;
+        # otherwise none at all, and a DockerRequirement is refused (explain_failure).
+        in_podman = site.containers == containers.PODMAN
         argv = [
             site.executable(self.name, self.executable),
-            "--no-container",
+            "--disable-pull" if in_podman else "--no-container",
             "--disable-color",  # colour codes would sit in the middle of every log line
             "--timestamps",  # task times come from these
             "--no-doc-cache",  # it would write to ~/.cache/salad, outside the run directory
@@ -217,6 +223,11 @@ class CwltoolEngine(Engine):
             # the guard that refuses outputs linking out of the run (cwl_guard/)
             "PYTHONPATH": str(site.path(rundir, guard)),
         }
+        if in_podman:  # the guard puts the shim first on cwltool's PATH
+            env |= containers.write_conf(rundir, site)
+            containers.write_docker_shim(rundir, site.container_network)
+        else:
+            containers.remove_docker_shim(rundir)
         return Launch(argv=argv, cwd=work, env=env)
 
     # --- reading what the run left -------------------------------------------------------
@@ -475,10 +486,10 @@ def explain_failure(rundir: RunDir) -> list[str]:
     if found := _NO_CONTAINER.search(tail):
         notes.append(
             f"a {found.group(1)} of the workflow has a DockerRequirement under 'requirements', "
-            "but this compute environment runs no containers (Spindle runs cwltool with "
-            "--no-container). Running containers is not available in Spindle yet: no setting "
-            "enables it. Move DockerRequirement to 'hints' to run the tool with the programs "
-            "installed on the host."
+            "but this compute environment runs no containers (its setting "
+            f"{containers.SETTING} is {containers.NONE!r}). Run it in a compute environment "
+            f"with {containers.SETTING} = {containers.PODMAN!r}, or move DockerRequirement to "
+            "'hints' to run the tool with the programs installed on the host."
         )
     for missing in dict.fromkeys(_NO_SUCH_FILE.findall(tail)):
         if note := _missing_input(rundir, missing):

@@ -53,6 +53,10 @@ class ComputeEnvironment(BaseModel):
     name: str = Field(description="The value of the compute_env engine parameter.")
     type: str = Field(description="What runs the engines: local or slurm.")
     description: str = Field(default="", description="Set by the operator.")
+    containers: str = Field(
+        default="none",
+        description="What runs the containers a workflow's tools name there: none or podman.",
+    )
 
 
 class SpindleServiceInfo(ServiceInfo):

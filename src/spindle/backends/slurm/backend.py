@@ -106,6 +106,8 @@ class SlurmBackend(Backend):
                 },
                 engine_args={"snakemake": tuple(env.snakemake_executor_args)},
             ),
+            containers=env.containers,
+            container_network=env.container_network,
         )
 
     # --- submit ------------------------------------------------------------------------

@@ -22,6 +22,13 @@ from urllib.parse import unquote, urlsplit
 #: This file is ``<run folder>/support/cwltool/sitecustomize.py`` wherever the folder is.
 RUN_FOLDER = Path(os.path.realpath(__file__)).parents[2]
 
+#: Where Spindle put a ``docker`` that is podman, when the compute environment runs
+#: containers (spindle.engines.containers): first on cwltool's PATH, in front of whatever
+#: PATH the site gave it (a cluster's ``module load``).
+DOCKER_SHIM = RUN_FOLDER / "support" / "containers" / "bin"
+if (DOCKER_SHIM / "docker").is_file():
+    os.environ["PATH"] = f"{DOCKER_SHIM}{os.pathsep}{os.environ.get('PATH', '')}"
+
 
 def _refs(value: Any) -> Iterator[str]:
     if isinstance(value, list):

@@ -144,7 +144,9 @@
   // --- the submit form ----------------------------------------------------------------------
   // Lists the chosen files with the paths they will have, offers them as the main workflow
   // file, and picks the obvious one when the field is still empty.
-  const MAIN_FILES = ["Snakefile", "workflow/Snakefile", "main.cwl", "workflow.cwl"];
+  const MAIN_FILES = [
+    "Snakefile", "workflow/Snakefile", "main.cwl", "workflow.cwl", "main.wdl", "workflow.wdl",
+  ];
 
   function chosenNames(form) {
     const names = [];
@@ -180,17 +182,19 @@
       }));
       if (!url.value) {
         const main = MAIN_FILES.find(function (name) { return names.includes(name); })
-          || names.find(function (name) { return /\.cwl$/.test(name); });
+          || names.find(function (name) { return /\.(cwl|wdl)$/.test(name); });
         if (main) {
           url.value = main;
           pickType(main);
         }
       }
     }
-    // Snakefile → SMK, *.cwl → CWL (the two types Spindle runs), unless that type is chosen
+    // Snakefile → SMK, *.cwl → CWL, *.wdl → WDL (the types Spindle runs), unless that type
+    // is chosen
     function pickType(main) {
       const select = form.querySelector("#workflow");
-      const type = /Snakefile$|\.smk$/.test(main) ? "SMK" : /\.cwl$/.test(main) ? "CWL" : null;
+      const type = /Snakefile$|\.smk$/.test(main) ? "SMK"
+        : /\.cwl$/.test(main) ? "CWL" : /\.wdl$/.test(main) ? "WDL" : null;
       if (select === null || type === null || select.value.split("|")[0] === type) return;
       const option = Array.from(select.options).find(function (o) { return o.value.split("|")[0] === type; });
       if (option) select.value = option.value;
