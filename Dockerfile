@@ -44,7 +44,7 @@ RUN uv sync --frozen --no-dev --no-editable
 FROM ${BASE_IMAGE}
 
 # The service runs as an unprivileged user that owns only its data folder.
-RUN useradd --system --uid 10001 --user-group --home-dir /data --no-create-home spindle \
+RUN useradd --uid 10001 --user-group --home-dir /data --no-create-home --shell /usr/sbin/nologin spindle \
  && mkdir -p /data \
  && chown spindle:spindle /data
 

@@ -58,6 +58,9 @@ class Options:
     #: Container image (e.g. an ECR URI with tag). Empty: built from the repository's
     #: Dockerfile by `cdk deploy` (needs Docker or podman where cdk runs).
     image: str = ""
+    #: Image of the one-off migration task only; empty: ``image``. An upgrade sets it to the
+    #: new image first, runs the migration, then moves ``image`` (docs/deploy.md).
+    migrate_image: str = ""
     #: Spindle's sign-in mode: basic, oidc or proxy-jwt (docs/auth.md).
     auth: str = "basic"
     max_azs: int = 2
@@ -106,9 +109,14 @@ class Options:
             raise ValueError("context domain_name: the host name users reach Spindle at")
         if self.auth not in {"basic", "oidc", "proxy-jwt"}:
             raise ValueError("context auth: basic, oidc or proxy-jwt (none is loopback only)")
-        for name in ("api_count", "worker_count", "max_azs", "worker_concurrency"):
+        for name in ("max_azs", "worker_concurrency"):
             if getattr(self, name) < 1:
                 raise ValueError(f"context {name}: at least 1")
+        for name in ("api_count", "worker_count", "nat_gateways"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"context {name}: 0 or more")
+        if self.migrate_image and not self.image:
+            raise ValueError("context migrate_image: only together with image")
 
 
 class SpindleStack(Stack):
@@ -176,6 +184,8 @@ class SpindleStack(Stack):
             performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
             throughput_mode=efs.ThroughputMode.ELASTIC,
             removal_policy=removal,
+            # AWS Backup's default plan: daily, kept 35 days.
+            enable_automatic_backups=True,
         )
         access_point = fs.add_access_point(
             "SpindleData",
@@ -284,8 +294,17 @@ class SpindleStack(Stack):
             removal_policy=RemovalPolicy.DESTROY,
         )
 
+        migrate_image = (
+            ecs.ContainerImage.from_registry(o.migrate_image) if o.migrate_image else image
+        )
+
         def task_definition(
-            name: str, cpu: int, memory: int, command: list[str], log_group: logs.LogGroup
+            name: str,
+            cpu: int,
+            memory: int,
+            command: list[str],
+            log_group: logs.LogGroup,
+            image: ecs.ContainerImage = image,
         ) -> ecs.FargateTaskDefinition:
             task = ecs.FargateTaskDefinition(
                 self,
@@ -346,7 +365,9 @@ class SpindleStack(Stack):
         )
         # The one-off migration (`spindle db upgrade`), run with `aws ecs run-task` before
         # the services start or are updated (docs/deploy.md).
-        migrate_task = task_definition("MigrateTask", 256, 512, ["db", "upgrade"], api_logs)
+        migrate_task = task_definition(
+            "MigrateTask", 256, 512, ["db", "upgrade"], api_logs, image=migrate_image
+        )
 
         # Workers start and watch HealthOmics runs that use the run role, and move their
         # files in the run bucket.

@@ -239,6 +239,27 @@ def test_no_iam_statement_allows_a_wildcard_action(resources: dict[str, Any]) ->
     assert not [n for n, s in statements if "NotAction" in s]
 
 
+def test_the_migration_can_run_a_newer_image_first() -> None:
+    newer = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/spindle:1.1"
+    resources = Template.from_stack(synth({**CONTEXT, "migrate_image": newer})).to_json()
+    images = {
+        tuple(
+            task_with_command(resources["Resources"], command)["ContainerDefinitions"][0]["Command"]
+        ): task_with_command(resources["Resources"], command)["ContainerDefinitions"][0]["Image"]
+        for command in (["db", "upgrade"], ["serve", "--no-worker"], ["worker"])
+    }
+    assert images == {
+        ("db", "upgrade"): newer,
+        ("serve", "--no-worker"): CONTEXT["image"],
+        ("worker",): CONTEXT["image"],
+    }
+
+
+def test_the_file_system_is_backed_up(resources: dict[str, Any]) -> None:
+    fs = one(resources, "AWS::EFS::FileSystem")
+    assert fs["BackupPolicy"] == {"Status": "ENABLED"}
+
+
 def test_missing_certificate_is_refused() -> None:
     with pytest.raises(Exception, match="certificate_arn"):
         synth({k: v for k, v in CONTEXT.items() if k != "certificate_arn"})
