@@ -41,8 +41,9 @@ PORT = 8000
 URL_ENTRYPOINT = [
     "/bin/sh",
     "-c",
-    'SPINDLE_DATABASE_URL="postgresql+asyncpg://${DB_USERNAME}:${DB_PASSWORD}'
-    '@${DB_HOST}:${DB_PORT}/${DB_NAME}" exec spindle "$@"',
+    # $NAME, not ${NAME}: CloudFormation linters read ${...} as an Fn::Sub parameter.
+    'SPINDLE_DATABASE_URL="postgresql+asyncpg://$DB_USERNAME:$DB_PASSWORD'
+    '@$DB_HOST:$DB_PORT/$DB_NAME" exec spindle "$@"',
     "spindle",
 ]
 

@@ -7,6 +7,7 @@ tests/deploy/test_aws.py does it)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,9 +18,10 @@ import aws_cdk as cdk
 import pytest
 from aws_cdk.assertions import Match, Template
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE))
 
-from spindle_stack import SpindleStack
+from spindle_stack import SpindleStack  # noqa: E402
 
 CONTEXT = {
     "certificate_arn": "arn:aws:acm:eu-west-1:123456789012:certificate/test",
@@ -265,14 +267,51 @@ def test_missing_certificate_is_refused() -> None:
         synth({k: v for k, v in CONTEXT.items() if k != "certificate_arn"})
 
 
-def test_cfn_lint_passes_on_the_template(stack: cdk.Stack, tmp_path: Path) -> None:
-    path = tmp_path / "Spindle.template.json"
-    path.write_text(json.dumps(Template.from_stack(stack).to_json()))
+def test_the_app_synthesizes_the_image_from_the_dockerfile_and_cfn_lint_passes(
+    tmp_path: Path,
+) -> None:
+    """app.py run directly, as `cdk synth` runs it, without ``image``: the image is an asset
+    built from the repository's Dockerfile; then cfn-lint on the template it wrote."""
+    out = tmp_path / "cdk.out"
+    context = {k: v for k, v in CONTEXT.items() if k != "image"}
+    env = {
+        **os.environ,
+        "CDK_OUTDIR": str(out),
+        "CDK_CONTEXT_JSON": json.dumps(context),
+        "CDK_DEFAULT_ACCOUNT": "123456789012",
+        "CDK_DEFAULT_REGION": "eu-west-1",
+    }
+    app = subprocess.run(
+        [sys.executable, str(HERE / "app.py")],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert app.returncode == 0, app.stderr[-4000:]
+    assets = json.loads((out / "Spindle.assets.json").read_text())["dockerImages"]
+    (source,) = (a["source"] for a in assets.values())
+    staged = out / source["directory"]
+    assert (staged / "Dockerfile").is_file()
+    assert not (staged / ".venv").exists()
+    assert not (staged / "deploy" / "aws" / ".venv").exists()
+
     lint = Path(sys.executable).parent / "cfn-lint"
+    template = out / "Spindle.template.json"
     result = subprocess.run(
         # W3010: the AZs are CDK's lookup, written into the template by design; W3005: an
         # explicit DependsOn the ECS pattern adds beside a Ref.
-        [str(lint), "--regions", "eu-west-1", "--ignore-checks", "W3010", "W3005", "--", str(path)],
+        [
+            str(lint),
+            "--regions",
+            "eu-west-1",
+            "--ignore-checks",
+            "W3010",
+            "W3005",
+            "--",
+            str(template),
+        ],
         capture_output=True,
         text=True,
         check=False,
