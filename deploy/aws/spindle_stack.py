@@ -341,6 +341,10 @@ class SpindleStack(Stack):
                 if command[0] == "serve"
                 else None,
                 stop_timeout=Duration.seconds(60) if command[0] == "worker" else None,
+                # An init as PID 1 reaps what engines leave behind.
+                linux_parameters=ecs.LinuxParameters(
+                    self, f"{name}Linux", init_process_enabled=True
+                ),
             )
             container.add_mount_points(
                 ecs.MountPoint(container_path=DATA_DIR, source_volume="data", read_only=False)

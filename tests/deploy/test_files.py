@@ -81,6 +81,7 @@ def test_compose_shares_one_data_volume_and_one_database(compose: dict[str, Any]
         urls.add(env["SPINDLE_DATABASE_URL"])
         assert env["SPINDLE_AUTH"].startswith("${SPINDLE_AUTH:-")
         assert "SPINDLE_SECRET_KEY" in env
+        assert service["init"] is True
     assert len(urls) == 1
     assert urls.pop().startswith("postgresql+asyncpg://spindle:")
     assert services["db"]["volumes"] == ["postgres-data:/var/lib/postgresql/data"]

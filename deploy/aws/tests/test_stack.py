@@ -143,6 +143,7 @@ def test_the_tasks_run_serve_without_worker_worker_and_the_migration(
         assert efs["TransitEncryption"] == "ENABLED"
         assert efs["AuthorizationConfig"]["IAM"] == "ENABLED"
         assert container["LogConfiguration"]["LogDriver"] == "awslogs"
+        assert container["LinuxParameters"]["InitProcessEnabled"] is True
 
 
 def test_the_database_is_private_encrypted_postgresql_with_a_generated_secret(
