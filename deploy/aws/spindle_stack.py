@@ -16,6 +16,7 @@ from typing import Any
 from aws_cdk import ArnFormat, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_ecs_patterns as ecs_patterns
 from aws_cdk import aws_efs as efs
@@ -262,7 +263,7 @@ class SpindleStack(Stack):
             container_insights_v2=ecs.ContainerInsights.ENABLED,
         )
         image = (
-            ecs.ContainerImage.from_registry(o.image)
+            self._image(o.image, "ImageRepository")
             if o.image
             else ecs.ContainerImage.from_asset(str(REPO), exclude=_asset_exclude())
         )
@@ -296,7 +297,7 @@ class SpindleStack(Stack):
         )
 
         migrate_image = (
-            ecs.ContainerImage.from_registry(o.migrate_image) if o.migrate_image else image
+            self._image(o.migrate_image, "MigrateImageRepository") if o.migrate_image else image
         )
 
         def task_definition(
@@ -463,6 +464,27 @@ class SpindleStack(Stack):
         CfnOutput(self, "RunBucketName", value=bucket.bucket_name)
         CfnOutput(self, "HealthOmicsRunRoleArn", value=omics_role.role_arn)
         CfnOutput(self, "FileSystemId", value=fs.file_system_id)
+
+    def _image(self, uri: str, construct_id: str) -> ecs.ContainerImage:
+        """An ECR URI (``ACCOUNT.dkr.ecr.REGION.amazonaws.com/NAME:TAG``) through its
+        repository, so the task execution role is granted the pull on that repository
+        alone; any other image by name."""
+        host, _, rest = uri.partition("/")
+        parts = host.split(".")
+        if len(parts) < 6 or parts[1:3] != ["dkr", "ecr"] or not rest:
+            return ecs.ContainerImage.from_registry(uri)
+        if "@" in rest:
+            name, _, ref = rest.partition("@")
+        else:
+            name, _, ref = rest.partition(":")
+        repository = ecr.Repository.from_repository_attributes(
+            self,
+            construct_id,
+            repository_arn=f"arn:{self.partition}:ecr:{parts[3]}:{parts[0]}:repository/{name}",
+            repository_name=name,
+        )
+        # A digest (sha256:...) is taken in place of a tag.
+        return ecs.ContainerImage.from_ecr_repository(repository, tag=ref or "latest")
 
 
 #: CloudWatch Logs takes only some retention periods.

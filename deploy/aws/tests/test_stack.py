@@ -80,6 +80,23 @@ def task_with_command(resources: dict[str, Any], command: list[str]) -> dict[str
     raise AssertionError(f"no task definition runs {command}")
 
 
+def image_of(container: dict[str, Any]) -> tuple[str, str]:
+    """(repository, tag) of a container whose image is in the account's ECR."""
+    rendered = json.dumps(container["Image"])
+    assert "123456789012.dkr.ecr.eu-west-1." in rendered, rendered
+    name, _, tag = rendered.rpartition("/")[2].split('"')[0].partition(":")
+    return name, tag
+
+
+def test_the_execution_role_may_pull_from_the_image_repository_only(
+    resources: dict[str, Any],
+) -> None:
+    pulls = [s for _, s in policy_statements(resources) if "ecr:BatchGetImage" in actions(s)]
+    assert pulls
+    for s in pulls:
+        assert json.dumps(s["Resource"]).count("repository/spindle") == 1, s
+
+
 def test_the_load_balancer_serves_https_with_the_certificate_and_redirects_http(
     resources: dict[str, Any],
 ) -> None:
@@ -128,7 +145,7 @@ def test_the_tasks_run_serve_without_worker_worker_and_the_migration(
     assert (worker["Cpu"], worker["Memory"]) == ("4096", "8192")
     for task in (api, worker, migrate):
         container = task["ContainerDefinitions"][0]
-        assert container["Image"] == CONTEXT["image"]
+        assert image_of(container) == ("spindle", "1.0")
         assert task["RequiresCompatibilities"] == ["FARGATE"]
         env = {e["Name"]: e["Value"] for e in container["Environment"]}
         assert env["SPINDLE_AUTH"] == "basic"
@@ -246,15 +263,15 @@ def test_the_migration_can_run_a_newer_image_first() -> None:
     newer = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/spindle:1.1"
     resources = Template.from_stack(synth({**CONTEXT, "migrate_image": newer})).to_json()
     images = {
-        tuple(
-            task_with_command(resources["Resources"], command)["ContainerDefinitions"][0]["Command"]
-        ): task_with_command(resources["Resources"], command)["ContainerDefinitions"][0]["Image"]
-        for command in (["db", "upgrade"], ["serve", "--no-worker"], ["worker"])
+        command: image_of(
+            task_with_command(resources["Resources"], list(command))["ContainerDefinitions"][0]
+        )
+        for command in (("db", "upgrade"), ("serve", "--no-worker"), ("worker",))
     }
     assert images == {
-        ("db", "upgrade"): newer,
-        ("serve", "--no-worker"): CONTEXT["image"],
-        ("worker",): CONTEXT["image"],
+        ("db", "upgrade"): ("spindle", "1.1"),
+        ("serve", "--no-worker"): ("spindle", "1.0"),
+        ("worker",): ("spindle", "1.0"),
     }
 
 
