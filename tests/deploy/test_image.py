@@ -52,7 +52,7 @@ def podman(*args: str, stdin: str | None = None, timeout: float = 120) -> str:
 
 
 @pytest.fixture(scope="module")
-def image() -> Iterator[str]:
+def image() -> str:
     for tool in ("podman", "runc", "debootstrap"):
         if shutil.which(tool) is None:
             missing(f"{tool} is not installed (apt-get install podman runc debootstrap)")
@@ -67,7 +67,9 @@ def image() -> Iterator[str]:
         check=False,
     )
     assert base.returncode == 0, base.stderr[-4000:]
-    tag = f"localhost/spindle-smoke:{uuid.uuid4().hex[:8]}"
+    # One fixed tag, kept after the test: removing it would drop the final stage's layers,
+    # and the next build would copy the environments again (most of a cached build's time).
+    tag = "localhost/spindle:smoke-test"
     podman(
         "build",
         "--format",
@@ -79,11 +81,7 @@ def image() -> Iterator[str]:
         str(REPO),
         timeout=1500,
     )
-    try:
-        yield tag
-    finally:
-        # The tag goes; its layers stay cached for the next build.
-        podman("rmi", tag)
+    return tag
 
 
 @contextlib.contextmanager
