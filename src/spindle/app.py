@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, groups, openapi, wes
+from spindle.api import accounts, errors, events, extensions, groups, lineage, openapi, wes
 from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
@@ -111,6 +111,7 @@ def create_app(
     app.include_router(groups.router)
     app.include_router(events.router)
     app.include_router(accounts.router)
+    app.include_router(lineage.router)
     site.install(app, settings)
     # Host, cross-site changes and request bodies are checked before any route runs
     app.add_middleware(Guard, settings=settings, page=error_page)

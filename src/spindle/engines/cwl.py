@@ -69,8 +69,9 @@ LOG_CACHE_SIZE = 256
 #: cwltool's output guard, copied into each run folder (see install_guard).
 GUARD = Path(__file__).resolve().parent / "cwl_guard" / "sitecustomize.py"
 
-# Under ``work/``: job scratch folders (also TMPDIR), job output folders, HTTP download cache.
-_TMP, _JOBS, _CACHE = "tmp", "jobs", "cache"
+# Under ``work/``: job scratch folders (also TMPDIR), job output folders, HTTP download cache,
+# the step cache (``--cachedir``: a recovery takes over the working folder and reuses it).
+_TMP, _JOBS, _CACHE, _STEPS = "tmp", "jobs", "cache", "cwl-cache"
 
 
 class CwltoolEngine(Engine):
@@ -174,7 +175,7 @@ class CwltoolEngine(Engine):
         )
         rundir.params_file.write_text(json.dumps(params, indent=2) + "\n")
         guard = install_guard(rundir)
-        for sub in (_TMP, _JOBS, _CACHE):
+        for sub in (_TMP, _JOBS, _CACHE, _STEPS):
             (rundir.work / sub).mkdir(parents=True, exist_ok=True)
         work = site.path(rundir, rundir.work.absolute())
         argv = [
@@ -189,6 +190,10 @@ class CwltoolEngine(Engine):
             f"{work / _TMP}/",  # trailing slash: cwltool splits it into folder and prefix
             "--tmp-outdir-prefix",
             f"{work / _JOBS}/",
+            # every run caches its steps, so a recovery (which takes over this folder) runs
+            # only the steps that did not finish
+            "--cachedir",
+            str(work / _STEPS),
         ]
         if parallel:
             argv.append("--parallel")
