@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from spindle.db.types import utcnow
 from spindle.domain import Caller
 from spindle.errors import GroupNotFound, InvalidRequest
+from spindle.runs import lineage
 from spindle.runs.query import RunQuery, SortKey
 from spindle.runs.service import RunService
 from spindle.web import views
@@ -167,7 +168,10 @@ async def run_page(
         # a group the caller cannot see (an admin moved the run into theirs) shows as its id
         with contextlib.suppress(GroupNotFound):
             group = await groups.get(live["run"].group_id, caller=caller)
-    return render(request, "run.html", {**live, "logs": logs, "group": group}, nav="runs")
+    family = await lineage.lineage(service, run_id, caller=caller)
+    return render(
+        request, "run.html", {**live, "logs": logs, "group": group, "lineage": family}, nav="runs"
+    )
 
 
 @router.get("/runs/{run_id}/live")
