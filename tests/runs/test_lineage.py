@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from spindle.db.tables import runs
 from spindle.domain import Caller
-from spindle.errors import RunNotFound
+from spindle.errors import Conflict, RunNotFound
 from spindle.runs import lineage, removal
 from spindle.runs.removal import Janitor
 from spindle.storage.rundir import RunDir
@@ -229,3 +229,31 @@ async def test_retention_removes_work_folders_then_whole_runs_on_an_injected_clo
         after = await service.get(old, caller=CLEANUP)
         assert after.files_removed_at is not None
         assert after.deleted_at is None
+
+
+async def test_concurrent_recoveries_take_the_folder_once_on_every_database(
+    fakes: None, tmp_path: Path, database_url: str
+) -> None:
+    """The hand-over is a unique key the database enforces: whichever commits first has the
+    folder, the other is a Conflict and leaves the folder where the winner put it."""
+    settings = fake_settings(tmp_path, database_url=database_url)
+    app = make_app(settings, await fake_catalog())
+    async with app_client(app) as client:
+        parent = await failed_run(client)
+        service = app.state.service
+        options = lineage.RecoverOptions(override_params={"exit": 0})
+        owner = (await service.get(parent, caller=CLEANUP)).owner_id
+        caller = Caller(user_id=owner, name="local")
+        results = await asyncio.gather(
+            *(lineage.recover(service, parent, options, caller=caller) for _ in range(3)),
+            return_exceptions=True,
+        )
+        won = [r for r in results if not isinstance(r, BaseException)]
+        lost = [r for r in results if isinstance(r, BaseException)]
+        assert len(won) == 1, results
+        assert all(isinstance(e, Conflict) for e in lost), lost
+        winner = won[0].id
+        await wait_for(client, winner, ENDED)
+        runs_folder = rundir(client, parent).root.parent
+        holders = [p.parent.parent.name for p in runs_folder.glob("*/work/finished-step.txt")]
+        assert holders == [winner]

@@ -82,7 +82,12 @@ async def test_delete_asks_first_then_leaves_a_tombstone(site: Site) -> None:
     assert page.select_one("#delete-run") is None
     assert page.select_one("#resume-run") is None
     listed = await site.page("/runs")
-    assert run_id not in listed.get_text()
+    assert run_id not in str(listed)
+    with_deleted = await site.page("/runs?deleted=on")
+    assert run_id in str(with_deleted)
+    box = with_deleted.select_one("#show-deleted")
+    assert box is not None
+    assert box.has_attr("checked")
 
 
 async def test_a_queued_run_cannot_be_deleted(site: Site) -> None:

@@ -83,6 +83,7 @@ async def runs_page(
     sort: str = "",
     order: str = "",
     page: str = "",
+    deleted: str = "",
 ) -> HTMLResponse:
     params = {
         "state": state,
@@ -91,6 +92,7 @@ async def runs_page(
         "q": q,
         "sort": sort,
         "order": order,
+        "deleted": deleted,
     }
     links = ListLinks(params)
     error = ""
@@ -102,7 +104,13 @@ async def runs_page(
     last_event_id = await service.last_event_id()
     try:
         query = RunQuery.parse(
-            states=state, workflow_type=type, tag=tag, text=q, sort=sort, order=order
+            states=state,
+            workflow_type=type,
+            tag=tag,
+            text=q,
+            sort=sort,
+            order=order,
+            include_deleted=bool(deleted),  # (DELETE /runs/{id}: tombstones, hidden)
         )
         result = await service.search(
             query, page_size=PAGE_SIZE, page_token=page or None, caller=caller

@@ -52,7 +52,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_run_lineage_parent_run_id", table_name="run_lineage")
+    # (the table's index goes with it: MariaDB refuses to drop it alone, a foreign key uses it)
     op.drop_table("run_lineage")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_column("files_removed_at")
