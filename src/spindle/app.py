@@ -75,7 +75,14 @@ def create_app(
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
         if worker:
-            w = Worker(settings=settings, db=db, catalog=engines, backends=backends, wakeup=wakeup)
+            w = Worker(
+                settings=settings,
+                db=db,
+                catalog=engines,
+                backends=backends,
+                wakeup=wakeup,
+                storage=app.state.service.storage,  # retention removes through the same seam
+            )
             app.state.worker = w
             background.append(asyncio.create_task(w.run(stop), name="worker"))
             background.append(

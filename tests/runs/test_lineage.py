@@ -18,7 +18,7 @@ from spindle.domain import Caller
 from spindle.errors import Conflict, RunNotFound
 from spindle.runs import lineage, removal
 from spindle.runs.removal import Janitor
-from spindle.storage.rundir import RunDir
+from spindle.storage.rundir import RunDir, Staging, abandoned
 from tests.api.conftest import CLEANUP, WES, app_client, make_app
 from tests.scheduler.test_fakes import (
     ENDED,
@@ -257,3 +257,22 @@ async def test_concurrent_recoveries_take_the_folder_once_on_every_database(
         runs_folder = rundir(client, parent).root.parent
         holders = [p.parent.parent.name for p in runs_folder.glob("*/work/finished-step.txt")]
         assert holders == [winner]
+
+
+def test_a_working_folder_taken_by_a_submission_a_crash_undid_goes_back(tmp_path: Path) -> None:
+    """The recovery's process died after moving the parent's folder in, before its commit:
+    the next start undoes the submission (no row) and gives the folder back."""
+    parent = RunDir.for_run(tmp_path, "parent")
+    parent.create()
+    (parent.work / "finished-step.txt").write_text("step one\n")
+    staging = Staging(tmp_path, "child")
+    staging.begin()
+    assert staging.take_work(parent.work)
+    staging.place()
+    staging._unlock()  # the process is gone: its lock with it
+
+    (found,) = abandoned(tmp_path)
+    found.settle(stored=False)
+    assert (parent.work / "finished-step.txt").read_text() == "step one\n"
+    assert not RunDir.for_run(tmp_path, "child").root.exists()
+    assert not (tmp_path / "staging" / "child").exists()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +30,7 @@ from spindle.domain import Caller, Run, RunRequest, State
 from spindle.errors import Conflict, InvalidRequest, NotFound
 from spindle.runs import lifecycle
 from spindle.runs.submit import copy_attachments
-from spindle.storage.rundir import RunDir, Staging
+from spindle.storage.rundir import Staging
 
 if TYPE_CHECKING:
     from spindle.runs.service import RunService
@@ -85,23 +84,10 @@ class Lineage:
     changes: list[ParamChange]
 
 
-@dataclass
-class HandOver:
-    """A working folder moved from ``source`` into a new run's staging folder (undone if the
-    run's transaction does not commit)."""
-
-    source: Path
-
-    def undo(self, staging: Staging) -> None:
-        for place in (staging.rundir.work, staging.final.work):
-            if place.is_dir() and not self.source.exists():
-                os.replace(place, self.source)
-                return
-
-
 @dataclass(frozen=True)
 class Link:
-    """What :meth:`RunService._create` records about a run made from ``parent``."""
+    """What :meth:`RunService._create` records about a run made from ``parent``, inside
+    the transaction that inserts it."""
 
     parent: str
     recovery: bool
@@ -109,9 +95,10 @@ class Link:
     #: hand over this folder (the parent's ``work/``) to the new run
     work: Path | None = None
 
-    async def record(self, conn: AsyncConnection, run_id: str, rundir: RunDir) -> HandOver | None:
-        """Insert the lineage row (refused with Conflict when the parent's working folder
-        went to another run already) and move the working folder into ``rundir``."""
+    async def record(self, conn: AsyncConnection, run_id: str, staging: Staging) -> None:
+        """Insert the lineage row (an IntegrityError when the parent's working folder went to
+        another run already) and move that folder into the staging run folder, from where
+        it goes back if the run is not stored (:meth:`Staging.discard`)."""
         # (a second recovery of the same parent fails here on the unique work_from, also
         # when both are inserted at once: :func:`recover` answers Conflict)
         await conn.execute(
@@ -124,21 +111,13 @@ class Link:
             )
         )
         if self.work is None:
-            return None
+            return
         if self.recovery:
             await lifecycle.note(
                 conn, self.parent, f"its working folder was handed to run {run_id} (recovery)"
             )
-        work = self.work
-
-        def move() -> HandOver | None:
-            if not work.is_dir():
-                return None  # nothing left to reuse (removed meanwhile): the run starts fresh
-            os.rmdir(rundir.work)
-            os.replace(work, rundir.work)
-            return HandOver(work)
-
-        return await asyncio.to_thread(move)
+        # (gone meanwhile, removed by retention: nothing to reuse, the run starts afresh)
+        await asyncio.to_thread(staging.take_work, self.work)
 
 
 async def took_work(conn: AsyncConnection, run_id: str) -> bool:

@@ -127,8 +127,9 @@ class Janitor:
             )
             if not marked.rowcount:
                 return False  # another worker recorded it
-            what = "its work folder" if work_only else "its files"
-            await lifecycle.note(conn, run.id, f"retention removed {what} ({_size(removed)})")
+            if removed.files or not work_only:  # (a folder handed to a recovery: none left)
+                what = "its work folder" if work_only else "its files"
+                await lifecycle.note(conn, run.id, f"retention removed {what} ({_size(removed)})")
         log.info(
             "retention: run %s ended %s: removed %s (%s)",
             run.id,

@@ -69,7 +69,7 @@ from spindle.runs.submit import (
 from spindle.runs.wakeup import Wakeup
 
 if TYPE_CHECKING:
-    from spindle.runs.lineage import HandOver, Link
+    from spindle.runs.lineage import Link
 from spindle.storage import fetch
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
@@ -254,7 +254,6 @@ class RunService:
         (``runs.lineage``), which may hand it its working folder inside the transaction."""
         run_id = str(uuid.uuid4())
         staging = Staging(self.settings.data_dir, run_id)
-        handed: HandOver | None = None
         try:
             try:
                 await asyncio.to_thread(staging.begin)
@@ -277,7 +276,7 @@ class RunService:
                     cpus=run_cpus(request.workflow_engine_parameters),
                 )
                 if link is not None:
-                    handed = await link.record(conn, run_id, staging.rundir)
+                    await link.record(conn, run_id, staging)
                 await self.wakeup.notify(conn, "queued")
                 try:
                     await asyncio.to_thread(staging.place)
@@ -286,8 +285,6 @@ class RunService:
                         "cannot move the run's folder into place", exc, staging.final.root
                     ) from exc
         except BaseException:
-            if handed is not None:  # the working folder goes back where it came from
-                await asyncio.to_thread(handed.undo, staging)
             await asyncio.to_thread(staging.discard)
             raise
         await asyncio.to_thread(staging.done)
