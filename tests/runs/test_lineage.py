@@ -276,3 +276,23 @@ def test_a_working_folder_taken_by_a_submission_a_crash_undid_goes_back(tmp_path
     assert (parent.work / "finished-step.txt").read_text() == "step one\n"
     assert not RunDir.for_run(tmp_path, "child").root.exists()
     assert not (tmp_path / "staging" / "child").exists()
+
+
+async def test_the_worker_sweeps_with_its_janitor(fakes: None, tmp_path: Path) -> None:
+    """Wired end to end: the embedded worker's janitor removes an ended run's work folder
+    once it is older than the setting (here a fraction of a second), keeping its logs."""
+    settings = fake_settings(tmp_path, retention_work_days=1e-6, retention_interval=0.05)
+    app = make_app(settings, await fake_catalog())
+    async with app_client(app) as client:
+        run_id = await submit(client, {"sleep": 0, "exit": 0, "tasks": 1})
+        await wait_for(client, run_id, ENDED)
+        for _ in range(400):
+            body = (await client.get(f"{WES}/runs/{run_id}")).json()
+            if any("retention removed" in line for line in body["run_log"]["system_logs"]):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the janitor did not remove the work folder")
+        folder = rundir(client, run_id)
+        assert not folder.work.exists()
+        assert folder.stdout.exists()
