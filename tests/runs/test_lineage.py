@@ -18,6 +18,7 @@ from spindle.domain import Caller
 from spindle.errors import Conflict, RunNotFound
 from spindle.runs import lineage, removal
 from spindle.runs.removal import Janitor
+from spindle.storage.access import Removed, remove_tree
 from spindle.storage.rundir import RunDir, Staging, abandoned
 from tests.api.conftest import CLEANUP, WES, app_client, make_app
 from tests.scheduler.test_fakes import (
@@ -296,3 +297,23 @@ async def test_the_worker_sweeps_with_its_janitor(fakes: None, tmp_path: Path) -
         folder = rundir(client, run_id)
         assert not folder.work.exists()
         assert folder.stdout.exists()
+
+
+def test_links_in_place_of_a_working_folder_are_never_followed(tmp_path: Path) -> None:
+    """A workflow may leave ``work`` as a link to another folder: a recovery does not take
+    it over, and removing the work folder removes the link, not what it points at."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("keep\n")
+    parent = RunDir.for_run(tmp_path, "parent")
+    parent.create()
+    parent.work.rmdir()
+    parent.work.symlink_to(elsewhere)
+    staging = Staging(tmp_path, "child")
+    staging.begin()
+    assert not staging.take_work(parent.work)
+    staging.discard()
+
+    assert remove_tree(parent.work) == Removed()
+    assert not parent.work.is_symlink()
+    assert (elsewhere / "precious.txt").read_text() == "keep\n"

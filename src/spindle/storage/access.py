@@ -110,7 +110,10 @@ def remove_tree(root: Path) -> Removed:
     """Remove the folder ``root`` (links are removed, never followed), counting its files
     and their bytes."""
     counted = Removed()
-    if not root.is_dir() or root.is_symlink():
+    if root.is_symlink():  # a link the workflow made: removed, never followed
+        root.unlink()
+        return counted
+    if not root.is_dir():
         return counted
     for top, _dirs, files in os.walk(root):
         for name in files:

@@ -155,8 +155,9 @@ class Staging:
         """Move another run's working folder ``source`` in as this run's ``work/`` (a
         recovery, see ``spindle.runs.lineage``), noting where it came from first, so that a
         submission undone (:meth:`discard`, also by :meth:`settle` after a crash) gives it
-        back. False if there is no such folder."""
-        if not source.is_dir():
+        back. False if there is no such folder, or it is a link (the workflow may have put
+        one there: a link is never followed out of a run folder)."""
+        if source.is_symlink() or not source.is_dir():
             return False
         (self.folder / WORK_FROM).write_text(str(source))
         os.rmdir(self.rundir.work)
