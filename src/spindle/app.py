@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, groups, openapi, outputs, wes
+from spindle.api import accounts, errors, events, extensions, groups, lineage, openapi, outputs, wes
 from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
@@ -80,7 +80,14 @@ def create_app(
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
         if worker:
-            w = Worker(settings=settings, db=db, catalog=engines, backends=backends, wakeup=wakeup)
+            w = Worker(
+                settings=settings,
+                db=db,
+                catalog=engines,
+                backends=backends,
+                wakeup=wakeup,
+                storage=app.state.service.storage,  # retention removes through the same seam
+            )
             app.state.worker = w
             background.append(asyncio.create_task(w.run(stop), name="worker"))
             background.append(
@@ -117,6 +124,7 @@ def create_app(
     app.include_router(groups.router)
     app.include_router(events.router)
     app.include_router(accounts.router)
+    app.include_router(lineage.router)
     site.install(app, settings)
     # Host, cross-site changes and request bodies are checked before any route runs
     app.add_middleware(Guard, settings=settings, page=error_page)

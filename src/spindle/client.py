@@ -51,6 +51,7 @@ from spindle.models.groups import (
     RunGroupMembership,
     RunGroupRuns,
 )
+from spindle.models.lineage import DeletedRun, LineageResponse, RecoverRequest
 
 #: Where the WES API lives below a server's base URL.
 API_PREFIX = "/ga4gh/wes/v1"
@@ -750,6 +751,47 @@ class SpindleClient:
     async def progress(self, run_id: str) -> RunProgress:
         """``GET /runs/{run_id}/progress``: tasks done, planned total, tasks running now."""
         return await self._get(RunProgress, "runs", run_id, "progress")
+
+    async def recover(
+        self,
+        run_id: str,
+        *,
+        reuse_work_dir: bool = True,
+        notes: str = "",
+        override_params: Mapping[str, Any] | None = None,
+        override_engine_parameters: Mapping[str, str] | None = None,
+    ) -> str:
+        """``POST /runs/{run_id}/recover``: a new run continuing one that ended
+        EXECUTOR_ERROR, SYSTEM_ERROR or CANCELED, with the overrides merged over its params
+        and engine parameters; answers its run id. With ``reuse_work_dir`` it takes over the
+        parent's working folder and reuses what the parent finished (a 409 if another
+        recovery took it already)."""
+        body = RecoverRequest(
+            reuse_work_dir=reuse_work_dir,
+            notes=notes,
+            override_params=dict(override_params or {}),
+            override_engine_parameters=dict(override_engine_parameters or {}),
+        )
+        response = await self._send(
+            "POST", self._url("runs", run_id, "recover"), json_body=body.model_dump()
+        )
+        return self._parse(wes.RunId, response).run_id
+
+    async def resubmit(self, run_id: str) -> str:
+        """``POST /runs/{run_id}/resubmit``: the same request and attachments again, as a new
+        run linked to it; answers its run id."""
+        response = await self._send("POST", self._url("runs", run_id, "resubmit"))
+        return self._parse(wes.RunId, response).run_id
+
+    async def lineage(self, run_id: str) -> LineageResponse:
+        """``GET /runs/{run_id}/lineage``: its parent, children and what changed."""
+        return await self._get(LineageResponse, "runs", run_id, "lineage")
+
+    async def delete_run(self, run_id: str) -> DeletedRun:
+        """``DELETE /runs/{run_id}``: remove a finished run's files, keeping it as a
+        tombstone (a 409 while it has not ended)."""
+        response = await self._send("DELETE", self._url("runs", run_id))
+        return self._parse(DeletedRun, response)
 
     async def read_log(
         self, run_id: str, stream: str = "stdout", offset: int = 0

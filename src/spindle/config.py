@@ -260,6 +260,18 @@ class Settings(BaseSettings):
     #: Largest ``s3://`` input Spindle stages into a run folder (bytes).
     s3_input_max_bytes: int = Field(default=50 * 1024**3, gt=0)
 
+    # --- retention (runs/retention.py: the janitor in each worker) ------------------------
+    #: Days after a run ended when its work folder is removed (outputs and logs kept); empty:
+    #: never.
+    retention_work_days: float | None = Field(default=None, gt=0)
+    #: Days after a run ended when all its files are removed (the run stays listed); empty:
+    #: never.
+    retention_files_days: float | None = Field(default=None, gt=0)
+    #: Runs the janitor handles per sweep, at most.
+    retention_batch: int = Field(default=50, gt=0)
+    #: Seconds between the janitor's sweeps.
+    retention_interval: float = Field(default=600.0, gt=0)
+
     @field_validator("jwt_algorithms")
     @classmethod
     def _asymmetric(cls, v: list[str]) -> list[str]:

@@ -94,6 +94,11 @@ class Run:
     priority: int = 0
     #: CPUs the run counts against its group's ``max_cpus`` (the ``cpus`` engine parameter)
     cpus: int = 1
+    #: DELETE /runs/{id}: its files removed, the row kept as a tombstone
+    deleted_at: datetime | None = None
+    #: retention removed its work folder / all its files
+    work_removed_at: datetime | None = None
+    files_removed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

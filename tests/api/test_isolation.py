@@ -87,6 +87,7 @@ def reads(run_id: str, task_id: str, path: str) -> dict[str, str]:
         "signed link": f"{base}/links/{path}",
         "log archive": f"{base}/logs/archive",
         "ro-crate": f"{base}/ro-crate",
+        "lineage": f"{base}/lineage",
     }
 
 
@@ -133,6 +134,15 @@ async def test_isolation_matrix(
                 # a finished run's cancel changes nothing: 200 for who may, 404 for others
                 r = await api.post(f"{WES}/runs/{run_id}/cancel", headers=as_user(viewer))
                 assert r.status_code == (200 if allowed else 404), (viewer, owner, r.text)
+                if not allowed:  # (the owner's own are tested in tests/runs/test_lineage.py)
+                    for method, action in (
+                        ("POST", "recover"),
+                        ("POST", "resubmit"),
+                        ("DELETE", ""),
+                    ):
+                        url = f"{WES}/runs/{run_id}" + (f"/{action}" if action else "")
+                        r = await api.request(method, url, headers=as_user(viewer))
+                        assert r.status_code == 404, (viewer, owner, method, action, r.text)
 
         # --- lists and counts --------------------------------------------------------------
         for viewer in PASSWORDS:

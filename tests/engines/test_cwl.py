@@ -227,8 +227,8 @@ def test_prepare_builds_the_command_and_rewrites_relative_inputs(
         str(root / "outputs"),
         "--tmpdir-prefix",
         f"{root / 'work' / 'tmp'}/",
-        "--tmp-outdir-prefix",
-        f"{root / 'work' / 'jobs'}/",
+        "--cachedir",
+        str(root / "work" / "cwl-cache"),
         str(attachments / "workflow.cwl"),
         str(root / "params.json"),
     ]
@@ -237,7 +237,7 @@ def test_prepare_builds_the_command_and_rewrites_relative_inputs(
     assert launch.env["TZ"] == "UTC"
     assert launch.env["TMPDIR"] == str(root / "work" / "tmp")
     assert (root / "work" / "tmp").is_dir()
-    assert (root / "work" / "jobs").is_dir()
+    assert (root / "work" / "cwl-cache").is_dir()
     written = json.loads(rundir.params_file.read_text())
     assert written == {"text": {"class": "File", "location": (attachments / "poem.txt").as_uri()}}
 

@@ -172,6 +172,7 @@ LIST_PARAMETERS = frozenset(
         "tag",
         "q",
         "run_group_id",
+        "include_deleted",
         "submitted_after",
         "submitted_before",
         "owner",
@@ -260,6 +261,10 @@ async def list_runs(
         bool,
         Query(description="Spindle extension: add `total_count`, the runs matching on every page."),
     ] = False,
+    include_deleted: Annotated[
+        bool,
+        Query(description="Spindle extension: list deleted runs too (DELETE /runs/{run_id})."),
+    ] = False,
 ) -> SpindleRunListResponse:
     """This list should be provided in a stable ordering. Spindle lists the newest run first
     and pages by key, so a page never repeats or skips a run while others are submitted. The
@@ -283,6 +288,7 @@ async def list_runs(
         submitted_after=submitted_after,
         submitted_before=submitted_before,
         owner=owner,
+        include_deleted=include_deleted,
     )
     page = await service.search(query, page_size=page_size, page_token=page_token, caller=caller)
     total = await service.count_matching(query, caller=caller) if include_total else None

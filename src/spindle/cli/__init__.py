@@ -27,6 +27,10 @@ COMMANDS = {
     "groups": "groups",
     "tokens": "tokens",
     "whoami": "tokens",
+    "resubmit": "lineage",
+    "resume": "lineage",
+    "lineage": "lineage",
+    "delete": "lineage",
 }
 
 

@@ -141,6 +141,11 @@ runs = Table(
     Column("group_id", String(36), ForeignKey("run_groups.id"), nullable=True),
     Column("priority", Integer, nullable=False, server_default="0"),
     Column("cpus", Integer, nullable=False, server_default="1"),
+    # files removed (migration 0009): DELETE /runs/{id} (a tombstone: hidden from lists by
+    # default), retention of work folders and of whole runs' files
+    Column("deleted_at", UTCDateTime, nullable=True),
+    Column("work_removed_at", UTCDateTime, nullable=True),
+    Column("files_removed_at", UTCDateTime, nullable=True),
     # claim: oldest QUEUED first; counts by state
     Index("ix_runs_state_seq", "state", "seq"),
     # adopt: active runs whose lease ran out
@@ -212,5 +217,21 @@ run_texts = Table(
         autoincrement=False,
     ),
     Column("text", Text, nullable=False),
+    **MYSQL_TABLE,
+)
+
+run_lineage = Table(
+    "run_lineage",
+    metadata,
+    # A run made from another (POST /runs/{id}/recover, resubmission): its parent, whether
+    # it is a recovery, the notes given, and ``work_from``: the run whose working folder it
+    # took over (unique: a working folder is handed over once, so two recoveries of one
+    # parent never run in the same folder).
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("parent_run_id", String(36), ForeignKey("runs.id"), nullable=False),
+    Column("recovery", Boolean, nullable=False),
+    Column("notes", Text, nullable=False),
+    Column("work_from", String(36), nullable=True, unique=True),
+    Index("ix_run_lineage_parent_run_id", "parent_run_id"),
     **MYSQL_TABLE,
 )

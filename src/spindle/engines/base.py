@@ -98,6 +98,14 @@ class Engine(ABC):
         copies that folder to the site before it starts the launch.
         """
 
+    def resume(self, run: Run, rundir: RunDir, launch: Launch) -> Launch:
+        """The resume hook: ``launch`` (from :meth:`prepare`) changed to continue a recovered
+        run whose ``work/`` is its parent's working folder, handed over (see
+        :mod:`spindle.runs.lineage`): reuse what the parent finished (Snakemake
+        ``--rerun-incomplete``, a call cache, Nextflow ``-resume``). Default: ``launch`` as it
+        is (the run starts afresh in that folder)."""
+        return launch
+
     @abstractmethod
     def progress(self, rundir: RunDir) -> list[Task]:
         """The tasks so far, read from what the engine process wrote. Cheap; called often."""

@@ -4,9 +4,11 @@ cwltool runs as its own process from its own environment, with ``--no-container`
 compute environment runs containers (``containers = "podman"``: tools with a DockerRequirement
 run in podman, see :mod:`spindle.engines.containers`).
 Everything it writes stays in the run directory: final outputs are moved to ``outputs/``,
-job scratch and output folders live under ``work/`` (``--tmpdir-prefix``,
-``--tmp-outdir-prefix``, ``TMPDIR``), HTTP downloads are cached in ``work/cache``
-(``XDG_CACHE_HOME``) and the per-user document cache in ``~/.cache`` is switched off.
+job scratch folders live under ``work/`` (``--tmpdir-prefix``, ``TMPDIR``), job output
+folders in the step cache ``work/cwl-cache`` (``--cachedir``: a recovery, which takes over
+the working folder, reruns only the steps that did not finish there), HTTP downloads are
+cached in ``work/cache`` (``XDG_CACHE_HOME``) and the per-user document cache in
+``~/.cache`` is switched off.
 
 cwltool reports nothing machine-readable while it runs, so tasks come from its log on
 stderr, written with ``--timestamps --disable-color`` under ``TZ=UTC`` so that each record
@@ -72,8 +74,9 @@ LOG_CACHE_SIZE = 256
 #: cwltool's output guard, copied into each run folder (see install_guard).
 GUARD = Path(__file__).resolve().parent / "cwl_guard" / "sitecustomize.py"
 
-# Under ``work/``: job scratch folders (also TMPDIR), job output folders, HTTP download cache.
-_TMP, _JOBS, _CACHE = "tmp", "jobs", "cache"
+# Under ``work/``: job scratch folders (also TMPDIR), HTTP download cache, the step cache
+# with the jobs' output folders (``--cachedir``: a recovery takes over the working folder).
+_TMP, _CACHE, _STEPS = "tmp", "cache", "cwl-cache"
 #: Where the ``provenance`` engine parameter has cwltool write its research object, in the
 #: run folder (the log archive's ``reports/cwltool-provenance/``).
 PROVENANCE = "work/provenance"
@@ -188,7 +191,7 @@ class CwltoolEngine(Engine):
         )
         rundir.params_file.write_text(json.dumps(params, indent=2) + "\n")
         guard = install_guard(rundir)
-        for sub in (_TMP, _JOBS, _CACHE):
+        for sub in (_TMP, _CACHE, _STEPS):
             (rundir.work / sub).mkdir(parents=True, exist_ok=True)
         work = site.path(rundir, rundir.work.absolute())
         # Containers (docs/containers.md): podman behind a `docker` shim, no image pulled;
@@ -204,8 +207,11 @@ class CwltoolEngine(Engine):
             str(site.path(rundir, rundir.outputs.absolute())),
             "--tmpdir-prefix",
             f"{work / _TMP}/",  # trailing slash: cwltool splits it into folder and prefix
-            "--tmp-outdir-prefix",
-            f"{work / _JOBS}/",
+            # every run caches its steps (their output folders are in the cache, so no
+            # --tmp-outdir-prefix, which cwltool refuses beside it): a recovery, which takes
+            # over this folder, runs only the steps that did not finish
+            "--cachedir",
+            str(work / _STEPS),
         ]
         if parallel:
             argv.append("--parallel")

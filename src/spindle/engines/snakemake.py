@@ -18,6 +18,7 @@ Snakemake applies on top of ``configfile:``).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -219,6 +220,14 @@ class SnakemakeEngine(Engine):
         # PYTHONPATH is the plugin folder alone: nothing of Spindle's environment leaks in.
         env = {"PYTHONPATH": str(site.path(rundir, plugin)), "PYTHONUNBUFFERED": "1"}
         return Launch(argv=argv, cwd=work, env=env, cpus=cores)
+
+    def resume(self, run: Run, rundir: RunDir, launch: Launch) -> Launch:
+        """Continue in the parent's working folder: unlock it (remove the locks a killed
+        Snakemake left, exactly what ``snakemake --unlock`` does; nothing else can run in a
+        handed-over folder) and ``--rerun-incomplete``, so only failed and incomplete jobs
+        run again."""
+        shutil.rmtree(rundir.work / ".snakemake" / "locks", ignore_errors=True)
+        return dataclasses.replace(launch, argv=[*launch.argv, "--rerun-incomplete"])
 
     # --- reading what the run left -------------------------------------------------------
 

@@ -84,6 +84,8 @@ class RunQuery:
     submitted_before: datetime | None = None
     #: runs of the user of this name only (an admin's filter; see ``RunService.search``)
     owner: str | None = None
+    #: also deleted runs (tombstones of DELETE /runs/{id}), hidden otherwise
+    include_deleted: bool = False
 
     @classmethod
     def parse(
@@ -99,6 +101,7 @@ class RunQuery:
         submitted_after: str = "",
         submitted_before: str = "",
         owner: str = "",
+        include_deleted: bool = False,
     ) -> RunQuery:
         """A query from text values (a form's or a query string's); a bad value is an
         InvalidRequest naming its field. ``tag`` is ``key`` or ``key=value``; a state may
@@ -133,6 +136,7 @@ class RunQuery:
             text=text,
             sort=sort_key,
             descending=descending,
+            include_deleted=include_deleted,
         )
 
     def in_group(self, group_id: str) -> RunQuery:
@@ -229,6 +233,8 @@ def _filters(query: RunQuery) -> list[ColumnElement[bool]]:
         where.append(runs.c.submitted_at < query.submitted_before)
     if query.owner is not None:
         where.append(runs.c.owner_id.in_(select(users.c.id).where(users.c.name == query.owner)))
+    if not query.include_deleted:
+        where.append(runs.c.deleted_at.is_(None))
     return where
 
 

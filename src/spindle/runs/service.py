@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Se
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -67,6 +67,9 @@ from spindle.runs.submit import (
     stage_uploads,
 )
 from spindle.runs.wakeup import Wakeup
+
+if TYPE_CHECKING:
+    from spindle.runs.lineage import Link
 from spindle.storage import fetch, s3_inputs
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
@@ -164,6 +167,8 @@ class RunService:
         group = await self._group(old.group_id, caller, missing_ok=True)
         engine, compute_env = self._check(old.request, group)
         source = self.rundir(run_id).attachments
+        from spindle.runs.lineage import Link  # (it builds on this module)
+
         return await self._create(
             old.request,
             engine,
@@ -171,6 +176,7 @@ class RunService:
             lambda dest: copy_attachments(source, dest),
             owner_id=caller.user_id,
             group=group,
+            link=Link(parent=run_id, recovery=False),
         )
 
     async def _group(
@@ -240,12 +246,14 @@ class RunService:
         *,
         owner_id: int,
         group: RunGroup | None = None,
+        link: Link | None = None,
     ) -> Run:
         """Stage the attachments (``stage`` fills the folder it is given; blocking, so it
         runs in a thread) in a staging folder, insert the run and move its folder into place
         before the commit (``storage.rundir.Staging``): nothing is left behind if any step
         fails, and a crash leaves the run with its folder or a staging folder the next start
-        settles."""
+        settles. With ``link``, the run is recorded as made from another
+        (``runs.lineage``), which may hand it its working folder inside the transaction."""
         run_id = str(uuid.uuid4())
         staging = Staging(self.settings.data_dir, run_id)
         try:
@@ -269,6 +277,8 @@ class RunService:
                     priority=run_priority(request.workflow_engine_parameters),
                     cpus=run_cpus(request.workflow_engine_parameters),
                 )
+                if link is not None:
+                    await link.record(conn, run_id, staging)
                 await self.wakeup.notify(conn, "queued")
                 try:
                     await asyncio.to_thread(staging.place)

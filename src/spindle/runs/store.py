@@ -55,6 +55,9 @@ def run_from_row(row: RowMapping) -> Run:
         group_id=row["group_id"],
         priority=row["priority"],
         cpus=row["cpus"],
+        deleted_at=row.get("deleted_at"),
+        work_removed_at=row.get("work_removed_at"),
+        files_removed_at=row.get("files_removed_at"),
     )
 
 
@@ -179,6 +182,7 @@ async def list_runs(
     """Newest first, keyset-paged on ``seq`` (stable while runs are added); with
     ``owner_id``, that user's runs only; with ``group_id``, that run group's only."""
     stmt = _owned(select(runs).order_by(runs.c.seq.desc()).limit(limit), owner_id)
+    stmt = stmt.where(runs.c.deleted_at.is_(None))  # (DELETE /runs/{id}: tombstones)
     if group_id is not None:
         stmt = stmt.where(runs.c.group_id == group_id)
     if before_seq is not None:

@@ -24,7 +24,7 @@ from spindle.engines.base import Engine
 from spindle.engines.registry import Catalog
 from spindle.errors import SpindleError, Unreachable, describe
 from spindle.execution import Job, Report
-from spindle.runs import lifecycle, store, users
+from spindle.runs import lifecycle, lineage, store, users
 from spindle.runs.lifecycle import Deadline, Ending
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler import outage
@@ -119,6 +119,10 @@ class Driver:
                 self.settings, run, rundir, lambda p: str(site.path(rundir, p))
             )
             launch = await asyncio.to_thread(engine.prepare, staged, rundir, site)
+            async with self.db.connect() as conn:
+                resumed = await lineage.took_work(conn, run.id)
+            if resumed:  # its work/ is its parent's: the engine's resume hook continues it
+                launch = await asyncio.to_thread(engine.resume, staged, rundir, launch)
         job = Job(
             run,
             rundir,

@@ -29,10 +29,12 @@ from spindle.db.types import utcnow
 from spindle.domain import Run
 from spindle.engines.registry import Catalog
 from spindle.runs import claim, store
+from spindle.runs.removal import Janitor
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler import outage
 from spindle.scheduler.driver import Driver
 from spindle.scheduler.outage import DatabaseDown
+from spindle.storage.access import FolderStorage, RunStorage
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class Worker:
         backends: dict[str, Backend],
         wakeup: Wakeup,
         worker_id: str | None = None,
+        storage: RunStorage | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -65,12 +68,15 @@ class Worker:
         )
         self._slot_free = asyncio.Event()
         self._lease = timedelta(seconds=settings.lease_seconds)
+        #: retention (runs/removal.py), swept in this worker when a setting asks for it
+        self.janitor = Janitor(db, storage or FolderStorage(settings.data_dir), settings)
 
     # --- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker %s started (capacity %d)", self.id, self.capacity)
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        sweeper = asyncio.create_task(self.janitor.run_forever()) if self.janitor.enabled else None
         try:
             while not stop.is_set():
                 self.wakeup.queued.clear()
@@ -78,6 +84,8 @@ class Worker:
                 await self._sleep(stop)
         finally:
             heartbeat.cancel()
+            if sweeper is not None:
+                sweeper.cancel()
             await self._shutdown()
 
     async def _sleep(self, stop: asyncio.Event) -> None:

@@ -12,6 +12,9 @@ when asked for: on every request while the run is active, once when it has ended
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -47,11 +50,29 @@ class SignedURL:
 FileAnswer = LocalFile | SignedURL
 
 
+@dataclass(frozen=True)
+class Removed:
+    """What :meth:`RunStorage.remove` removed."""
+
+    files: int = 0
+    bytes: int = 0
+
+    def __add__(self, other: Removed) -> Removed:
+        return Removed(self.files + other.files, self.bytes + other.bytes)
+
+
 class RunStorage(ABC):
     @abstractmethod
     async def open(self, run: Run, path: str) -> FileAnswer:
         """The file at ``path`` in ``run``'s folder (InvalidPath if it leaves the folder,
         NotFound if there is none, Unreachable if it is out of reach now)."""
+
+    async def remove(self, run: Run, *, work_only: bool = False) -> Removed:
+        """Remove ``run``'s files (DELETE /runs/{id}, retention): all of them, or with
+        ``work_only`` its work folder alone (outputs and logs kept). Removing what is gone
+        already is no error. A storage that keeps copies elsewhere (S3) removes those too:
+        extend this (call the folder storage's, then remove the objects)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot remove a run's files")
 
 
 class FolderStorage(RunStorage):
@@ -79,3 +100,25 @@ class FolderStorage(RunStorage):
         if not await asyncio.to_thread(target.is_file):
             raise NotFound(f"run {run.id!r} has no file {path!r}")
         return LocalFile(target)
+
+    async def remove(self, run: Run, *, work_only: bool = False) -> Removed:
+        rundir = RunDir.for_run(self.data_dir, run.id)
+        return await asyncio.to_thread(remove_tree, rundir.work if work_only else rundir.root)
+
+
+def remove_tree(root: Path) -> Removed:
+    """Remove the folder ``root`` (links are removed, never followed), counting its files
+    and their bytes."""
+    counted = Removed()
+    if root.is_symlink():  # a link the workflow made: removed, never followed
+        root.unlink()
+        return counted
+    if not root.is_dir():
+        return counted
+    for top, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                size = os.lstat(os.path.join(top, name)).st_size
+                counted = counted + Removed(1, size)
+    shutil.rmtree(root, ignore_errors=True)
+    return counted

@@ -106,6 +106,8 @@ class RunDir:
 
 #: ``<data_dir>/staging/<run_id>/``: one submission while it is made (see :class:`Staging`)
 STAGING = "staging"
+#: in a staging folder: the working folder its run took over came from there
+WORK_FROM = "work-from"
 
 
 class Staging:
@@ -149,8 +151,34 @@ class Staging:
         shutil.rmtree(self.folder, ignore_errors=True)
         self._unlock()
 
+    def take_work(self, source: Path) -> bool:
+        """Move another run's working folder ``source`` in as this run's ``work/`` (a
+        recovery, see ``spindle.runs.lineage``), noting where it came from first, so that a
+        submission undone (:meth:`discard`, also by :meth:`settle` after a crash) gives it
+        back. False if there is no such folder, or it is a link (the workflow may have put
+        one there: a link is never followed out of a run folder)."""
+        if source.is_symlink() or not source.is_dir():
+            return False
+        (self.folder / WORK_FROM).write_text(str(source))
+        os.rmdir(self.rundir.work)
+        os.replace(source, self.rundir.work)
+        return True
+
+    def _give_work_back(self) -> None:
+        try:
+            source = Path((self.folder / WORK_FROM).read_text())
+        except FileNotFoundError:
+            return
+        for place in (self.rundir.work, self.final.work):
+            if place.is_dir() and not source.exists():
+                os.replace(place, source)
+                break
+        (self.folder / WORK_FROM).unlink()
+
     def discard(self) -> None:
-        """The submission failed before its commit: nothing of it stays."""
+        """The submission failed before its commit: nothing of it stays (a working folder
+        it took from another run goes back there)."""
+        self._give_work_back()
         if not self.rundir.root.exists():
             shutil.rmtree(self.final.root, ignore_errors=True)
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from spindle.db.types import utcnow
 from spindle.domain import Caller
 from spindle.errors import GroupNotFound, InvalidRequest
+from spindle.runs import lineage
 from spindle.runs.query import RunQuery, SortKey
 from spindle.runs.service import RunService
 from spindle.web import views
@@ -82,6 +83,7 @@ async def runs_page(
     sort: str = "",
     order: str = "",
     page: str = "",
+    deleted: str = "",
 ) -> HTMLResponse:
     params = {
         "state": state,
@@ -90,6 +92,7 @@ async def runs_page(
         "q": q,
         "sort": sort,
         "order": order,
+        "deleted": deleted,
     }
     links = ListLinks(params)
     error = ""
@@ -101,7 +104,13 @@ async def runs_page(
     last_event_id = await service.last_event_id()
     try:
         query = RunQuery.parse(
-            states=state, workflow_type=type, tag=tag, text=q, sort=sort, order=order
+            states=state,
+            workflow_type=type,
+            tag=tag,
+            text=q,
+            sort=sort,
+            order=order,
+            include_deleted=bool(deleted),  # (DELETE /runs/{id}: tombstones, hidden)
         )
         result = await service.search(
             query, page_size=PAGE_SIZE, page_token=page or None, caller=caller
@@ -167,7 +176,10 @@ async def run_page(
         # a group the caller cannot see (an admin moved the run into theirs) shows as its id
         with contextlib.suppress(GroupNotFound):
             group = await groups.get(live["run"].group_id, caller=caller)
-    return render(request, "run.html", {**live, "logs": logs, "group": group}, nav="runs")
+    family = await lineage.lineage(service, run_id, caller=caller)
+    return render(
+        request, "run.html", {**live, "logs": logs, "group": group, "lineage": family}, nav="runs"
+    )
 
 
 @router.get("/runs/{run_id}/live")
