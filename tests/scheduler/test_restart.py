@@ -143,35 +143,14 @@ def _check_ends(url: str, data: Path, run_ids: list[str], codes: list[int]) -> N
         assert _fake_starts(data, run_id) == 1, run_id
 
 
-def test_engine_gone_after_restart_is_system_error_with_reason(
-    tmp_path: Path, servers: list[Server]
-) -> None:
-    data = tmp_path / "data"
-    first = Server(data, tmp_path / "server.log", fakes=True)
-    servers.append(first)
-    first.start()
-    run_id = _submit_fake(first.url, 300)
-    _wait(first.url, run_id, {"RUNNING"})
-    first.kill9()
-    engine_pid = int((data / "runs" / run_id / "pid").read_text())
-    os.killpg(engine_pid, signal.SIGKILL)
-
-    second = Server(data, tmp_path / "server.log", fakes=True)
-    servers.append(second)
-    second.start()
-    body = _wait(second.url, run_id, TERMINAL)
-    assert body["state"] == "SYSTEM_ERROR"
-    logs = body["run_log"]["system_logs"]  # type: ignore[index]
-    assert any("is gone and recorded no exit code" in line for line in logs), logs
-
-
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
 def test_serve_stopped_or_killed_during_20_runs_takes_them_up_at_the_next_start(
     tmp_path: Path, servers: list[Server], how: str
 ) -> None:
     """Runs going when the server stops. After SIGTERM the stop expired the leases (an hour
     long here: nothing else would let the next start adopt the runs in time); after SIGKILL
-    they run out (2 s)."""
+    they run out (2 s). Either way a run whose engine was killed while no server was up ends
+    SYSTEM_ERROR with the reason."""
     env = {"SPINDLE_MAX_CONCURRENT_RUNS": "20", "SPINDLE_POLL_INTERVAL": "0.5"}
     if how == "sigterm":
         env["SPINDLE_LEASE_SECONDS"] = "3600"
@@ -179,8 +158,10 @@ def test_serve_stopped_or_killed_during_20_runs_takes_them_up_at_the_next_start(
     first = Server(data, tmp_path / "server.log", env=env, fakes=True)
     servers.append(first)
     first.start()
+    gone = _submit_fake(first.url, 300)
     run_ids = [_submit_fake(first.url, 8, code) for code in CODES]
-    _wait_running(first.url, run_ids, at_least=5)
+    _wait_running(first.url, [gone, *run_ids], at_least=6)
+    _wait(first.url, gone, {"RUNNING"})
 
     if how == "sigterm":
         first.stop()
@@ -190,11 +171,16 @@ def test_serve_stopped_or_killed_during_20_runs_takes_them_up_at_the_next_start(
         assert first.proc.returncode == -signal.SIGTERM
     else:
         first.kill9()
+    os.killpg(int((data / "runs" / gone / "pid").read_text()), signal.SIGKILL)
 
     second = Server(data, tmp_path / "server.log", env=env, fakes=True)
     servers.append(second)
     second.start()
     _check_ends(second.url, data, run_ids, CODES)
+    body = _wait(second.url, gone, TERMINAL)
+    assert body["state"] == "SYSTEM_ERROR"
+    logs = body["run_log"]["system_logs"]  # type: ignore[index]
+    assert any("is gone and recorded no exit code" in line for line in logs), logs
 
 
 @pytest.mark.parametrize("how", ["sigterm", "kill9"])
