@@ -14,12 +14,19 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import dispatch, e2e, engines, idle, pages, reads, startup
+from bench import adoption, dispatch, e2e, engines, idle, pages, reads, startup
 from bench.log import log
-from bench.server import DEFAULT_PG_ADMIN_URL, DbKind, remove_tree, running_server
+from bench.server import (
+    DEFAULT_PG_ADMIN_URL,
+    DbKind,
+    Server,
+    database,
+    remove_tree,
+    running_server,
+)
 from bench.stats import Row, render_markdown, render_text
 
-BENCHES = ("dispatch", "reads", "e2e", "pages", "startup", "engines", "idle")
+BENCHES = ("dispatch", "reads", "e2e", "pages", "startup", "adoption", "engines", "idle")
 #: Benchmarks that run once, not per database.
 ONCE = {"engines", "idle"}
 DATABASES: tuple[DbKind, ...] = ("sqlite", "postgresql")
@@ -65,6 +72,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--e2e-reps", type=int, help="end-to-end rounds (default 5)")
     p.add_argument("--startup-reps", type=int, help="start-up rounds (default 5; --quick: 2)")
+    p.add_argument("--adoption-reps", type=int, help="adoption rounds (default 5; --quick: 2)")
+    p.add_argument(
+        "--adoption-queue",
+        type=int,
+        default=30,
+        help="runs waiting in the queue while a worker is killed (default 30)",
+    )
     p.add_argument(
         "--e2e-poll",
         type=float,
@@ -90,6 +104,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     quick = args.quick
     args.dispatch_n = args.dispatch_n or (10 if quick else 30)
     args.startup_reps = args.startup_reps or (2 if quick else 5)
+    args.adoption_reps = args.adoption_reps or (2 if quick else 5)
     args.requests = args.requests or (500 if quick else 2000)
     args.page_requests = args.page_requests or (50 if quick else 200)
     args.e2e_reps = args.e2e_reps or (3 if quick else 5)
@@ -113,8 +128,11 @@ async def run_db(kind: DbKind, root: Path, args: argparse.Namespace) -> list[Row
     if "startup" in args.only:
         log(f"{kind}: start-up, {args.startup_reps} rounds")
         rows += await startup.measure(kind, root, args.pg_admin_url, reps=args.startup_reps)
-        if set(args.only) - ONCE == {"startup"}:
-            return rows
+    if "adoption" in args.only:
+        log(f"{kind}: adoption, {args.adoption_reps} rounds, {args.adoption_queue} queued")
+        rows += await _adoption(kind, root, args)
+    if not set(args.only) - {"startup", "adoption"} - ONCE:
+        return rows
     async with running_server(kind, root, args.pg_admin_url) as server:
         log(f"{kind}: server up at {server.url} (data {server.data_dir})")
         if "dispatch" in args.only:
@@ -142,6 +160,28 @@ async def run_db(kind: DbKind, root: Path, args: argparse.Namespace) -> list[Row
                     server, size=size, requests=args.page_requests, time_limit=args.time_limit
                 )
     return rows
+
+
+async def _adoption(kind: DbKind, root: Path, args: argparse.Namespace) -> list[Row]:
+    """``serve --no-worker`` on a fresh folder and database; the benchmark starts the
+    workers (see ``bench.adoption``)."""
+    data_dir = root / kind / "adoption"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    async with database(kind, data_dir, args.pg_admin_url) as db:
+        server = Server(data_dir, db, root / kind / "adoption-api.log")
+        server.command = ["serve", "--no-worker"]
+        server.settings.update(adoption.settings())
+        try:
+            await server.start()
+            return await adoption.measure(
+                server,
+                reps=args.adoption_reps,
+                queue=args.adoption_queue,
+                time_limit=args.time_limit,
+            )
+        finally:
+            await server.stop()
+            await server.engine.dispose()
 
 
 async def main(args: argparse.Namespace) -> int:

@@ -126,6 +126,8 @@ class Server:
         self.log = log
         #: settings beyond the defaults, as SPINDLE_* variables (``pages`` signs in: basic)
         self.settings: dict[str, str] = {}
+        #: the ``spindle`` command line (``adoption``: ``serve --no-worker``)
+        self.command = ["serve"]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.url}{WES}"
@@ -176,7 +178,7 @@ class Server:
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 *spindle_command(),
-                "serve",
+                *self.command,
                 env=self.env(),
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,

@@ -36,8 +36,11 @@ class Server:
         *,
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
+        fakes: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        #: with the fake engine and backend of ``spindle.testing`` (``tests.fake_spindle``)
+        self.module = "tests.fake_spindle" if fakes else "spindle"
         self.log = log
         self.command = command or ["serve"]
         self.extra_env = env or {}
@@ -58,9 +61,11 @@ class Server:
             "SPINDLE_SNAKEMAKE_CORES": "1",
             **self.extra_env,
         }
+        if self.module != "spindle":  # ``tests`` importable from the data folder's parent
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "spindle", *self.command],
+                [sys.executable, "-m", self.module, *self.command],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -68,7 +73,9 @@ class Server:
             )
         if self.command[0] != "serve":
             return
-        deadline = time.monotonic() + 60
+        # importing the server takes a minute on a 2-core machine other suites load (see
+        # docs/benchmarks.md, start-up); a server that fails exits and is seen at once
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
                 if httpx.get(f"{self.url}{WES}/ready", timeout=1).status_code == 200:
@@ -97,14 +104,15 @@ class Server:
 
 @contextmanager
 def fleet(
-    folder: Path, env: dict[str, str], workers: int = 2
+    folder: Path, env: dict[str, str], workers: int = 2, *, fakes: bool = False
 ) -> Iterator[tuple[Server, list[Server]]]:
     """``spindle serve --no-worker`` and ``workers`` ``spindle worker`` processes sharing one
     data folder (under ``folder``) and the database ``env`` names; all stopped at the end."""
     data = folder / "data"
-    api = Server(data, folder / "api.log", command=["serve", "--no-worker"], env=env)
+    api = Server(data, folder / "api.log", command=["serve", "--no-worker"], env=env, fakes=fakes)
     started = [
-        Server(data, folder / f"worker{i}.log", command=["worker"], env=env) for i in range(workers)
+        Server(data, folder / f"worker{i}.log", command=["worker"], env=env, fakes=fakes)
+        for i in range(workers)
     ]
     try:
         api.start()

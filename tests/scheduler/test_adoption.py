@@ -1,7 +1,8 @@
 """The order in which a worker takes runs: a run whose owner died (its lease ran out) goes
-before any queued run, every time a slot frees, however long the queue. The worker's loop
-is the real one; only the driving of a run is replaced by a recorder, so the test can say
-when each run ends."""
+before any queued run, every time a slot frees, however long the queue; and it needs no free
+slot at all (it already runs: adopting it only re-attaches), so a busy worker adopts it at
+its next look. The worker's loop is the real one; only the driving of a run is replaced by a
+recorder, so the test can say when each run ends."""
 
 from __future__ import annotations
 
@@ -30,7 +31,11 @@ class Recorder(Worker):
 
     async def _drive(self, run: Run, *, adopted: bool) -> None:
         await self.started.put((run.id, adopted))
-        await self.finish[run.id].wait()
+        ended = asyncio.create_task(self.finish[run.id].wait())
+        stopping = asyncio.create_task(self.driver.stopping.wait())  # as a driver stops
+        await asyncio.wait([ended, stopping], return_when=asyncio.FIRST_COMPLETED)
+        ended.cancel()
+        stopping.cancel()
 
 
 async def test_a_freed_slot_adopts_an_expired_run_before_claiming_queued_ones(
@@ -63,6 +68,49 @@ async def test_a_freed_slot_adopts_an_expired_run_before_claiming_queued_ones(
             worker.finish[second].set()
             third, adopted = await worker.started.get()
             assert (third, adopted) == (queued[1].id, False)
+    finally:
+        stop.set()
+        await loop
+
+
+async def test_a_busy_worker_adopts_a_dead_workers_runs_without_a_free_slot(
+    settings: Settings, db_engine: AsyncEngine
+) -> None:
+    """Every slot busy, a long queue, nothing waking the worker (its poll an hour away): the
+    runs of a worker that died are adopted all the same, at the worker's next look (within
+    a third of a lease), and queued runs still wait for a free slot."""
+    settings = settings.model_copy(
+        update={"max_concurrent_runs": 1, "poll_interval": 3600, "lease_seconds": 1.5}
+    )
+    queued = [await add_run(db_engine) for _ in range(5)]
+    worker = Recorder(settings, db_engine)
+    stop = asyncio.Event()
+    loop = asyncio.create_task(worker.run(stop))
+    try:
+        async with asyncio.timeout(30):
+            assert await worker.started.get() == (queued[0].id, False)  # its one slot, busy
+
+            # another worker dies holding two runs; their leases run out later
+            expires = utcnow() + timedelta(seconds=0.5)
+            orphans = [
+                await add_run(db_engine, State.RUNNING, worker_id="dead", lease_expires_at=expires)
+                for _ in range(2)
+            ]
+            adopted = {await worker.started.get() for _ in orphans}
+            assert adopted == {(o.id, True) for o in orphans}
+            for orphan in orphans:
+                assert (await get(db_engine, orphan.id)).worker_id == worker.id
+            # the busy slot still holds the queue back
+            assert (await get(db_engine, queued[1].id)).state is State.QUEUED
+            assert worker.started.empty()
+
+            # three runs going, one slot: a queued run starts only once all but none remain
+            worker.finish[queued[0].id].set()
+            worker.finish[orphans[0].id].set()
+            await asyncio.sleep(0.1)
+            assert (await get(db_engine, queued[1].id)).state is State.QUEUED
+            worker.finish[orphans[1].id].set()
+            assert await worker.started.get() == (queued[1].id, False)
     finally:
         stop.set()
         await loop

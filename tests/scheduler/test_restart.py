@@ -1,6 +1,11 @@
-"""Spindle killed with SIGKILL mid-run and started again: the run is adopted through its
-saved handle and finishes, without a second engine process; a run whose engine died
-meanwhile becomes SYSTEM_ERROR with the reason."""
+"""Spindle stopped (SIGTERM) or killed (SIGKILL) mid-run and started again: every run is
+adopted through its saved handle and reaches its right end, each engine started once; a run
+whose engine died meanwhile becomes SYSTEM_ERROR with the reason.
+
+One test runs a real engine (Snakemake) through a kill and a restart; the others run 20 runs
+of the fake engine (``spindle.testing``, registered in the processes by
+``tests.fake_spindle``): a shell loop on the real local backend, with its process group, pid
+file, wrapper and exit code, where a real engine would only add its start-up time."""
 
 from __future__ import annotations
 
@@ -85,90 +90,137 @@ def test_killed_spindle_restarts_and_the_run_completes_once(
     assert all(t["exit_code"] == 0 for t in tasks)
 
 
-def test_engine_gone_after_restart_is_system_error_with_reason(
-    tmp_path: Path, servers: list[Server]
+TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
+
+#: 20 runs: every fifth fails with exit code 3, the others succeed
+CODES = [3 if i % 5 == 0 else 0 for i in range(20)]
+
+
+def _submit_fake(url: str, sleep: float, code: int = 0) -> str:
+    params = {"sleep": sleep, "exit": code, "tasks": 2}
+    r = httpx.post(
+        f"{url}{WES}/runs",
+        data={
+            "workflow_type": "FAKE",
+            "workflow_type_version": "1",
+            "workflow_url": "workflow.fake",
+            "workflow_params": json.dumps(params),
+        },
+        files=[("workflow_attachment", ("workflow.fake", b"a fake workflow\n"))],
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    run_id: str = r.json()["run_id"]
+    return run_id
+
+
+def _fake_starts(data: Path, run_id: str) -> int:
+    """How many times the fake engine's process started the run (it logs each task)."""
+    events = data / "runs" / run_id / "logs" / "fake-tasks"
+    return events.read_text().split("\n").count("start 1") if events.exists() else 0
+
+
+def _wait_running(url: str, run_ids: list[str], at_least: int, seconds: float = 90) -> None:
+    """Until ``at_least`` of the runs are RUNNING (one list request a look: cheap enough
+    to catch them going on a loaded machine)."""
+    deadline = time.monotonic() + seconds
+    states: list[str] = []
+    while time.monotonic() < deadline:
+        listed = httpx.get(f"{url}{WES}/runs", params={"page_size": 1000}, timeout=10).json()
+        states = [r["state"] for r in listed["runs"] if r["run_id"] in run_ids]
+        if states.count("RUNNING") >= at_least:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {at_least} runs RUNNING: {states}")
+
+
+def _check_ends(url: str, data: Path, run_ids: list[str], codes: list[int]) -> None:
+    """Each run ended as its exit code says, its engine started once."""
+    for run_id, code in zip(run_ids, codes, strict=True):
+        body = _wait(url, run_id, TERMINAL)
+        assert body["state"] == ("COMPLETE" if code == 0 else "EXECUTOR_ERROR"), body
+        assert body["run_log"]["exit_code"] == code  # type: ignore[index]
+        assert _fake_starts(data, run_id) == 1, run_id
+
+
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_serve_stopped_or_killed_during_20_runs_takes_them_up_at_the_next_start(
+    tmp_path: Path, servers: list[Server], how: str
 ) -> None:
+    """Runs going when the server stops. After SIGTERM the stop expired the leases (an hour
+    long here: nothing else would let the next start adopt the runs in time); after SIGKILL
+    they run out (2 s). Either way a run whose engine was killed while no server was up ends
+    SYSTEM_ERROR with the reason."""
+    env = {"SPINDLE_MAX_CONCURRENT_RUNS": "20", "SPINDLE_POLL_INTERVAL": "0.5"}
+    if how == "sigterm":
+        env["SPINDLE_LEASE_SECONDS"] = "3600"
     data = tmp_path / "data"
-    first = Server(data, tmp_path / "server.log")
+    first = Server(data, tmp_path / "server.log", env=env, fakes=True)
     servers.append(first)
     first.start()
-    run_id = _submit_sleep(first.url, 300)
-    _wait(first.url, run_id, {"RUNNING"})
-    _wait_task(first.url, run_id)
-    first.kill9()
-    engine_pid = int((data / "runs" / run_id / "pid").read_text())
-    os.killpg(engine_pid, signal.SIGKILL)
+    gone = _submit_fake(first.url, 300)
+    run_ids = [_submit_fake(first.url, 8, code) for code in CODES]
+    _wait_running(first.url, [gone, *run_ids], at_least=6)
+    _wait(first.url, gone, {"RUNNING"})
 
-    second = Server(data, tmp_path / "server.log")
+    if how == "sigterm":
+        first.stop()
+        assert first.proc is not None
+        # a clean stop, within the time ``stop`` gives it (uvicorn ends by re-raising the
+        # signal it handled)
+        assert first.proc.returncode == -signal.SIGTERM
+    else:
+        first.kill9()
+    os.killpg(int((data / "runs" / gone / "pid").read_text()), signal.SIGKILL)
+
+    second = Server(data, tmp_path / "server.log", env=env, fakes=True)
     servers.append(second)
     second.start()
-    body = _wait(second.url, run_id, {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR"})
+    _check_ends(second.url, data, run_ids, CODES)
+    body = _wait(second.url, gone, TERMINAL)
     assert body["state"] == "SYSTEM_ERROR"
     logs = body["run_log"]["system_logs"]  # type: ignore[index]
     assert any("is gone and recorded no exit code" in line for line in logs), logs
 
 
-TERMINAL = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
-
-
-def _engine_starts(data: Path, run_id: str) -> int:
-    """How many times an engine started the run's workflow (Snakemake logs each start)."""
-    events = (data / "runs" / run_id / "logs" / "snakemake-events.jsonl").read_text()
-    return sum(1 for e in map(json.loads, events.splitlines()) if e["event"] == "workflow_started")
-
-
-def test_a_server_stopped_with_sigterm_takes_its_run_up_at_the_next_start(
-    tmp_path: Path, servers: list[Server]
+@pytest.mark.parametrize("how", ["sigterm", "kill9"])
+def test_a_worker_stopped_or_killed_during_20_runs_leaves_them_to_the_next_one(
+    tmp_path: Path, servers: list[Server], how: str
 ) -> None:
+    """A standalone worker stopped or killed with 20 runs in hand or queued, one of its runs
+    cancelled while no worker is up: the next worker finishes the others and cancels that
+    one, each engine started once, nothing of the cancelled run left."""
+    env = {"SPINDLE_POLL_INTERVAL": "0.5", "SPINDLE_MAX_CONCURRENT_RUNS": "16"}
+    if how == "sigterm":
+        env["SPINDLE_LEASE_SECONDS"] = "3600"
     data = tmp_path / "data"
-    first = Server(data, tmp_path / "server.log")
-    servers.append(first)
-    first.start()
-    run_id = _submit_sleep(first.url, 3)
-    _wait(first.url, run_id, {"RUNNING"})
-    _wait_task(first.url, run_id)
-
-    first.stop()  # SIGTERM: a clean stop, the engine left running
-
-    second = Server(data, tmp_path / "server.log")
-    servers.append(second)
-    second.start()
-    body = _wait(second.url, run_id, TERMINAL)
-    assert body["state"] == "COMPLETE", body
-    assert _engine_starts(data, run_id) == 1
-
-
-def test_a_worker_stopped_with_sigterm_leaves_its_runs_to_the_next_one(
-    tmp_path: Path, servers: list[Server]
-) -> None:
-    """A standalone worker stopped mid-run, one of its runs cancelled while no worker is
-    up: the next worker finishes one and cancels the other, each engine started once."""
-    env = {"SPINDLE_POLL_INTERVAL": "0.5", "SPINDLE_MAX_CONCURRENT_RUNS": "4"}
-    data = tmp_path / "data"
-    api = Server(data, tmp_path / "api.log", command=["serve", "--no-worker"], env=env)
-    worker = Server(data, tmp_path / "worker.log", command=["worker"], env=env)
+    api = Server(data, tmp_path / "api.log", command=["serve", "--no-worker"], env=env, fakes=True)
+    worker = Server(data, tmp_path / "worker.log", command=["worker"], env=env, fakes=True)
     servers.extend([api, worker])
     api.start()
     worker.start()
-    short, long = _submit_sleep(api.url, 3), _submit_sleep(api.url, 300)
-    for run_id in (short, long):
-        _wait(api.url, run_id, {"RUNNING"})
-        _wait_task(api.url, run_id)
+    long = _submit_fake(api.url, 300)
+    _wait(api.url, long, {"RUNNING"})
+    run_ids = [_submit_fake(api.url, 8, code) for code in CODES]
+    _wait_running(api.url, run_ids, at_least=5)
     long_pgid = int((data / "runs" / long / "pid").read_text())
 
-    worker.stop()  # SIGTERM
-    assert worker.proc is not None
-    assert worker.proc.returncode == 0
+    if how == "sigterm":
+        worker.stop()
+        assert worker.proc is not None
+        assert worker.proc.returncode == 0
+    else:
+        worker.kill9()
     os.killpg(long_pgid, 0)  # the engine outlived its worker
     r = httpx.post(f"{api.url}{WES}/runs/{long}/cancel", timeout=10)
     assert r.status_code == 200, r.text
     assert _wait(api.url, long, {"CANCELING"})["state"] == "CANCELING"
 
-    again = Server(data, tmp_path / "worker.log", command=["worker"], env=env)
+    again = Server(data, tmp_path / "worker.log", command=["worker"], env=env, fakes=True)
     servers.append(again)
     again.start()
-    assert _wait(api.url, short, TERMINAL)["state"] == "COMPLETE"
+    _check_ends(api.url, data, run_ids, CODES)
     assert _wait(api.url, long, TERMINAL)["state"] == "CANCELED"
-    assert [_engine_starts(data, r) for r in (short, long)] == [1, 1]
+    assert _fake_starts(data, long) == 1
     with pytest.raises(ProcessLookupError):  # nothing of the cancelled run is left
         os.killpg(long_pgid, 0)

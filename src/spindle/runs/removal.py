@@ -10,6 +10,7 @@ to the run's ``system_logs`` and logged, one line per run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -139,14 +140,17 @@ class Janitor:
         )
         return True
 
-    async def run_forever(self) -> None:
-        """Sweep every ``retention_interval`` seconds until cancelled; a failing sweep is
-        logged and tried again at the next."""
-        while True:
+    async def run_forever(self, stop: asyncio.Event | None = None) -> None:
+        """Sweep every ``retention_interval`` seconds until ``stop`` is set (checked between
+        sweeps, so a stop never lands in the middle of a removal's write) or cancelled; a
+        failing sweep is logged and tried again at the next."""
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
             try:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("retention sweep failed")
-            await asyncio.sleep(self.settings.retention_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.retention_interval)

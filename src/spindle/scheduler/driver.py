@@ -4,6 +4,11 @@ The worker (``scheduler.worker``) claims or adopts a run and hands it here; ever
 change the driver makes goes through ``runs.lifecycle``. A database error surfaces as
 ``outage.DatabaseDown`` (the worker waits it out and hands the run back); a failure inside
 Spindle ends the run ``SYSTEM_ERROR`` with the reason.
+
+When the worker stops it sets :attr:`Driver.stopping`: each run's driver finishes the step
+it is in (a database write is never cut half-way) and raises :class:`Stopped` at its next
+wait (for the backend's next look, between two tries to reach a compute environment),
+leaving the run's engine going for another worker to adopt.
 """
 
 from __future__ import annotations
@@ -29,7 +34,14 @@ from spindle.runs.lifecycle import Deadline, Ending
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler import outage
 from spindle.scheduler.outage import DatabaseDown
-from spindle.scheduler.poller import Outcome, Overtime, Poller, Trouble, next_outcome
+from spindle.scheduler.poller import (
+    Outcome,
+    Overtime,
+    Poller,
+    Stopping,
+    Trouble,
+    next_outcome,
+)
 from spindle.storage.rundir import RunDir
 from spindle.storage.shipping import remove_uploaded, stage_inputs, upload
 
@@ -39,6 +51,11 @@ T = TypeVar("T")
 #: Longest wait between two tries to reach a compute environment that cannot be reached
 #: (the waits double from one second up to this).
 RETRY_MAX_SECONDS = 30.0
+
+
+class Stopped(Exception):
+    """The worker is stopping: the run's driver stopped at a wait, the run left as it is
+    (its engine going, its lease to be expired by the worker)."""
 
 
 class Driver:
@@ -60,11 +77,16 @@ class Driver:
         self.backends = backends
         self.wakeup = wakeup
         self.pollers: dict[str, Poller] = {}
+        #: set when the worker stops: every run's driver raises ``Stopped`` at its next wait
+        self.stopping = asyncio.Event()
 
     async def drive(self, run: Run, *, adopted: bool) -> None:
-        """Take ``run`` to its end (``DatabaseDown`` and cancellation pass through)."""
+        """Take ``run`` to its end (``DatabaseDown``, ``Stopped`` and cancellation pass
+        through)."""
         rundir = RunDir.for_run(self.settings.data_dir, run.id)
         try:
+            if self.stopping.is_set():
+                raise Stopped
             backend = self._backend(run)
             # a backend that runs the workflow type itself was resolved as the run's engine
             engine = None if run.engine == backend.name else self.catalog.get(run.engine)
@@ -76,7 +98,7 @@ class Driver:
             else:
                 handle = await self._launch(run, engine, backend, rundir)
             await self._monitor(run, engine, backend, rundir, handle, adopted=adopted)
-        except (asyncio.CancelledError, DatabaseDown):
+        except (asyncio.CancelledError, DatabaseDown, Stopped):
             raise
         except Exception as exc:
             log.exception("run %s failed inside Spindle", run.id)
@@ -172,7 +194,11 @@ class Driver:
                 )
             while True:
                 if outcome is None:
-                    nxt = await next_outcome(poller, backend, handle, cancel, deadline)
+                    nxt = await next_outcome(
+                        poller, backend, handle, cancel, deadline, self.stopping
+                    )
+                    if isinstance(nxt, Stopping):
+                        raise Stopped
                     if isinstance(nxt, Overtime) and deadline is not None:
                         await self._stop_overtime(run, engine, backend, rundir, handle, deadline)
                         return
@@ -239,12 +265,21 @@ class Driver:
                         run_id, f"{what} failed: {exc.message}; retrying (next in {delay:g} s)"
                     )
                 log.warning("run %s: %s failed (%s); retrying in %g s", run_id, what, exc, delay)
-                await asyncio.sleep(delay)
+                await self.pause(delay)
                 delay = min(RETRY_MAX_SECONDS, delay * 2)
                 continue
             if failures:
                 await self._note(run_id, f"{what} succeeded after {failures + 1} attempts")
             return result
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or raise ``Stopped`` as soon as the worker stops."""
+        if self.stopping.is_set():
+            raise Stopped
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        if self.stopping.is_set():
+            raise Stopped
 
     async def _note(self, run_id: str, line: str) -> None:
         """Add a line to the run's system_logs (what Spindle had to deal with)."""

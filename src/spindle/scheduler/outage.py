@@ -10,7 +10,6 @@ rather than failing the run with.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +65,7 @@ async def connect(db: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         raise
 
 
-async def backoff(attempt: int) -> None:
-    """Wait before look number ``attempt`` (from 1) at a database that did not answer."""
-    await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (attempt - 1)))
+def backoff_seconds(attempt: int) -> float:
+    """How long to wait before look number ``attempt`` (from 1) at a database that did not
+    answer."""
+    return float(min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (attempt - 1)))

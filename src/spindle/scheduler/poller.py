@@ -48,6 +48,13 @@ class Overtime:
 OVERTIME = Overtime()
 
 
+class Stopping:
+    """What :func:`next_outcome` answers when the worker is stopping."""
+
+
+STOPPING = Stopping()
+
+
 class Poller:
     def __init__(self, name: str, backend: Backend, interval: float, max_backoff: float) -> None:
         self.name = name
@@ -140,13 +147,21 @@ async def next_outcome(
     handle: Handle,
     cancel: asyncio.Event,
     deadline: Deadline | None = None,
-) -> Outcome | Overtime | None:
-    """The next poll outcome for the run, None when a cancel was requested first, or
-    ``OVERTIME`` when the run reached its ``deadline``. A backend that can wait for its
-    process (local) hurries the poller when it ends."""
+    stopping: asyncio.Event | None = None,
+) -> Outcome | Overtime | Stopping | None:
+    """The next poll outcome for the run, None when a cancel was requested first,
+    ``OVERTIME`` when the run reached its ``deadline``, or ``STOPPING`` once ``stopping`` is
+    set (the worker stops). A backend that can wait for its process (local) hurries the
+    poller when it ends."""
+    if stopping is not None and stopping.is_set():
+        return STOPPING
     nxt = asyncio.create_task(poller.next(handle.run_id))
     cancelled = asyncio.create_task(cancel.wait())
     waiting: set[asyncio.Task[Any]] = {nxt, cancelled}
+    stopped = None
+    if stopping is not None:
+        stopped = asyncio.create_task(stopping.wait())
+        waiting.add(stopped)
     overtime = None
     if deadline is not None:
         overtime = asyncio.create_task(asyncio.sleep(deadline.remaining()))
@@ -161,6 +176,8 @@ async def next_outcome(
                 return nxt.result()
             if cancelled in done:
                 return None
+            if stopped in done:
+                return STOPPING
             if overtime in done:
                 return OVERTIME
             poller.kick()  # the process ended: look now rather than at the next cycle

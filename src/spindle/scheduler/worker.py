@@ -32,11 +32,17 @@ from spindle.runs import claim, store
 from spindle.runs.removal import Janitor
 from spindle.runs.wakeup import Wakeup
 from spindle.scheduler import outage
-from spindle.scheduler.driver import Driver
+from spindle.scheduler.driver import Driver, Stopped
 from spindle.scheduler.outage import DatabaseDown
 from spindle.storage.access import FolderStorage, RunStorage
 
 log = logging.getLogger(__name__)
+
+
+#: How long a stopping worker lets its runs' tasks finish the step they are in (a database
+#: write, a submit to a compute environment) and stop at their next wait, before it cancels
+#: what is left.
+STOP_GRACE_SECONDS = 10.0
 
 
 def new_worker_id() -> str:
@@ -70,25 +76,37 @@ class Worker:
         self._lease = timedelta(seconds=settings.lease_seconds)
         #: retention (runs/removal.py), swept in this worker when a setting asks for it
         self.janitor = Janitor(db, storage or FolderStorage(settings.data_dir), settings)
+        self.stop_grace = STOP_GRACE_SECONDS
+        self._unbeat = asyncio.Event()  # set: the heartbeat stops at its next wait
+        self._left: set[str] = set()  # runs whose task stopped with the worker
+        self._unsweep = asyncio.Event()  # set: the janitor stops at its next wait
 
     # --- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker %s started (capacity %d)", self.id, self.capacity)
-        heartbeat = asyncio.create_task(self._heartbeat(stop))
-        sweeper = asyncio.create_task(self.janitor.run_forever()) if self.janitor.enabled else None
+        self._unbeat.clear()
+        heartbeat = asyncio.create_task(self._heartbeat())
+        self._unsweep.clear()
+        sweeper = (
+            asyncio.create_task(self.janitor.run_forever(self._unsweep))
+            if self.janitor.enabled
+            else None
+        )
         try:
             while not stop.is_set():
                 self.wakeup.queued.clear()
                 await self._fill()
                 await self._sleep(stop)
         finally:
-            heartbeat.cancel()
-            if sweeper is not None:
-                sweeper.cancel()
-            await self._shutdown()
+            await self._stop_sweeper(sweeper)
+            await self._shutdown(heartbeat)
 
     async def _sleep(self, stop: asyncio.Event) -> None:
+        """Until a run is queued, a slot frees (when all are busy), the stop, or the next
+        look: each poll interval, and at least three times a lease, so that a dead worker's
+        runs are adopted within about a lease even when nothing wakes this one (on
+        PostgreSQL a NOTIFY wakes it for a new run, never for a lease running out)."""
         waits = [
             asyncio.create_task(self.wakeup.queued.wait()),
             asyncio.create_task(stop.wait()),
@@ -96,20 +114,24 @@ class Worker:
         if len(self._active) >= self.capacity:
             self._slot_free.clear()
             waits = [waits[1], asyncio.create_task(self._slot_free.wait())]
-        _, pending = await asyncio.wait(
-            waits, timeout=self.settings.poll_interval, return_when=asyncio.FIRST_COMPLETED
-        )
+        timeout = min(self.settings.poll_interval, self.settings.lease_seconds / 3)
+        _, pending = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
 
     async def _fill(self) -> None:
-        """Adopt orphans first (they already run somewhere, and have waited a lease), then
-        claim queued runs: every time a slot may have freed, so however long the queue, a
-        dead worker's runs go before any queued run."""
-        while len(self._active) < self.capacity:
+        """Adopt orphans first, then claim queued runs while a slot is free. An orphan needs
+        no free slot: it already runs (its engine was started by the worker that died or
+        stopped), and adopting it only re-attaches to it; so a dead worker's runs are taken
+        up at the next look, however busy this worker and however long the queue. Adopted
+        runs count against the capacity, so this worker claims new ones only once its runs,
+        adopted or not, number fewer than its slots."""
+        while not self.driver.stopping.is_set():
             run = await self._take(claim.adopt_expired)
             if run is None:
                 break
+            if run.id in self._active:
+                continue  # its lease ran out under this worker (a stall): the lease is ours again
             self._start(run, adopted=True)
         while len(self._active) < self.capacity:
             run = await self._take(claim.claim_next)
@@ -142,11 +164,15 @@ class Worker:
         self.wakeup.forget(run_id)
         self._slot_free.set()
 
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
+    async def _heartbeat(self) -> None:
+        """Renew the leases every third of a lease, until ``_unbeat`` is set (the runs'
+        tasks have stopped): a renewal under way is never cut off."""
         interval = self.settings.lease_seconds / 3
-        while not stop.is_set():
+        while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                await asyncio.wait_for(self._unbeat.wait(), interval)
+            if self._unbeat.is_set():
+                return
             ids = set(self._active)
             if not ids:
                 continue
@@ -167,16 +193,37 @@ class Worker:
                 if task is not None:
                     task.cancel()
 
-    async def _shutdown(self) -> None:
-        """Stop following runs but leave their engines running; expire the leases now so
-        another worker, or this one's next start, adopts them at once. (A run's task keeps
-        its lease when cancelled; were the database unreachable now, the leases expire
-        by themselves within ``lease_seconds``.)"""
-        followed = list(self._active)
-        tasks = list(self._active.values())
-        for task in tasks:
+    async def _stop_sweeper(self, sweeper: asyncio.Task[None] | None) -> None:
+        """The janitor stops at its next wait, like the run tasks: cancelling it in the
+        middle of a write could leave SQLite's write lock held; cancelled after the grace."""
+        if sweeper is None:
+            return
+        self._unsweep.set()
+        _, pending = await asyncio.wait({sweeper}, timeout=self.stop_grace)
+        for task in pending:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _shutdown(self, heartbeat: asyncio.Task[None]) -> None:
+        """Stop following runs but leave their engines running; expire the leases now so
+        another worker, or this one's next start, adopts them at once. (Were the database
+        unreachable now, the leases expire by themselves within ``lease_seconds``.)
+
+        Each run's task is asked to stop (``Driver.stopping``) and does so at its next wait,
+        having finished the step it was in: a task cancelled in the middle of a database
+        write could leave its connection holding SQLite's write lock until it is
+        garbage-collected, and the leases could then not be expired. A task still busy
+        after ``stop_grace`` seconds is cancelled, but only once the leases are expired."""
+        runs_of = {task: run_id for run_id, task in self._active.items()}
+        self.driver.stopping.set()
+        pending: set[asyncio.Task[None]] = set()
+        if runs_of:
+            _, pending = await asyncio.wait(runs_of, timeout=self.stop_grace)
+        self._unbeat.set()
+        _, beating = await asyncio.wait([heartbeat], timeout=self.stop_grace)
+        # the runs left going: their tasks stopped, or are still busy
+        followed = sorted(self._left | {runs_of[task] for task in pending})
         if followed:
             try:
                 async with self.db.begin() as conn:
@@ -187,6 +234,10 @@ class Worker:
                 log.warning("could not expire the leases of %d runs: %r", len(followed), exc)
             else:
                 log.info("left %d runs to be adopted: %s", len(followed), ", ".join(followed))
+        for task in pending | beating:  # the last resort, the leases already expired
+            log.warning("%s did not stop within %g s; cancelled", task.get_name(), self.stop_grace)
+            task.cancel()
+        await asyncio.gather(*pending, *beating, return_exceptions=True)
         for poller in self.driver.pollers.values():
             await poller.close()
         for backend in self.backends.values():
@@ -196,8 +247,9 @@ class Worker:
 
     async def _drive(self, run: Run, *, adopted: bool) -> None:
         """Drive ``run`` to its end. The lease is dropped only once the run ended: a task
-        cancelled (the worker stops, or another worker took the run) keeps it, and one that
-        lost the database waits for it and takes the run up again from its backend."""
+        that stops (the worker stops) or is cancelled (another worker took the run) keeps
+        it, and one that lost the database waits for it and takes the run up again from its
+        backend."""
         ended = False
         current: Run | None = run
         try:
@@ -205,6 +257,9 @@ class Worker:
                 try:
                     await self.driver.drive(current, adopted=adopted)
                     ended = True
+                    return
+                except Stopped:
+                    self._left.add(run.id)
                     return
                 except DatabaseDown as exc:
                     log.warning("run %s: lost the database (%r); waiting for it", run.id, exc)
@@ -222,7 +277,11 @@ class Worker:
         attempt = 0
         while True:
             attempt += 1
-            await outage.backoff(attempt)
+            try:
+                await self.driver.pause(outage.backoff_seconds(attempt))
+            except Stopped:  # the worker stops: the lease expires, by the stop or by itself
+                self._left.add(run_id)
+                return None
             try:
                 async with outage.connect(self.db) as conn:
                     current = await store.get_run(conn, run_id)
