@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -222,6 +223,18 @@ class Settings(BaseSettings):
     proxy_jwt_header: str = "X-Goog-IAP-JWT-Assertion"
     #: proxy-jwt: accept only users of this hosted domain (the ``hd`` claim); empty: any.
     proxy_jwt_hosted_domain: str = ""
+
+    # --- operations: metrics and audit (docs/operations.md) -----------------------------
+    #: A bearer token that lets a scraper read ``/metrics`` from any address
+    #: (``Authorization: Bearer <token>``). Empty: no token is accepted.
+    metrics_token: SecretStr = SecretStr("")
+    #: Client networks that may read ``/metrics`` without a token (default: loopback only;
+    #: ``[]``: none, only the token).
+    metrics_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")]
+    )
+    #: Days audit log entries are kept; the worker prunes older ones. 0: kept for ever.
+    audit_retention_days: int = Field(default=365, ge=0)
 
     @field_validator("jwt_algorithms")
     @classmethod

@@ -17,12 +17,14 @@ import functools
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from spindle import audit, metrics
 from spindle.backends.base import Backend
 from spindle.config import Settings
 from spindle.db.types import utcnow
@@ -35,6 +37,9 @@ from spindle.scheduler.driver import Driver
 from spindle.scheduler.outage import DatabaseDown
 
 log = logging.getLogger(__name__)
+
+#: seconds between two prunes of the audit log
+AUDIT_PRUNE_SECONDS = 3600.0
 
 
 def new_worker_id() -> str:
@@ -71,6 +76,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("worker %s started (capacity %d)", self.id, self.capacity)
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        pruning = asyncio.create_task(self._prune_audit(stop))
         try:
             while not stop.is_set():
                 self.wakeup.queued.clear()
@@ -78,7 +84,22 @@ class Worker:
                 await self._sleep(stop)
         finally:
             heartbeat.cancel()
+            pruning.cancel()
             await self._shutdown()
+
+    async def _prune_audit(self, stop: asyncio.Event) -> None:
+        """Delete audit log entries past ``audit_retention_days``, at start and then every
+        ``AUDIT_PRUNE_SECONDS`` (every worker does; deleting what another deleted is
+        nothing)."""
+        while not stop.is_set():
+            try:
+                gone = await audit.prune(self.db, retention_days=self.settings.audit_retention_days)
+                if gone:
+                    log.info("pruned %d audit log entries past their retention", gone)
+            except Exception as exc:
+                log.warning("pruning the audit log failed (%r); will retry", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), AUDIT_PRUNE_SECONDS)
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         waits = [
@@ -111,13 +132,18 @@ class Worker:
 
     async def _take(self, how: Any) -> Run | None:
         now = utcnow()
+        started = time.perf_counter()
         try:
             async with self.db.begin() as conn:
                 run: Run | None = await how(
                     conn, worker_id=self.id, now=now, lease_until=now + self._lease
                 )
-                return run
+            if how is claim.claim_next:
+                metrics.claimed(run, time.perf_counter() - started)
+            return run
         except Exception as exc:
+            if how is claim.claim_next:
+                metrics.claimed(None, time.perf_counter() - started, failed=True)
             if not outage.is_fault(exc):
                 log.exception("claiming a run failed; will retry")
             else:
