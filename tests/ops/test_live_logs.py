@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from spindle.client import SpindleClient
+from spindle.domain import State
 from spindle.runs.logfollow import CHUNK, cut
 from tests.api.conftest import WES
 from tests.api.test_events import parse_sse
@@ -148,3 +150,17 @@ def test_pieces_are_whole_lines_and_whole_characters() -> None:
     long = b"x" * (CHUNK - 1) + "é".encode()  # a full chunk without a newline, é cut in two
     assert cut(long[:CHUNK], final=False) == b"x" * (CHUNK - 1)
     assert cut(b"x" * (CHUNK - 2) + "é".encode(), final=False) == b"x" * (CHUNK - 2) + "é".encode()
+
+
+async def test_the_client_follows_a_live_log_to_its_end(fakes: None, tmp_path: Path) -> None:
+    """``SpindleClient.follow_log`` (``spindle logs --follow``) reads the SSE stream: the
+    chunks it yields while the run goes on are the log, byte for byte."""
+    app = await fake_app(tmp_path)
+    async with served(app) as url, SpindleClient(url) as client:
+        async with httpx.AsyncClient(base_url=url) as c:
+            run_id = await submit(c, {"sleep": 1, "tasks": 10})
+        chunks = [chunk async for chunk in client.follow_log(run_id, "stdout", poll=0.1)]
+        whole, _ = await client.read_log(run_id, "stdout")
+        assert b"".join(chunks) == whole
+        assert whole.count(b"started\n") == 10
+        assert (await client.status(run_id)).state is State.COMPLETE
