@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 from pathlib import Path
@@ -11,9 +12,10 @@ from typing import Any
 import httpx
 
 from spindle.client import SpindleClient
-from spindle.domain import State
+from spindle.domain import LogSpan, State, Task
+from spindle.runs import store
 from spindle.runs.logfollow import CHUNK, cut
-from tests.api.conftest import WES
+from tests.api.conftest import WES, app_client
 from tests.api.test_events import parse_sse
 from tests.ops.conftest import fake_app, served
 from tests.scheduler.test_fakes import submit, wait_for
@@ -164,3 +166,34 @@ async def test_the_client_follows_a_live_log_to_its_end(fakes: None, tmp_path: P
         assert b"".join(chunks) == whole
         assert whole.count(b"started\n") == 10
         assert (await client.status(run_id)).state is State.COMPLETE
+
+
+async def test_a_task_log_stream_ends_when_the_task_does(fakes: None, tmp_path: Path) -> None:
+    """A task's share of the log (its span of stdout) is streamed from the task's start
+    while the run goes on (its end unknown yet: the log as it grows), and the stream ends
+    once the span has its end, while the run still runs."""
+    app = await fake_app(tmp_path)
+    async with app_client(app) as client:
+        run_id = await submit(client, {"sleep": 30, "tasks": 300})
+        await wait_for(client, run_id, {"RUNNING"})
+        db = app.state.service.db
+        span = LogSpan("logs/stdout", start=10)
+        async with db.begin() as conn:  # as an engine reports a task that started
+            await store.save_tasks(conn, run_id, [Task("t-x", "x", State.RUNNING, stdout=span)])
+        following = asyncio.create_task(
+            client.get(f"{WES}/runs/{run_id}/tasks/t-x/logs/stdout/stream")
+        )
+        written = b""
+        while len(written) < 40:  # (the fake writes a line per task, 10 a second)
+            await asyncio.sleep(0.05)
+            written = (await client.get(f"{WES}/runs/{run_id}/logs/stdout")).content
+        ended = Task("t-x", "x", State.COMPLETE, stdout=LogSpan("logs/stdout", 10, 40))
+        async with db.begin() as conn:  # the task ended
+            await store.save_tasks(conn, run_id, [ended])
+        messages = _sse((await following).text)
+        got = _texts(messages)
+        whole = (await client.get(f"{WES}/runs/{run_id}/logs/stdout")).content
+        assert len(got) >= 30
+        assert got == whole[10 : 10 + len(got)]
+        assert messages[-1]["event"] == "done"
+        assert messages[-1]["data"] == {"state": "RUNNING", "next_offset": len(got)}
