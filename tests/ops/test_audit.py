@@ -55,6 +55,12 @@ async def test_each_kind_of_action_is_recorded_with_actor_address_and_target(
         r = await api.post(f"{WES}/runs", data=data, files=files, headers=ALICE)
         run_id = r.json()["run_id"]
         assert (await api.post(f"{WES}/runs/{run_id}/cancel", headers=ALICE)).status_code == 200
+        # (her run's live log is hers: bob's stream of it is a 404, as everywhere)
+        stream = f"{WES}/runs/{run_id}/logs/stdout/stream"
+        assert (await api.get(stream, headers=BOB)).status_code == 404
+        mine = await api.get(stream, headers=ALICE)
+        assert mine.status_code == 200
+        assert 'event: done\r\ndata: {"state": "CANCELED"' in mine.text
         # groups
         g = await api.post(f"{WES}/run-groups", json={"name": "batch"}, headers=BOB)
         group_id = g.json()["id"]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 from pathlib import Path
@@ -12,13 +11,13 @@ from typing import Any
 import httpx
 
 from spindle.client import SpindleClient
-from spindle.domain import LogSpan, State, Task
+from spindle.domain import Caller, LogSpan, State, Task
 from spindle.runs import store
-from spindle.runs.logfollow import CHUNK, cut
-from tests.api.conftest import WES, app_client
+from spindle.runs.logfollow import CHUNK, LogEnd, LogPiece, cut
+from tests.api.conftest import WES, app_client, make_app
 from tests.api.test_events import parse_sse
 from tests.ops.conftest import fake_app, served
-from tests.scheduler.test_fakes import submit, wait_for
+from tests.scheduler.test_fakes import fake_catalog, fake_settings, submit, wait_for
 
 
 def _sse(text: str) -> list[dict[str, Any]]:
@@ -171,29 +170,54 @@ async def test_the_client_follows_a_live_log_to_its_end(fakes: None, tmp_path: P
 async def test_a_task_log_stream_ends_when_the_task_does(fakes: None, tmp_path: Path) -> None:
     """A task's share of the log (its span of stdout) is streamed from the task's start
     while the run goes on (its end unknown yet: the log as it grows), and the stream ends
-    once the span has its end, while the run still runs."""
-    app = await fake_app(tmp_path)
+    once the span has its end, while the run has not ended. (No worker: the test writes
+    the log and reports the task as an engine would.)"""
+    app = make_app(fake_settings(tmp_path), await fake_catalog(), worker=False)
     async with app_client(app) as client:
-        run_id = await submit(client, {"sleep": 30, "tasks": 300})
-        await wait_for(client, run_id, {"RUNNING"})
-        db = app.state.service.db
+        run_id = await submit(client, {"sleep": 0})
+        service = app.state.service
+        log = service.rundir(run_id).logs / "stdout"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_bytes(b"before it\n" + b"line 1\n")
         span = LogSpan("logs/stdout", start=10)
-        async with db.begin() as conn:  # as an engine reports a task that started
+        async with service.db.begin() as conn:
             await store.save_tasks(conn, run_id, [Task("t-x", "x", State.RUNNING, stdout=span)])
-        following = asyncio.create_task(
-            client.get(f"{WES}/runs/{run_id}/tasks/t-x/logs/stdout/stream")
+        caller = Caller(user_id=0, name="test", admin=True)
+        # (task_recheck=0: the task's row is read at every look, so the end is seen at the
+        # first look after it is saved, before anything written later is read)
+        pieces = await service.follow_log(
+            run_id, "stdout", task_id="t-x", interval=0.05, task_recheck=0, caller=caller
         )
-        written = b""
-        while len(written) < 40:  # (the fake writes a line per task, 10 a second)
-            await asyncio.sleep(0.05)
-            written = (await client.get(f"{WES}/runs/{run_id}/logs/stdout")).content
-        ended = Task("t-x", "x", State.COMPLETE, stdout=LogSpan("logs/stdout", 10, 40))
-        async with db.begin() as conn:  # the task ended
+        first = await anext(pieces)
+        assert isinstance(first, LogPiece)
+        assert (first.text, first.offset) == ("line 1\n", 0)
+        with log.open("ab") as f:  # the task writes on, then ends, then another line
+            f.write(b"line 2\n")
+        second = await anext(pieces)
+        assert isinstance(second, LogPiece)
+        assert (second.text, second.offset) == ("line 2\n", 7)
+        ended = Task("t-x", "x", State.COMPLETE, stdout=LogSpan("logs/stdout", 10, 24))
+        async with service.db.begin() as conn:
             await store.save_tasks(conn, run_id, [ended])
-        messages = _sse((await following).text)
-        got = _texts(messages)
-        whole = (await client.get(f"{WES}/runs/{run_id}/logs/stdout")).content
-        assert len(got) >= 30
-        assert got == whole[10 : 10 + len(got)]
-        assert messages[-1]["event"] == "done"
-        assert messages[-1]["data"] == {"state": "RUNNING", "next_offset": len(got)}
+        with log.open("ab") as f:
+            f.write(b"another task's line\n")
+        rest = [item async for item in pieces]
+        assert rest == [LogEnd(State.QUEUED, 14)]
+
+
+async def test_log_streams_count_against_the_stream_caps(fakes: None, tmp_path: Path) -> None:
+    app = await fake_app(tmp_path, streams_per_user=1)
+    async with app_client(app) as client:
+        run_id = await submit(client, {"sleep": 0})
+        await wait_for(client, run_id, {"COMPLETE"})
+        local = await app.state.accounts.local_user()
+        caller = Caller(user_id=local.id, name=local.name, admin=True)
+        held = await app.state.service.follow_log(run_id, "stdout", caller=caller)
+        refused = await client.get(f"{WES}/runs/{run_id}/logs/stderr/stream")
+        assert refused.status_code == 429
+        assert (
+            "streams_per_user" in refused.json()["msg"] or "event streams" in refused.json()["msg"]
+        )
+        assert int(refused.headers["Retry-After"]) > 0
+        await held.aclose()  # its place is free again
+        assert (await client.get(f"{WES}/runs/{run_id}/logs/stderr/stream")).status_code == 200

@@ -24,6 +24,9 @@ from spindle.domain import LogChunk, Progress, State
 
 #: most bytes one piece carries
 CHUNK = 64 * 1024
+#: seconds between two reads of a followed task's row while the run's progress stands still
+#: (a task's end shows in the progress as a rule; this catches an engine that says nothing)
+TASK_RECHECK = 5.0
 
 Reader = Callable[[int, int], Awaitable[LogChunk]]
 Snapshot = tuple[State, Progress | None] | None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -630,13 +631,16 @@ class RunService:
         offset: int = 0,
         task_id: str | None = None,
         interval: float = feed.INTERVAL,
+        task_recheck: float = logfollow.TASK_RECHECK,
         caller: Caller,
         check: feed.Check | None = None,
     ) -> AsyncIterator[logfollow.LogPiece | logfollow.LogEnd]:
         """The run's ``stream`` (or task ``task_id``'s share of it) from ``offset`` as it is
         written, ending once the run has ended (the task's span is closed) and the log is
-        drained. The run's state comes from the shared feed's poll. TooManyRequests over
-        the stream caps; RunNotFound, TaskNotFound as the plain reads."""
+        drained. The run's state comes from the shared feed's poll; a task's row is read
+        again when the run's progress changes (a task ended) or every ``task_recheck``
+        seconds. TooManyRequests over the stream caps; RunNotFound, TaskNotFound as the
+        plain reads."""
         root = self.rundir(run_id).root
         if task_id is None:
             path = await self.log_file(run_id, stream, caller=caller)
@@ -653,6 +657,7 @@ class RunService:
             )
 
         seen: list[Progress | None] = [None]
+        due = [time.monotonic() + task_recheck]
 
         async def complete(state: State, progress: Progress | None) -> bool:
             if task_id is None:
@@ -660,8 +665,9 @@ class RunService:
             current = span[0]
             if current is not None and current.end is not None:
                 return True
-            if state.terminal or progress != seen[0]:  # the task may have ended: look again
-                seen[0] = progress
+            if state.terminal or progress != seen[0] or time.monotonic() >= due[0]:
+                seen[0] = progress  # (the task may have ended: look again)
+                due[0] = time.monotonic() + task_recheck
                 async with self.db.connect() as conn:
                     task = await store.get_task(conn, run_id, task_id)
                 if task is not None:
