@@ -54,3 +54,13 @@ async def test_not_ready_behind_on_migrations_or_while_engines_are_checked(
         r = await client.get("/readyz")
         assert r.status_code == 503
         assert "snakemake" in r.json()["msg"]
+
+
+async def test_a_method_the_operations_paths_do_not_take_is_a_405_with_allow(
+    settings: Settings, catalog: Catalog
+) -> None:
+    async for client in open_client(make_app(settings, catalog, worker=False)):
+        for path in ("/healthz", "/readyz", "/metrics"):
+            r = await client.request("TRACE", path)
+            assert r.status_code == 405
+            assert "GET" in r.headers["Allow"].split(", ")
