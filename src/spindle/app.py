@@ -11,7 +11,21 @@ from collections.abc import AsyncIterator
 from fastapi import Depends, FastAPI
 
 import spindle
-from spindle.api import accounts, errors, events, extensions, groups, lineage, openapi, outputs, wes
+from spindle import audit
+from spindle.api import (
+    accounts,
+    errors,
+    events,
+    extensions,
+    groups,
+    health,
+    lineage,
+    logstream,
+    openapi,
+    outputs,
+    wes,
+)
+from spindle.api import audit as audit_api
 from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
@@ -23,6 +37,7 @@ from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
 from spindle.db.outage import OutageLog
 from spindle.engines.registry import CACHE_FILE, START_WAIT, Catalog, load_catalog
+from spindle.metrics import RequestMetrics
 from spindle.runs.groups import GroupService
 from spindle.runs.outputs import OutputService
 from spindle.runs.service import RunService
@@ -125,7 +140,14 @@ def create_app(
     app.include_router(events.router)
     app.include_router(accounts.router)
     app.include_router(lineage.router)
+    # operations (docs/operations.md): live logs, health, metrics
+    app.include_router(logstream.router)
+    app.include_router(health.router)
+    app.include_router(audit_api.router)
     site.install(app, settings)
     # Host, cross-site changes and request bodies are checked before any route runs
     app.add_middleware(Guard, settings=settings, page=error_page)
+    # every answered request counted by route template and status (outermost: refusals too)
+    app.add_middleware(RequestMetrics)
+    app.add_middleware(audit.RequestContext)  # the client address of what is audited
     return app

@@ -37,6 +37,7 @@ from typing import IO, Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
+from httpx_sse import EventSource
 from pydantic import BaseModel, ValidationError
 
 import spindle
@@ -59,6 +60,8 @@ API_PREFIX = "/ga4gh/wes/v1"
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: Response header of the log endpoints: the offset to ask for next.
 NEXT_OFFSET_HEADER = "X-Spindle-Next-Offset"
+#: times in a row a broken log stream is taken up again before following it gives up
+FOLLOW_RETRIES = 5
 #: Bytes read from a local file per multipart chunk and written per download chunk.
 CHUNK = 1 << 20
 
@@ -811,24 +814,70 @@ class SpindleClient:
         return data, next_offset
 
     async def follow_log(
-        self, run_id: str, stream: str = "stdout", *, offset: int = 0, poll: float = 1.0
+        self,
+        run_id: str,
+        stream: str = "stdout",
+        *,
+        offset: int = 0,
+        poll: float = 1.0,
+        task_id: str | None = None,
     ) -> AsyncIterator[bytes]:
-        """Chunks of a log as the run writes them, ending once the run is in a terminal
-        state and everything it wrote has been read.
+        """Chunks of a log (a task's share with ``task_id``) as the run writes them, from
+        the server's live log stream (``.../logs/{stream}/stream``, server-sent events),
+        ending once the run has ended and everything it wrote has been read.
 
-        The state is read *before* each drain: a run seen terminal has finished writing, so
-        an empty read after that is truly the end, never a race with the last lines.
-        """
+        A dropped connection is taken up again after ``poll`` seconds from the last byte
+        offset received (``Last-Event-ID``): nothing is missed or repeated. Pieces arrive
+        as text; one holding bytes that are not UTF-8 is read again as bytes, so what is
+        yielded is the log byte for byte."""
+        segments: tuple[str, ...] = ("runs", run_id, "logs", stream, "stream")
+        if task_id is not None:
+            segments = ("runs", run_id, "tasks", task_id, "logs", stream, "stream")
+        url = self._url(*segments)
+        failures = 0
         while True:
-            finished = await self._terminal(run_id)
-            while True:
-                data, offset = await self.read_log(run_id, stream, offset)
-                if not data:
-                    break
-                yield data
-            if finished:
-                return
-            await asyncio.sleep(poll)
+            headers = {"Accept": "text/event-stream", "Last-Event-ID": str(offset)}
+            try:
+                response = await self._send("GET", url, headers=headers, stream=True)
+                try:
+                    async for sse in EventSource(response).aiter_sse():
+                        if sse.event == "done":
+                            return
+                        if sse.event != "log":
+                            continue
+                        piece = json.loads(sse.data)
+                        data = piece["text"].encode()
+                        if "\ufffd" in piece["text"] and task_id is None:
+                            size = piece["next_offset"] - piece["offset"]
+                            data = await self._raw(run_id, stream, piece["offset"], size)
+                        offset = int(piece["next_offset"])
+                        failures = 0
+                        yield data
+                finally:
+                    await response.aclose()
+            except (SpindleConnectionError, httpx.TransportError) as exc:
+                failures += 1
+                if failures > FOLLOW_RETRIES:
+                    if isinstance(exc, SpindleConnectionError):
+                        raise
+                    raise SpindleConnectionError(
+                        f"the log stream of run {run_id} broke off: {exc!r}", url=url
+                    ) from exc
+            await asyncio.sleep(poll)  # the stream ended without done: take it up again
+
+    async def _raw(self, run_id: str, stream: str, offset: int, size: int) -> bytes:
+        """Exactly ``size`` bytes of a log from ``offset``."""
+        data = b""
+        while len(data) < size:
+            response = await self._send(
+                "GET",
+                self._url("runs", run_id, "logs", stream),
+                params={"offset": offset + len(data), "limit": size - len(data)},
+            )
+            if not response.content:
+                break
+            data += response.content
+        return data
 
     async def _terminal(self, run_id: str) -> bool:
         state = (await self.status(run_id)).state

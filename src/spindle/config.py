@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -271,6 +272,18 @@ class Settings(BaseSettings):
     retention_batch: int = Field(default=50, gt=0)
     #: Seconds between the janitor's sweeps.
     retention_interval: float = Field(default=600.0, gt=0)
+
+    # --- operations: metrics and audit (docs/operations.md) -----------------------------
+    #: A bearer token that lets a scraper read ``/metrics`` from any address
+    #: (``Authorization: Bearer <token>``). Empty: no token is accepted.
+    metrics_token: SecretStr = SecretStr("")
+    #: Client networks that may read ``/metrics`` without a token (default: loopback only;
+    #: ``[]``: none, only the token).
+    metrics_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")]
+    )
+    #: Days audit log entries are kept; the worker prunes older ones. 0: kept for ever.
+    audit_retention_days: int = Field(default=365, ge=0)
 
     @field_validator("jwt_algorithms")
     @classmethod

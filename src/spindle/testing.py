@@ -2,8 +2,9 @@
 
 - :class:`FakeEngine` (``fake``, workflow type ``FAKE`` version ``1``): its "workflow" is its
   params, e.g. ``{"sleep": 0.1, "exit": 0, "tasks": 3}``: the launch is a shell loop that
-  runs ``tasks`` tasks in ``sleep`` seconds in all, writes ``work/result.txt`` and exits
-  with ``exit``. It runs on any backend that runs launches (``local``, SLURM).
+  runs ``tasks`` tasks in ``sleep`` seconds in all (a line on stdout as each starts),
+  writes ``work/result.txt`` and exits with ``exit``. It runs on any backend that runs
+  launches (``local``, SLURM).
 - :class:`FakeBackend` (compute environment type ``fake``): a managed service that runs
   ``FAKE`` workflows itself, in no process at all: a run's state follows from the time since
   submit (kept in its run folder, so another worker adopts it), it reports its tasks and
@@ -87,7 +88,8 @@ class FakeEngine(Engine):
         script = (
             f"mkdir -p {shlex.quote(str(site.root / 'logs'))}; "
             f"i=1; while [ $i -le {tasks} ]; do "
-            f"echo start $i >> {events}; sleep {each:.6f}; echo end $i >> {events}; "
+            f"echo start $i >> {events}; echo task $i of {tasks} started; "
+            f"sleep {each:.6f}; echo end $i >> {events}; "
             "i=$((i+1)); done; "
             f"{'' if tasks else f'sleep {each:.6f}; '}"
             f"echo done > {shlex.quote(str(site.root / RESULT))}; "

@@ -45,7 +45,9 @@ async def test_run_stream_of_an_ended_run_gives_its_events_and_ends(
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     messages = list(parse_sse(r.text.splitlines()))
-    assert [m["event"] for m in messages] == ["state", "state"]
+    assert [m["event"] for m in messages] == ["state", "state", "done"]
+    assert messages[-1]["data"] == {"run_id": run_id, "state": "CANCELED"}
+    messages = messages[:-1]
     first, last = (m["data"] for m in messages)
     assert (first["state"], last["state"]) == ("QUEUED", "CANCELED")
     assert last["reason"] == "cancelled before it started"
@@ -60,7 +62,11 @@ async def test_run_stream_of_an_ended_run_gives_its_events_and_ends(
         {"headers": {"Last-Event-ID": messages[0]["id"]}},
     ):
         again = await api_no_worker.get(f"{WES}/runs/{run_id}/events", **kw)
-        assert [m["data"]["state"] for m in parse_sse(again.text.splitlines())] == ["CANCELED"]
+        resumed = list(parse_sse(again.text.splitlines()))
+        assert [(m["event"], m["data"]["state"]) for m in resumed] == [
+            ("state", "CANCELED"),
+            ("done", "CANCELED"),
+        ]
 
 
 @pytest.mark.parametrize(
@@ -97,6 +103,8 @@ def test_streams_follow_a_run_to_its_end(live_server: str, snakemake_exe: str) -
             messages = list(parse_sse(one.iter_lines()))
         states = [m["data"]["state"] for m in messages if m["event"] == "state"]
         assert states == ["QUEUED", "INITIALIZING", "RUNNING", "COMPLETE"]
+        assert messages[-1]["event"] == "done"
+        assert messages[-1]["data"]["state"] == "COMPLETE"
         progress = [m["data"] for m in messages if m["event"] == "progress"]
         assert progress, messages
         assert progress[-1]["done"] == progress[-1]["total"] == 5

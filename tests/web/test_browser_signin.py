@@ -121,3 +121,34 @@ def test_sign_in_see_only_your_runs_and_sign_out(
         assert problems == []
     finally:
         context.close()
+
+
+def test_an_admin_reads_the_audit_log(server: str, browser: Browser) -> None:
+    """The audit log page in Chromium: an admin finds it in the navigation, sees who was
+    made and who signed in, and filters by a kind of action."""
+    context = browser.new_context(base_url=server, viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(30_000)
+    page: Page = context.new_page()
+    try:
+        page.goto("/login")
+        page.fill("#name", "bob")
+        page.fill("#password", PASSWORDS["bob"])
+        page.click("#signin-form button[type=submit]")
+        page.click("header nav a[href='/audit']")
+        expect(page).to_have_url(re.compile(r".*/audit$"))
+        expect(page.locator("h1")).to_have_text("Audit log")
+        made = page.locator("#audit tbody tr[data-action='user.create']")
+        expect(made).to_have_count(2)  # alice and bob, by `spindle users add`
+        expect(made.first).to_contain_text("cli:")
+        page.fill("#audit-filters input[name=action]", "signin.")
+        page.click("#audit-filters button[type=submit]")
+        expect(page).to_have_url(re.compile(r".*/audit\?action=signin\..*"))
+        signed_in = page.locator("#audit tbody tr[data-action='signin.success']")
+        expect(signed_in.first).to_contain_text("bob")
+        actions = page.locator("#audit tbody tr").evaluate_all(
+            "rows => rows.map(r => r.dataset.action)"
+        )
+        assert actions
+        assert all(a.startswith("signin.") for a in actions)
+    finally:
+        context.close()

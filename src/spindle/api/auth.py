@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Response
 
+from spindle import audit
 from spindle.auth.authenticator import Authenticator, Credentials
 from spindle.auth.session import COOKIE
 from spindle.config import Settings
@@ -89,6 +90,8 @@ async def _caller(request: Request, *, required: bool) -> Caller | None:
     caller = await authenticator.authenticate(
         read_credentials(request, settings), required=required
     )
+    if caller is not None:
+        audit.identified(caller)  # the actor of what this request records
     if caller is not None and caller.method == "session" and request.method not in SAFE_METHODS:
         check_same_origin(request, settings)
     return caller

@@ -72,7 +72,9 @@ def install(app: FastAPI, *, page: ErrorPage | None = None) -> None:
     ) -> Response:
         path = request.url.path
         if page is not None and path != PREFIX and not path.startswith(PREFIX + "/"):
-            return await page(request, status, msg)
+            response = await page(request, status, msg)
+            response.headers.update(headers or {})  # (a 405's Allow, as the API's has)
+            return response
         return error_response(status, msg, headers=headers)
 
     @app.exception_handler(SpindleError)

@@ -17,9 +17,9 @@ from spindle.api.deps import Service
 from spindle.api.errors import documented
 from spindle.auth.authenticator import Authenticator
 from spindle.domain import Event, Progress, State
-from spindle.errors import InvalidRequest
+from spindle.errors import InvalidRequest, SpindleError
 from spindle.limits import MAX_ID
-from spindle.models.extensions import ProgressUpdate, RunEvent
+from spindle.models.extensions import ProgressUpdate, RunDone, RunEvent
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
 
@@ -121,14 +121,29 @@ async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
             await aclose()
 
 
-def _stream(items: AsyncIterator[Any], run_id: str = "") -> EventSourceResponse:
+def _stream(
+    items: AsyncIterator[Any],
+    run_id: str = "",
+    final: Callable[[State | None], Awaitable[State | None]] | None = None,
+) -> EventSourceResponse:
+    """``items`` as SSE; with ``final`` (one run's stream), once ``items`` has run out (not
+    cut by a shutdown), a ``done`` event with the run's final state, which ``final`` gives
+    from the last state seen (None: no ``done``)."""
     # Set by sse-starlette when the server shuts down: the body then ends properly (its
     # last chunk sent) instead of being cut mid-body by the cancellation.
     shutdown = anyio.Event()
 
     async def body() -> AsyncIterator[ServerSentEvent]:
+        last: State | None = None
         async for item in until(shutdown, items):
+            if isinstance(item, Event) and item.kind == "state" and item.data.get("to"):
+                last = State(item.data["to"])
             yield _sse(item, item.run_id if isinstance(item, Event) else run_id)
+        if final is not None and not shutdown.is_set():
+            state = await final(last)
+            if state is not None:
+                done = RunDone(run_id=run_id, state=state)
+                yield ServerSentEvent(data=done.model_dump_json(), event="done")
 
     return EventSourceResponse(
         body(),
@@ -156,14 +171,28 @@ async def stream_run_events(
     """The run's events as server-sent events, from its first (or after `after` /
     `Last-Event-ID`), each named by its kind (`state`, `adopted`) with a `RunEvent` as data;
     and a `progress` event whenever the tasks done or running change. The stream ends once
-    the run has ended and its final state event was sent, or once the credentials it was
-    opened with no longer hold (checked before each batch of events and every minute).
+    the run has ended and its final state event was sent, with a last `done` event whose
+    data (`{"run_id", "state"}`) carries the final state; or, without `done`, once the
+    credentials it was opened with no longer hold (checked before each batch of events and
+    every minute).
     429 when the caller, or the server, has as many streams open as it may."""
     position = _position(after, last_event_id) or 0
-    updates = await service.follow(
-        run_id, after_id=position, caller=caller, check=_recheck(request)
-    )
-    return _stream(updates, run_id)
+    check = _recheck(request)
+    updates = await service.follow(run_id, after_id=position, caller=caller, check=check)
+
+    async def final(last: State | None) -> State | None:
+        """The run's final state, once its stream ran out: the last state event's, else
+        (resumed after it) read once; None if the stream stopped for another reason."""
+        if last is not None and last.terminal:
+            return last
+        if not await check():
+            return None
+        with contextlib.suppress(SpindleError):
+            state = await service.state(run_id, caller=caller)
+            return state if state.terminal else None
+        return None
+
+    return _stream(updates, run_id, final)
 
 
 @router.get(

@@ -11,10 +11,11 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from spindle.api.auth import CallerDep
 from spindle.api.deps import Service
 from spindle.api.errors import documented
+from spindle.api.health import check_ready
 from spindle.domain import LogChunk
-from spindle.errors import EngineChecking
 from spindle.limits import MAX_OFFSET
 from spindle.models.extensions import RunProgress
+from spindle.runs.logs import MAX_CHUNK
 from spindle.storage.access import SignedURL
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle extensions"])
@@ -40,6 +41,15 @@ Offset = Annotated[
     ),
 ]
 
+Limit = Annotated[
+    int,
+    Query(
+        ge=1,
+        le=MAX_CHUNK,
+        description=f"Most bytes to answer (1 to {MAX_CHUNK}, the default).",
+    ),
+]
+
 
 @router.get(
     "/ready",
@@ -49,12 +59,7 @@ Offset = Annotated[
 async def get_readiness(service: Service) -> dict[str, bool]:
     """Whether this Spindle can take runs now: the database answers and every installed
     engine has been checked; else 503 saying what is missing (no credentials needed)."""
-    await service.last_event_id()  # the database answers (an outage: 503)
-    if service.catalog.checking:
-        raise EngineChecking(
-            "engines still being checked (installed, their version not read yet): "
-            + ", ".join(sorted(service.catalog.checking))
-        )
+    await check_ready(service, schema=False)  # the database answers; engines are checked
     return {"ready": True}
 
 
@@ -65,11 +70,17 @@ async def get_readiness(service: Service) -> dict[str, bool]:
     responses={**documented(400, 401, 403, 404, 500), 200: {"content": {"text/plain": {}}}},
 )
 async def get_run_log_stream(
-    run_id: str, stream: str, service: Service, caller: CallerDep, offset: Offset = 0
+    run_id: str,
+    stream: str,
+    service: Service,
+    caller: CallerDep,
+    offset: Offset = 0,
+    limit: Limit = MAX_CHUNK,
 ) -> Response:
-    """The run's engine stdout or stderr (``stream``), from ``offset``; at most 4 MiB per
-    answer."""
-    return _log_response(await service.read_log(run_id, stream, offset=offset, caller=caller))
+    """The run's engine stdout or stderr (``stream``), from ``offset``; at most ``limit``
+    bytes (4 MiB) per answer."""
+    chunk = await service.read_log(run_id, stream, offset=offset, limit=limit, caller=caller)
+    return _log_response(chunk)
 
 
 @router.get(
@@ -85,10 +96,13 @@ async def get_task_log_stream(
     service: Service,
     caller: CallerDep,
     offset: Offset = 0,
+    limit: Limit = MAX_CHUNK,
 ) -> Response:
     """One task's share of the engine's output: the bytes the engine wrote while that task
-    ran (exact when tasks run one at a time)."""
-    chunk = await service.read_task_log(run_id, task_id, stream, offset=offset, caller=caller)
+    ran (exact when tasks run one at a time), from ``offset``, at most ``limit`` bytes."""
+    chunk = await service.read_task_log(
+        run_id, task_id, stream, offset=offset, limit=limit, caller=caller
+    )
     return _log_response(chunk)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from spindle import limits
+from spindle import audit, limits
 from spindle.auth import passwords, tokens
 from spindle.auth.passwords import HashPool
 from spindle.auth.session import fingerprint
@@ -115,7 +115,7 @@ class AccountService:
             async with self.db.begin() as conn:
                 if await repo.get_user_by_name(conn, name) is not None:
                     raise Conflict(f"user {name!r} exists already")
-                return await repo.insert_user(
+                user = await repo.insert_user(
                     conn,
                     name=name,
                     now=utcnow(),
@@ -124,6 +124,10 @@ class AccountService:
                     admin=admin,
                     password_hash=password_hash,
                 )
+                await audit.record(
+                    conn, "user.create", target=("user", name), detail={"admin": admin}
+                )
+                return user
         except IntegrityError:
             raise Conflict(f"user {name!r} exists already") from None
 
@@ -148,7 +152,10 @@ class AccountService:
         async with self.db.connect() as conn:
             return await repo.list_users(conn)
 
-    async def _update(self, name: str, *, end_sessions: bool = False, **values: Any) -> None:
+    async def _update(
+        self, name: str, action: str, *, end_sessions: bool = False, **values: Any
+    ) -> None:
+        """Change a user, recording ``action`` in the audit log."""
         async with self.db.begin() as conn:
             user = await repo.get_user_by_name(conn, name)
             if user is None:
@@ -156,17 +163,19 @@ class AccountService:
             await repo.update_user(conn, user.id, **values)
             if end_sessions:
                 await repo.end_sessions(conn, user.id)
+            await audit.record(conn, action, target=("user", name))
 
     async def set_password(self, name: str, password: str | None) -> None:
         """A new password (ending the user's sessions), or None: no password sign-in."""
         if password is not None and ":" in name:
             raise InvalidRequest("name", "holds ':', so this user cannot sign in with a password")
         value = await self.hashing.hash_password(check_password(password)) if password else None
-        await self._update(name, password_hash=value, end_sessions=True)
+        await self._update(name, "user.password", password_hash=value, end_sessions=True)
 
     async def set_disabled(self, name: str, disabled: bool) -> None:
         """Disable (ending the user's sessions) or enable a user."""
-        await self._update(name, disabled=disabled, end_sessions=disabled)
+        action = "user.disable" if disabled else "user.enable"
+        await self._update(name, action, disabled=disabled, end_sessions=disabled)
 
     async def end_sessions(self, user_id: int) -> None:
         """End every session of the user made until now (sign-out): their cookies stop
@@ -175,7 +184,7 @@ class AccountService:
             await repo.end_sessions(conn, user_id)
 
     async def set_admin(self, name: str, admin: bool) -> None:
-        await self._update(name, is_admin=admin)
+        await self._update(name, "user.admin" if admin else "user.unadmin", is_admin=admin)
 
     async def set_preferences(self, caller: Caller, preferences: dict[str, Any]) -> User:
         """Replace the caller's preferences (a JSON object: notification choices and such)."""
@@ -254,7 +263,7 @@ class AccountService:
         if user is None:
             try:
                 async with self.db.begin() as conn:
-                    return await repo.insert_user(
+                    made = await repo.insert_user(
                         conn,
                         name=identity.name,
                         now=now,
@@ -264,6 +273,14 @@ class AccountService:
                         last_login_at=now,
                         issuer=identity.issuer,
                     )
+                    await audit.record(
+                        conn,
+                        "user.create",
+                        target=("user", made.name),
+                        detail={"issuer": identity.issuer, "admin": made.admin},
+                        actor=audit.Actor(made.id, made.name, audit.current_actor().address),
+                    )
+                    return made
             except IntegrityError:  # a concurrent first request made it
                 user = await self.user(identity.name)
                 if user.issuer != identity.issuer:
@@ -338,6 +355,13 @@ class AccountService:
                 now=now,
                 expires_at=now + expires_in if expires_in is not None else None,
             )
+            await audit.record(
+                conn,
+                "token.create",
+                target=("token", token.id),
+                detail={"name": name},
+                caller=caller,
+            )
         return token, secret
 
     async def list_tokens(self, caller: Caller) -> list[ApiToken]:
@@ -353,6 +377,13 @@ class AccountService:
                 raise NotFound(f"token {token_id} was not found")
             if token.revoked_at is None:
                 await repo.update_token(conn, token_id, revoked_at=utcnow())
+                await audit.record(
+                    conn,
+                    "token.revoke",
+                    target=("token", token_id),
+                    detail={"name": token.name, "user_id": token.user_id},
+                    caller=caller,
+                )
             revoked = await repo.get_token(conn, token_id)
         assert revoked is not None
         return revoked

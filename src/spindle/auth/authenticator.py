@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from spindle import audit
 from spindle.auth import tokens
 from spindle.auth.accounts import AccountService, caller_for
 from spindle.auth.jwks import JwksCache
@@ -163,8 +164,17 @@ class Authenticator:
         self.throttle.check(name, address)
         try:
             user = await self.accounts.check_password(name, password)
-        except Unauthenticated:
-            self.throttle.failed(name, address)
+        except (Unauthenticated, Forbidden) as exc:
+            if isinstance(exc, Unauthenticated):
+                self.throttle.failed(name, address)
+            action = "signin.failure" if isinstance(exc, Unauthenticated) else "signin.refused"
+            await audit.write(
+                self.accounts.db,
+                action,
+                target=("user", name),
+                detail={"reason": exc.message},
+                actor=audit.Actor(None, None, address),
+            )
             raise
         self.throttle.succeeded(name)
         return user
@@ -206,6 +216,12 @@ class Authenticator:
         if self.mode != "basic":
             raise Forbidden(f"signing in with a password is not possible with auth {self.mode!r}")
         user = await self._check_password(name, password, address)
+        await audit.write(
+            self.accounts.db,
+            "signin.success",
+            target=("user", user.name),
+            actor=audit.Actor(user.id, user.name, address),
+        )
         return user, self.sessions.sign(user)
 
     async def sign_out(self, session: str | None) -> None:

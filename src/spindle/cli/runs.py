@@ -157,7 +157,9 @@ def outputs(run_id: str, download_dir: Path | None, url: str | None) -> None:
 @click.command()
 @click.argument("run_id")
 @click.option("--stderr", "use_stderr", is_flag=True, help="The engine's stderr, not stdout.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing until the run ends.")
+@click.option(
+    "--follow", "-f", is_flag=True, help="Keep printing as it is written, until the run ends."
+)
 @poll_option
 @url_option
 def logs(run_id: str, use_stderr: bool, follow: bool, poll: float, url: str | None) -> None:

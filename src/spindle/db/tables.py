@@ -168,6 +168,8 @@ runs = Table(
     # group's runs by state (counts, lists)
     Index("ix_runs_group_id_state_priority_seq", "group_id", "state", "priority", "seq"),
     Index("ix_runs_group_id_seq", "group_id", "seq"),
+    # /metrics: runs by state and compute environment, counted from the index alone
+    Index("ix_runs_state_compute_env", "state", "compute_env"),
     **MYSQL_TABLE,
 )
 
@@ -233,5 +235,29 @@ run_lineage = Table(
     Column("notes", Text, nullable=False),
     Column("work_from", String(36), nullable=True, unique=True),
     Index("ix_run_lineage_parent_run_id", "parent_run_id"),
+    **MYSQL_TABLE,
+)
+
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    # security-relevant actions (spindle/audit.py), newest first by id; pruned by age
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    # what happened: ``signin.failure``, ``token.create``, ``run.cancel``, ...
+    Column("action", String(64), nullable=False),
+    # who did it (no foreign key: the entry outlives the user); NULL: the CLI or nobody
+    Column("actor_id", BigInteger, nullable=True),
+    Column("actor_name", String(255), nullable=True),
+    Column("address", String(64), nullable=True),
+    # what it was done to: ``user``, ``token``, ``run``, ``group`` and its id
+    Column("target_kind", String(32), nullable=True),
+    Column("target_id", String(255), nullable=True),
+    Column("detail", JSON, nullable=False),
+    Index("ix_audit_log_at", "at"),
+    Index("ix_audit_log_action_id", "action", "id"),
+    Index("ix_audit_log_actor_name_id", "actor_name", "id"),
+    Index("ix_audit_log_target_id_id", "target_id", "id"),
     **MYSQL_TABLE,
 )

@@ -45,6 +45,13 @@ class ProgressUpdate(BaseModel):
     current: list[str]
 
 
+class RunDone(BaseModel):
+    """The ``data`` of the ``done`` SSE event that ends a run's stream: its final state."""
+
+    run_id: str
+    state: State
+
+
 class ComputeEnvironment(BaseModel):
     """A compute environment runs can choose with the ``compute_env`` engine parameter."""
 

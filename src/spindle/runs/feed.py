@@ -215,6 +215,29 @@ class Feed:
         finally:
             self._leave(sub)
 
+    async def watch_run(
+        self, run_id: str, *, interval: float = INTERVAL
+    ) -> AsyncGenerator[tuple[State, Progress | None] | None, None]:
+        """The run's state and progress at each look of the shared poll (None once the run
+        is gone); a slow reader gets the newest look, not every one. Read with the other
+        followed runs' in the poll's one query: a follower of a log costs no query of its
+        own."""
+        sub = _Subscriber(owner_id=None, run_id=run_id, interval=interval)
+        try:
+            await self._join(sub)
+            while True:
+                look = await sub.looks.get()
+                while not sub.looks.empty():  # only the newest look matters
+                    look = sub.looks.get_nowait()
+                sub.dropped = False
+                if look.closed:
+                    return
+                yield look.run
+                if look.run is None:
+                    return
+        finally:
+            self._leave(sub)
+
     async def follow_all(
         self,
         *,

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from spindle import limits
+from spindle import audit, limits
 from spindle.config import Settings
 from spindle.db.types import utcnow
 from spindle.domain import Caller, Run, RunGroup, RunSummary, State
@@ -74,6 +74,13 @@ class GroupService:
                     "description": "",
                     **values,
                 },
+            )
+            await audit.record(
+                conn,
+                "group.create",
+                target=("group", group_id),
+                detail=_shown(values),
+                caller=caller,
             )
             row = await group_store.get_group_row(conn, group_id)
             assert row is not None
@@ -156,6 +163,13 @@ class GroupService:
                     )
             if values:
                 await group_store.update_group(conn, group_id, {**values, "updated_at": utcnow()})
+                await audit.record(
+                    conn,
+                    "group.update",
+                    target=("group", group_id),
+                    detail=_shown(values),
+                    caller=caller,
+                )
             row = await group_store.get_group_row(conn, group_id)
             assert row is not None
             group = (await group_store.with_usage(conn, [row]))[0]
@@ -181,6 +195,13 @@ class GroupService:
                 )
             detached = await group_store.detach_runs(conn, group_id) if n else 0
             await group_store.delete_group(conn, group_id)
+            await audit.record(
+                conn,
+                "group.delete",
+                target=("group", group_id),
+                detail={"name": row.name, "runs_detached": detached},
+                caller=caller,
+            )
             if detached:
                 await self.runs.wakeup.notify(conn, "queued")  # workers in other processes
         if detached:
@@ -294,6 +315,11 @@ class GroupService:
                 )
             values["compute_env"] = env
         return values
+
+
+def _shown(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A group's changed fields as the audit log keeps them (no long description)."""
+    return {k: (v[:200] if isinstance(v, str) else v) for k, v in values.items()}
 
 
 def _blank(value: Any) -> bool:

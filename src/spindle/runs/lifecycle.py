@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from spindle import metrics
 from spindle.db.types import utcnow
 from spindle.domain import ACTIVE_STATES, Progress, Run, State, Task
 from spindle.runs import store
@@ -210,6 +211,7 @@ class Deadline:
 
 async def _ended(conn: AsyncConnection, run: Run, final: State, wakeup: Wakeup) -> None:
     await store.unfinished_tasks_to(conn, run.id, final)
+    metrics.ended(run, final)  # (counted in the process whose worker ended it)
     if run.group_id is not None:
         await wakeup.notify(conn, "queued")  # its group has room again (sent on commit)
 

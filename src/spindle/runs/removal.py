@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from spindle import audit
 from spindle.db.tables import runs
 from spindle.db.types import utcnow
 from spindle.domain import TERMINAL_STATES, Caller, Run
@@ -56,6 +57,7 @@ async def delete(service: RunService, run_id: str, *, caller: Caller) -> Run:
             )
             if done.rowcount:
                 await lifecycle.note(conn, run_id, f"deleted by {caller.name}: files removed")
+                await audit.record(conn, "run.delete", target=("run", run_id), caller=caller)
     removed = await service.storage.remove(run)
     log.info("run %s deleted by %s: removed %s", run_id, caller.name, _size(removed))
     return await service.get(run_id, caller=caller)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from spindle import audit, metrics
 from spindle.config import Settings
 from spindle.domain import (
     Caller,
@@ -46,7 +48,7 @@ from spindle.errors import (
     TaskNotFound,
     storage_error,
 )
-from spindle.runs import feed, group_store, lifecycle, logs, query, store
+from spindle.runs import feed, group_store, lifecycle, logfollow, logs, query, store
 from spindle.runs.paging import (
     check_page_size,
     decode_cursor,
@@ -279,6 +281,17 @@ class RunService:
                 )
                 if link is not None:
                     await link.record(conn, run_id, staging)
+                await audit.record(
+                    conn,
+                    "run.submit",
+                    target=("run", run_id),
+                    detail={
+                        "workflow_type": request.workflow_type,
+                        "workflow_url": request.workflow_url[:500],
+                        "compute_env": compute_env,
+                        **({"group_id": group.id} if group else {}),
+                    },
+                )
                 await self.wakeup.notify(conn, "queued")
                 try:
                     await asyncio.to_thread(staging.place)
@@ -291,6 +304,7 @@ class RunService:
             raise
         await asyncio.to_thread(staging.done)
         self.wakeup.run_queued()
+        metrics.submitted(request.workflow_type, compute_env)
         return run
 
     async def settle_submissions(self) -> int:
@@ -538,6 +552,13 @@ class RunService:
                 change = await lifecycle.request_cancel(conn, run_id, state, self.wakeup)
                 if change is None:
                     continue  # it moved meanwhile: look again
+                await audit.record(
+                    conn,
+                    "run.cancel",
+                    target=("run", run_id),
+                    detail={"from": state.value},
+                    caller=caller,
+                )
                 if change.to is State.CANCELED:
                     return State.CANCELED
                 break
@@ -611,6 +632,77 @@ class RunService:
                 check_every=self.settings.stream_recheck_seconds,
             ),
         )
+
+    # --- live logs (SSE, api/logstream.py) ----------------------------------------------
+
+    async def follow_log(
+        self,
+        run_id: str,
+        stream: str,
+        *,
+        offset: int = 0,
+        task_id: str | None = None,
+        interval: float = feed.INTERVAL,
+        task_recheck: float = logfollow.TASK_RECHECK,
+        caller: Caller,
+        check: feed.Check | None = None,
+    ) -> AsyncIterator[logfollow.LogPiece | logfollow.LogEnd]:
+        """The run's ``stream`` (or task ``task_id``'s share of it) from ``offset`` as it is
+        written, ending once the run has ended (the task's span is closed) and the log is
+        drained. The run's state comes from the shared feed's poll; a task's row is read
+        again when the run's progress changes (a task ended) or every ``task_recheck``
+        seconds. TooManyRequests over the stream caps; RunNotFound, TaskNotFound as the
+        plain reads."""
+        root = self.rundir(run_id).root
+        if task_id is None:
+            path = await self.log_file(run_id, stream, caller=caller)
+            span: list[LogSpan | None] = [None]
+        else:
+            path, first = await self.task_log(run_id, task_id, stream, caller=caller)
+            span = [first]
+
+        async def read(at: int, limit: int) -> LogChunk:
+            current = span[0]
+            base, end = (0, None) if current is None else (current.start or 0, current.end)
+            return await asyncio.to_thread(
+                logs.read_range, path, base=base, end=end, offset=at, limit=limit, root=root
+            )
+
+        seen: list[Progress | None] = [None]
+        due = [time.monotonic() + task_recheck]
+
+        async def complete(state: State, progress: Progress | None) -> bool:
+            if task_id is None:
+                return state.terminal
+            current = span[0]
+            if current is not None and current.end is not None:
+                return True
+            if state.terminal or progress != seen[0] or time.monotonic() >= due[0]:
+                seen[0] = progress  # (the task may have ended: look again)
+                due[0] = time.monotonic() + task_recheck
+                async with self.db.connect() as conn:
+                    task = await store.get_task(conn, run_id, task_id)
+                if task is not None:
+                    span[0] = task.stdout if stream == "stdout" else task.stderr
+            current = span[0]
+            return state.terminal or (current is not None and current.end is not None)
+
+        async def pieces() -> AsyncGenerator[logfollow.LogPiece | logfollow.LogEnd, None]:
+            looks = self.feed.watch_run(run_id, interval=interval)
+            try:
+                async for item in logfollow.follow(
+                    read,
+                    looks,
+                    offset=offset,
+                    complete=complete,
+                    check=check,
+                    check_every=self.settings.stream_recheck_seconds,
+                ):
+                    yield item
+            finally:
+                await looks.aclose()
+
+        return self._counted(caller, pieces())
 
 
 def _check_stream(stream: str) -> None:

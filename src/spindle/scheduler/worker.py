@@ -17,12 +17,14 @@ import functools
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from spindle import audit, metrics
 from spindle.backends.base import Backend
 from spindle.config import Settings
 from spindle.db.types import utcnow
@@ -37,6 +39,9 @@ from spindle.scheduler.outage import DatabaseDown
 from spindle.storage.access import FolderStorage, RunStorage
 
 log = logging.getLogger(__name__)
+
+#: seconds between two prunes of the audit log
+AUDIT_PRUNE_SECONDS = 3600.0
 
 
 #: How long a stopping worker lets its runs' tasks finish the step they are in (a database
@@ -79,7 +84,7 @@ class Worker:
         self.stop_grace = STOP_GRACE_SECONDS
         self._unbeat = asyncio.Event()  # set: the heartbeat stops at its next wait
         self._left: set[str] = set()  # runs whose task stopped with the worker
-        self._unsweep = asyncio.Event()  # set: the janitor stops at its next wait
+        self._unsweep = asyncio.Event()  # set: the janitor and audit pruning stop
 
     # --- the loop ------------------------------------------------------------------------
 
@@ -93,14 +98,29 @@ class Worker:
             if self.janitor.enabled
             else None
         )
+        pruning = asyncio.create_task(self._prune_audit(self._unsweep))
         try:
             while not stop.is_set():
                 self.wakeup.queued.clear()
                 await self._fill()
                 await self._sleep(stop)
         finally:
-            await self._stop_sweeper(sweeper)
+            await self._stop_background(sweeper, pruning)
             await self._shutdown(heartbeat)
+
+    async def _prune_audit(self, stop: asyncio.Event) -> None:
+        """Delete audit log entries past ``audit_retention_days``, at start and then every
+        ``AUDIT_PRUNE_SECONDS`` (every worker does; deleting what another deleted is
+        nothing)."""
+        while not stop.is_set():
+            try:
+                gone = await audit.prune(self.db, retention_days=self.settings.audit_retention_days)
+                if gone:
+                    log.info("pruned %d audit log entries past their retention", gone)
+            except Exception as exc:
+                log.warning("pruning the audit log failed (%r); will retry", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), AUDIT_PRUNE_SECONDS)
 
     async def _sleep(self, stop: asyncio.Event) -> None:
         """Until a run is queued, a slot frees (when all are busy), the stop, or the next
@@ -141,13 +161,18 @@ class Worker:
 
     async def _take(self, how: Any) -> Run | None:
         now = utcnow()
+        started = time.perf_counter()
         try:
             async with self.db.begin() as conn:
                 run: Run | None = await how(
                     conn, worker_id=self.id, now=now, lease_until=now + self._lease
                 )
-                return run
+            if how is claim.claim_next:
+                metrics.claimed(run, time.perf_counter() - started)
+            return run
         except Exception as exc:
+            if how is claim.claim_next:
+                metrics.claimed(None, time.perf_counter() - started, failed=True)
             if not outage.is_fault(exc):
                 log.exception("claiming a run failed; will retry")
             else:
@@ -193,13 +218,15 @@ class Worker:
                 if task is not None:
                     task.cancel()
 
-    async def _stop_sweeper(self, sweeper: asyncio.Task[None] | None) -> None:
-        """The janitor stops at its next wait, like the run tasks: cancelling it in the
-        middle of a write could leave SQLite's write lock held; cancelled after the grace."""
-        if sweeper is None:
-            return
+    async def _stop_background(self, *tasks: asyncio.Task[None] | None) -> None:
+        """The janitor and the audit pruning stop at their next wait, like the run tasks:
+        cancelling one in the middle of a write could leave SQLite's write lock held; what
+        is still busy after the grace is cancelled."""
         self._unsweep.set()
-        _, pending = await asyncio.wait({sweeper}, timeout=self.stop_grace)
+        going = {task for task in tasks if task is not None}
+        if not going:
+            return
+        _, pending = await asyncio.wait(going, timeout=self.stop_grace)
         for task in pending:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

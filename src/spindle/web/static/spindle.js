@@ -16,11 +16,33 @@
   });
 
   // --- logs ---------------------------------------------------------------------------------
-  // A <pre data-follow data-url data-offset> gets what the log grew by, every second, until
-  // the run ends (then once more, for the last lines).
+  // A <pre data-follow data-stream data-offset> follows the API's live log stream (server-
+  // sent events from byte data-offset; a reconnect resumes from the last piece's offset)
+  // until its "done" event. Without EventSource, <pre data-follow data-url> gets what the
+  // log grew by every second until the run ends (then once more, for the last lines).
   const followers = [];
 
+  function streamLog(pre) {
+    const source = new EventSource(pre.dataset.stream + "?offset=" + Number(pre.dataset.offset || 0));
+    source.addEventListener("log", function (message) {
+      const piece = JSON.parse(message.data);
+      const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      pre.append(piece.text);
+      pre.dataset.offset = String(piece.next_offset);
+      if (atBottom) pre.scrollTop = pre.scrollHeight;
+    });
+    source.addEventListener("done", function () {
+      source.close();
+      pre.removeAttribute("data-follow");
+    });
+    pre.scrollTop = pre.scrollHeight;
+  }
+
   function followLog(pre) {
+    if (pre.dataset.stream && window.EventSource) {
+      streamLog(pre);
+      return;
+    }
     const decoder = new TextDecoder("utf-8");
     const state = { offset: Number(pre.dataset.offset || 0), ended: false, done: false };
     async function poll() {
