@@ -82,7 +82,7 @@ class OmicsFake:
         self.start_calls: Counter[str] = Counter()
         #: calls per operation
         self.calls: Counter[str] = Counter()
-        #: requestId → failureReason: that run ends FAILED with it
+        #: requestId (or ``*``: every run) → failureReason: that run ends FAILED with it
         self.failures: dict[str, str] = {}
         #: workflow name → status message: that workflow ends FAILED with it
         self.workflow_failures: dict[str, str] = {}
@@ -292,7 +292,7 @@ class OmicsFake:
                     for n in range(1, self.tasks + 1)
                 ]
             elif status == "RUNNING":
-                reason = self.failures.get(self._request_of[data["id"]])
+                reason = self.failures.get(self._request_of[data["id"]], self.failures.get("*"))
                 if reason:
                     data.update(
                         status="FAILED",

@@ -4,11 +4,13 @@ real service model, checked by the fake against that model, and every answer par
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -17,11 +19,14 @@ from pydantic import ValidationError
 from spindle.backends.base import Handle, Status
 from spindle.backends.healthomics.backend import RUN_TAG, HealthOmicsBackend
 from spindle.backends.healthomics.settings import HealthOmicsEnv
+from spindle.config import Settings
 from spindle.domain import RunRequest, State
+from spindle.engines.registry import Catalog
 from spindle.errors import BackendError, InvalidRequest
 from spindle.execution import Job
 from spindle.storage.rundir import RunDir
 from spindle.testing import run_record
+from tests.api.conftest import WES, app_client, make_app, wait_state
 from tests.omics_fake import OmicsFake, serve
 
 ROLE = "arn:aws:iam::123456789012:role/omics-runs"
@@ -125,7 +130,7 @@ async def test_a_wdl_run_completes_with_its_tasks(
     ]
     assert all(t.start_time and t.end_time for t in report.tasks)
     assert "cpus=2" in report.tasks[0].system_logs[0]
-    # three runs listed two a page: paging followed; GetRun never needed for these states
+    # the list said it all: GetRun is never needed for these states
     assert fake.calls["GetRun"] == 0
 
 
@@ -139,8 +144,17 @@ async def test_an_identical_definition_is_registered_once(
         fake.runs[a.data["omics_run"]].data["workflowId"]
         == (fake.runs[b.data["omics_run"]].data["workflowId"])
     )
-    await backend.submit(wdl_job(tmp_path, "run-c", {"other": 1}))  # another template
+    c = await backend.submit(wdl_job(tmp_path, "run-c", {"other": 1}))  # another template
     assert fake.calls["CreateWorkflow"] == 2
+
+    # one poll for all three: the fake lists two a page, so the pages are followed
+    fake.step()
+    fake.step()
+    statuses = await backend.poll([a, b, c])
+    assert {k: s.state for k, s in statuses.items()} == dict.fromkeys(
+        ("run-a", "run-b", "run-c"), State.RUNNING
+    )
+    assert (fake.calls["ListRuns"], fake.calls["GetRun"]) == (2, 0)
 
 
 async def test_a_named_workflow_is_started_without_an_upload(
@@ -307,3 +321,66 @@ async def test_static_storage_and_cache_settings_reach_start_run(
     assert (run["storageType"], run["storageCapacity"]) == ("STATIC", 1200)
     assert (run["cacheId"], run["cacheBehavior"]) == ("1234567", "CACHE_ALWAYS")
     assert (run["logLevel"], run["retentionMode"]) == ("ALL", "REMOVE")
+
+
+def wes_settings(endpoint: str, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        lease_seconds=5,
+        poll_interval=0.2,
+        monitor_interval=0.02,
+        allowed_hosts=["spindle.test"],
+        compute_envs={"omics": env(endpoint, poll_interval=0.05).model_dump()},
+    )
+
+
+async def wes_submit(client: httpx.AsyncClient) -> str:
+    r = await client.post(
+        f"{WES}/runs",
+        data={
+            "workflow_type": "WDL",
+            "workflow_type_version": "1.0",
+            "workflow_url": "main.wdl",
+            "workflow_params": json.dumps({"who": "world"}),
+            "workflow_engine_parameters": json.dumps({"compute_env": "omics"}),
+        },
+        files=[("workflow_attachment", ("main.wdl", WDL.encode()))],
+    )
+    assert r.status_code == 200, r.text
+    run_id: str = r.json()["run_id"]
+    return run_id
+
+
+ENDED = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
+
+
+async def test_a_wdl_run_through_the_wes_api(
+    fake: OmicsFake, endpoint: str, tmp_path: Path
+) -> None:
+    """The installed plugin, configured as any compute environment: a WDL run needs no local
+    engine, goes to COMPLETE as the fake plays it, with its tasks."""
+    fake.auto_step = True  # every ListRuns moves the runs on
+    async with app_client(make_app(wes_settings(endpoint, tmp_path), Catalog())) as client:
+        info = (await client.get(f"{WES}/service-info")).json()
+        assert "v1.2" in info["workflow_type_versions"]["CWL"]["workflow_type_version"]
+        run_id = await wes_submit(client)
+        ended = await wait_state(client, run_id, ENDED)
+        assert ended == "COMPLETE", (await client.get(f"{WES}/runs/{run_id}")).text
+        tasks = (await client.get(f"{WES}/runs/{run_id}/tasks")).json()["task_logs"]
+        assert [t["name"] for t in tasks] == ["task-1", "task-2", "task-3"]
+    assert fake.start_calls == {run_id: 1}
+    (started,) = (r.data for r in fake.runs.values())
+    assert started["tags"][RUN_TAG] == run_id
+    assert started["parameters"] == {"who": "world"}
+
+
+async def test_a_failed_run_through_the_wes_api_says_why(
+    fake: OmicsFake, endpoint: str, tmp_path: Path
+) -> None:
+    fake.auto_step = True
+    fake.failures["*"] = "WORKFLOW_TASK_FAILED"
+    async with app_client(make_app(wes_settings(endpoint, tmp_path), Catalog())) as client:
+        run_id = await wes_submit(client)
+        assert await wait_state(client, run_id, ENDED) == "EXECUTOR_ERROR"
+        body = (await client.get(f"{WES}/runs/{run_id}")).json()
+        assert any("WORKFLOW_TASK_FAILED" in line for line in body["run_log"]["system_logs"])
