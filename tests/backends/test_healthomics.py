@@ -202,9 +202,14 @@ async def test_a_failed_workflow_is_a_clear_error(
     job = wdl_job(tmp_path)
     name = f"spindle-{_digest(job)[:32]}"
     fake.workflow_failures[name] = "main.wdl line 2: unknown type Strin"
-    with pytest.raises(BackendError, match=r"FAILED: main\.wdl line 2: unknown type Strin"):
-        await backend.submit(job)
+    handle = await backend.submit(job)
+    status = await state(backend, handle)
+    assert status.state is State.EXECUTOR_ERROR
+    assert status.reason is not None
+    assert status.reason.endswith("is FAILED: main.wdl line 2: unknown type Strin")
+    await backend.cancel(handle)  # nothing to stop
     assert fake.calls["StartRun"] == 0
+    assert fake.calls["CancelRun"] == 0
 
 
 def _digest(job: Job) -> str:

@@ -141,7 +141,11 @@ class HealthOmicsBackend(Backend):
 
     async def submit(self, job: Job) -> Handle:
         request = job.run.request
-        workflow_id, workflow_type = await self._workflow(job)
+        try:
+            workflow_id, workflow_type = await self._workflow(job)
+        except _WorkflowFailed as exc:
+            # the workflow itself is wrong: the run ends EXECUTOR_ERROR (poll says so)
+            return Handle(job.run_id, {"env": self.env_name, "workflow_failed": exc.message})
         params: dict[str, Any] = {
             "requestId": job.run_id,
             "name": f"spindle-{job.run_id}"[:128],
@@ -208,7 +212,7 @@ class HealthOmicsBackend(Backend):
             if w["status"] == "ACTIVE":
                 return
             if w["status"] in ("FAILED", "DELETED", "INACTIVE"):
-                raise BackendError(
+                raise _WorkflowFailed(
                     f"HealthOmics workflow {workflow_id} is {w['status']}: "
                     f"{w.get('statusMessage', 'no reason given')}"
                 )
@@ -219,8 +223,8 @@ class HealthOmicsBackend(Backend):
     # --- poll ----------------------------------------------------------------------------
 
     async def poll(self, handles: Sequence[Handle]) -> dict[str, Status]:
-        if not handles:
-            return {}
+        if all("workflow_failed" in h.data for h in handles):  # nothing to ask HealthOmics
+            return {h.run_id: _workflow_failed(h) for h in handles}
         listed: dict[str, str] = {}
         token: str | None = None
         while True:
@@ -231,6 +235,9 @@ class HealthOmicsBackend(Backend):
                 break
         out: dict[str, Status] = {}
         for h in handles:
+            if "workflow_failed" in h.data:
+                out[h.run_id] = _workflow_failed(h)
+                continue
             rid = h.data["omics_run"]
             status = listed.get(rid)
             seen = self._seen.get(rid)
@@ -247,11 +254,15 @@ class HealthOmicsBackend(Backend):
         return out
 
     async def cancel(self, handle: Handle) -> None:
+        if "workflow_failed" in handle.data:
+            return  # nothing started
         with contextlib.suppress(_Conflict):  # it ended already
             await self._call("cancel_run", id=handle.data["omics_run"])
 
     async def report(self, handle: Handle, rundir: RunDir) -> Report | None:
         tasks: list[Task] = []
+        if "workflow_failed" in handle.data:
+            return Report(tasks=tasks)
         token: str | None = None
         while True:
             page = await self._call(
@@ -264,6 +275,10 @@ class HealthOmicsBackend(Backend):
             if not token:
                 break
         return Report(tasks=tasks, planned=None, outputs=None)
+
+
+def _workflow_failed(handle: Handle) -> Status:
+    return Status(State.EXECUTOR_ERROR, reason=handle.data["workflow_failed"])
 
 
 def _status(run: Mapping[str, Any]) -> Status:
@@ -292,6 +307,10 @@ def _task(t: Mapping[str, Any]) -> Task:
         end_time=stop,
         system_logs=[f"HealthOmics task {t['taskId']}: " + " ".join(detail)],
     )
+
+
+class _WorkflowFailed(BackendError):
+    """The workflow did not become ACTIVE in HealthOmics (its definition is wrong)."""
 
 
 class _Conflict(BackendError):
