@@ -231,6 +231,19 @@ async def test_cancel(fake: OmicsFake, backend: HealthOmicsBackend, tmp_path: Pa
     await backend.cancel(handle)  # once more, after it ended: nothing to do, no error
 
 
+async def test_a_deleted_run_is_a_system_error_with_the_message(
+    fake: OmicsFake, backend: HealthOmicsBackend, tmp_path: Path
+) -> None:
+    handle = await backend.submit(wdl_job(tmp_path))
+    run = fake.runs[handle.data["omics_run"]].data
+    run.update(status="DELETED", statusMessage="deleted by admin@example.org")
+    status = await state(backend, handle)  # not listed any more: GetRun says why
+    assert status.state is State.SYSTEM_ERROR
+    assert status.reason is not None
+    assert "deleted by admin@example.org" in status.reason
+    assert fake.calls["GetRun"] == 1
+
+
 async def test_reattach_after_a_restart_starts_nothing_again(
     fake: OmicsFake, endpoint: str, backend: HealthOmicsBackend, tmp_path: Path
 ) -> None:
