@@ -352,17 +352,23 @@ def wes_settings(endpoint: str, tmp_path: Path) -> Settings:
     )
 
 
-async def wes_submit(client: httpx.AsyncClient) -> str:
+CWL = "cwlVersion: v1.2\nclass: CommandLineTool\nbaseCommand: echo\ninputs: []\noutputs: []\n"
+#: the workflow type, its version, main file and text of each language run through the API
+LANGUAGES = {"WDL": ("1.0", "main.wdl", WDL), "CWL": ("v1.2", "main.cwl", CWL)}
+
+
+async def wes_submit(client: httpx.AsyncClient, language: str = "WDL") -> str:
+    version, main, text = LANGUAGES[language]
     r = await client.post(
         f"{WES}/runs",
         data={
-            "workflow_type": "WDL",
-            "workflow_type_version": "1.0",
-            "workflow_url": "main.wdl",
+            "workflow_type": language,
+            "workflow_type_version": version,
+            "workflow_url": main,
             "workflow_params": json.dumps({"who": "world"}),
             "workflow_engine_parameters": json.dumps({"compute_env": "omics"}),
         },
-        files=[("workflow_attachment", ("main.wdl", WDL.encode()))],
+        files=[("workflow_attachment", (main, text.encode()))],
     )
     assert r.status_code == 200, r.text
     run_id: str = r.json()["run_id"]
@@ -372,16 +378,17 @@ async def wes_submit(client: httpx.AsyncClient) -> str:
 ENDED = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
 
 
-async def test_a_wdl_run_through_the_wes_api(
-    fake: OmicsFake, endpoint: str, tmp_path: Path
+@pytest.mark.parametrize("language", ["WDL", "CWL"])
+async def test_a_run_through_the_wes_api(
+    fake: OmicsFake, endpoint: str, tmp_path: Path, language: str
 ) -> None:
-    """The installed plugin, configured as any compute environment: a WDL run needs no local
-    engine, goes to COMPLETE as the fake plays it, with its tasks."""
+    """The installed plugin, configured as any compute environment: a WDL or CWL run needs
+    no local engine, goes to COMPLETE as the fake plays it, with its tasks."""
     fake.auto_step = True  # every ListRuns moves the runs on
     async with app_client(make_app(wes_settings(endpoint, tmp_path), Catalog())) as client:
         info = (await client.get(f"{WES}/service-info")).json()
         assert "v1.2" in info["workflow_type_versions"]["CWL"]["workflow_type_version"]
-        run_id = await wes_submit(client)
+        run_id = await wes_submit(client, language)
         ended = await wait_state(client, run_id, ENDED)
         assert ended == "COMPLETE", (await client.get(f"{WES}/runs/{run_id}")).text
         tasks = (await client.get(f"{WES}/runs/{run_id}/tasks")).json()["task_logs"]
@@ -390,6 +397,10 @@ async def test_a_wdl_run_through_the_wes_api(
     (started,) = (r.data for r in fake.runs.values())
     assert started["tags"][RUN_TAG] == run_id
     assert started["parameters"] == {"who": "world"}
+    (workflow,) = fake.workflows.values()
+    assert (workflow["engine"], workflow["main"]) == (language, LANGUAGES[language][1])
+    (workflow,) = fake.workflows.values()
+    assert (workflow["engine"], workflow["main"]) == (language, LANGUAGES[language][1])
 
 
 async def test_a_failed_run_through_the_wes_api_says_why(
