@@ -4,8 +4,9 @@ real service model, checked by the fake against that model, and every answer par
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -413,3 +414,25 @@ async def test_a_failed_run_through_the_wes_api_says_why(
         assert await wait_state(client, run_id, ENDED) == "EXECUTOR_ERROR"
         body = (await client.get(f"{WES}/runs/{run_id}")).json()
         assert any("WORKFLOW_TASK_FAILED" in line for line in body["run_log"]["system_logs"])
+
+
+async def until(condition: Callable[[], bool], seconds: float = 20) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not so within {seconds} s")
+
+
+async def test_cancel_through_the_wes_api(fake: OmicsFake, endpoint: str, tmp_path: Path) -> None:
+    async with app_client(make_app(wes_settings(endpoint, tmp_path), Catalog())) as client:
+        run_id = await wes_submit(client)
+        await wait_state(client, run_id, {"INITIALIZING"})
+        await until(lambda: bool(fake.start_calls))  # StartRun done, the handle saved next
+        r = await client.post(f"{WES}/runs/{run_id}/cancel")
+        assert r.status_code == 200, r.text
+        await until(lambda: fake.calls["CancelRun"] == 1)
+        fake.step()  # STOPPING → CANCELLED
+        assert await wait_state(client, run_id, ENDED) == "CANCELED"
+    (run,) = (r.data for r in fake.runs.values())
+    assert run["status"] == "CANCELLED"
