@@ -77,7 +77,6 @@ _TASK_STATES = {
 _SYSTEM_WORDS = ("SERVICE", "INTERNAL", "CAPACITY", "QUOTA", "UNAVAILABLE", "THROTTL")
 #: statuses whose detail (failureReason, statusMessage) only GetRun has
 _DETAILED = ("FAILED", "DELETED")
-_WAIT_WORKFLOW = 2.0
 
 
 def failed_state(reason: str) -> State:
@@ -98,10 +97,17 @@ class HealthOmicsBackend(Backend):
         "NEXTFLOW": ("22.04", "23.10", "24.10"),
     }
 
-    def __init__(self, env_name: str, env: HealthOmicsEnv, *, workflow_wait: float = 300) -> None:
+    def __init__(
+        self,
+        env_name: str,
+        env: HealthOmicsEnv,
+        *,
+        workflow_wait: float = 300,
+    ) -> None:
         self.env_name = env_name
         self.env = env
         self.poll_interval = env.poll_interval
+        #: seconds to wait for a new workflow to be ACTIVE
         self.workflow_wait = workflow_wait
         self._client: Any = None
         self._lock = threading.Lock()
@@ -197,7 +203,7 @@ class HealthOmicsBackend(Backend):
                 main=d.main,
                 definitionZip=d.zip,
                 parameterTemplate=d.parameter_template,
-                requestId=f"{d.name}"[:127],
+                requestId=d.name,  # one registration of a definition, however many ask
                 tags={**self.env.tags, DIGEST_TAG: d.digest},
             )
             workflow_id = created["id"]
@@ -207,6 +213,7 @@ class HealthOmicsBackend(Backend):
     async def _until_active(self, workflow_id: str) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.workflow_wait
+        delay = 0.05  # looks at it back off to one every 5 s
         while True:
             w = await self._call("get_workflow", id=workflow_id)
             if w["status"] == "ACTIVE":
@@ -218,7 +225,8 @@ class HealthOmicsBackend(Backend):
                 )
             if loop.time() > deadline:
                 raise Unreachable(f"HealthOmics workflow {workflow_id} is still {w['status']}")
-            await asyncio.sleep(_WAIT_WORKFLOW if self.workflow_wait > 10 else 0.01)
+            await asyncio.sleep(delay)
+            delay = min(5.0, delay * 2)
 
     # --- poll ----------------------------------------------------------------------------
 
