@@ -111,7 +111,8 @@ class HealthOmicsBackend(Backend):
         self.workflow_wait = workflow_wait
         self._client: Any = None
         self._lock = threading.Lock()
-        #: the last status seen of each HealthOmics run id, to GetRun only on a change
+        #: the status GetRun gave of a FAILED or DELETED run, not to ask again while it is
+        #: polled (HealthOmics run id → status)
         self._seen: dict[str, Status] = {}
 
     @classmethod
@@ -248,17 +249,15 @@ class HealthOmicsBackend(Backend):
                 continue
             rid = h.data["omics_run"]
             status = listed.get(rid)
-            seen = self._seen.get(rid)
-            if status is None or status in _DETAILED:
-                if seen is not None and seen.state.terminal and status is not None:
-                    out[h.run_id] = seen
-                    continue
-                run = await self._call("get_run", id=rid)
-                new = _status(run)
+            if status is not None and status not in _DETAILED:
+                out[h.run_id] = Status(_STATES[status])
+            elif status is not None and rid in self._seen:
+                out[h.run_id] = self._seen[rid]  # its detail did not change since
             else:
-                new = Status(_STATES[status])
-            self._seen[rid] = new
-            out[h.run_id] = new
+                out[h.run_id] = self._seen[rid] = _status(await self._call("get_run", id=rid))
+        # only the runs still asked about (the worker stops asking once a run ended)
+        asked = {h.data.get("omics_run") for h in handles}
+        self._seen = {rid: s for rid, s in self._seen.items() if rid in asked}
         return out
 
     async def cancel(self, handle: Handle) -> None:
