@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -38,7 +39,7 @@ from spindle.backends.slurm.states import (
 )
 from spindle.compute import EnvSettings, SlurmEnv
 from spindle.config import Settings
-from spindle.errors import BackendError, NotFound, Unreachable
+from spindle.errors import BackendError, ConfigError, NotFound, Unreachable
 from spindle.execution import Executor, Site
 from spindle.execution import Job as JobSpec
 from spindle.storage.files import RunFiles
@@ -71,6 +72,7 @@ class SlurmBackend(Backend):
     @classmethod
     def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> SlurmBackend:
         assert isinstance(env, SlurmEnv)
+        refuse_root_sbatch(env_name, env, settings)
         return cls(env_name, env)
 
     def __init__(self, env_name: str, env: SlurmEnv, transport: Transport | None = None) -> None:
@@ -268,6 +270,23 @@ class SlurmBackend(Backend):
         if _TRANSIENT.search(message) or done.code == -1:
             raise Unreachable(f"{what} on {self.transport.where}: {message}")
         raise BackendError(f"{what} on {self.transport.where} failed: {message}")
+
+
+def refuse_root_sbatch(env_name: str, env: SlurmEnv, settings: Settings) -> None:
+    """Refuse (ConfigError) a cluster reached through this host's own ``sbatch`` while
+    Spindle runs as root with run-as accounts: its head jobs would run the engine as root,
+    while the settings ask for engines run as other accounts (run_as_user / run_as_users
+    apply to the ``local`` environment only; see docs/security.md)."""
+    if env.ssh is not None or os.geteuid() != 0:
+        return
+    if settings.run_as_user or settings.run_as_users:
+        raise ConfigError(
+            f"compute environment {env_name!r} submits with this host's sbatch as root, so "
+            "its engines would run as root, but run_as_user / run_as_users ask for engines "
+            "run as other accounts, which Spindle does for the local environment only: give "
+            f"{env_name!r} an ssh target that logs in as the cluster account, or run Spindle "
+            "as that unprivileged account (docs/security.md)"
+        )
 
 
 def _transport_for(env: SlurmEnv) -> Transport:
