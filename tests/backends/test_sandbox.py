@@ -310,29 +310,6 @@ def test_a_run_folder_is_private_from_the_start(tmp_path: Path) -> None:
     assert stat.S_IMODE(rundir.root.stat().st_mode) == 0o700
 
 
-def test_run_as_accounts_with_this_hosts_sbatch_as_root_are_refused(tmp_path: Path) -> None:
-    """sbatch run by root starts the head job as root: the engines would not run as the
-    accounts the settings name, so Spindle refuses to start rather than run them as root."""
-    from spindle.backends.registry import build_backends
-    from spindle.config import load_settings
-
-    _root_with_setpriv()
-    hpc = {"type": "slurm", "work_root": str(tmp_path / "cluster")}
-    settings = load_settings(
-        data_dir=tmp_path / "data", run_as_user="nobody", compute_envs={"hpc": hpc}
-    )
-    with pytest.raises(ConfigError, match=r"'hpc' submits with this host's sbatch as root"):
-        build_backends(settings)
-    # over SSH the cluster account is the SSH user's: accepted
-    key = tmp_path / "key"
-    key.write_text("")
-    hpc["ssh"] = {"host": "127.0.0.1", "user": "nobody", "key_file": str(key)}
-    settings = load_settings(
-        data_dir=tmp_path / "data", run_as_user="nobody", compute_envs={"hpc": hpc}
-    )
-    assert set(build_backends(settings)) == {"local", "hpc"}
-
-
 # --- confinement (Landlock) ------------------------------------------------------------------
 
 
