@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     #: More files or folders a confined engine may not read (e.g. other secrets of
     #: Spindle's account).
     confine_deny_paths: list[Path] = Field(default_factory=list)
+    #: Folders a confined engine may write besides its own run folder (shared caches, e.g.
+    #: Snakemake's conda environments); never one holding a denied path.
+    confine_write_paths: list[Path] = Field(default_factory=list)
 
     @field_validator("engine_env_passthrough", "engine_env")
     @classmethod

@@ -340,7 +340,9 @@ async def test_a_confined_engine_reads_and_writes_only_what_is_its_own(
     _landlock()
     extra_secret = tmp_path / "more-secrets"
     extra_secret.write_text("x")
-    sandbox = Sandbox(confine=True, deny=(data, extra_secret))
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    sandbox = Sandbox(confine=True, deny=(data, extra_secret), write=(shared,))
     backend = LocalBackend(cancel_grace_seconds=2, sandbox=sandbox, data_dir=data)
     other = RunDir.for_run(data, "run-other")
     other.create()
@@ -349,7 +351,7 @@ async def test_a_confined_engine_reads_and_writes_only_what_is_its_own(
     rundir = RunDir.for_run(data, "run-1")
     rundir.create()
     reads = [data / "spindle.db", other.work / "result.txt", other.root, data, extra_secret]
-    script = f"set -- {' '.join(map(str, reads))}\n{CONFINED_PROBE}"
+    script = f"set -- {' '.join(map(str, reads))}\n{CONFINED_PROBE}echo c > {shared}/c\n"
     try:
         handle = await backend.submit(job("run-1", launch(backend, script, rundir), rundir))
         assert (await wait_terminal(backend, handle)).state is State.COMPLETE
@@ -357,6 +359,7 @@ async def test_a_confined_engine_reads_and_writes_only_what_is_its_own(
         await backend.close()
     assert rundir.stdout.read_text().split() == ["WORKS"], rundir.stderr.read_text()
     assert (rundir.work / "out.txt").read_text() == "ok\n"
+    assert (shared / "c").read_text() == "c\n"  # confine_write_paths
 
 
 async def test_a_confined_engine_of_another_account_runs(data: Path, accounts: list[str]) -> None:
@@ -424,3 +427,14 @@ def test_without_landlock_several_users_sharing_spindles_account_is_refused(
     assert not sandbox_for(basic.model_copy(update={"run_as_user": "nobody"})).confine
     assert not sandbox_for(load_settings(data_dir=tmp_path)).confine  # auth none: a warning
     assert "engines run unconfined" in caplog.text
+
+
+def test_a_shared_writable_folder_holding_a_denied_path_is_refused(tmp_path: Path) -> None:
+    from spindle.backends.sandbox import sandbox_for
+    from spindle.config import load_settings
+
+    _landlock()
+    for write in (tmp_path, tmp_path / "data" / "cache"):
+        settings = load_settings(data_dir=tmp_path / "data", confine_write_paths=[write])
+        with pytest.raises(ConfigError, match=r"confine_write_paths: .* overlap"):
+            sandbox_for(settings)

@@ -83,6 +83,8 @@ class Sandbox:
     confine: bool = False
     #: what a confined engine can never read (Spindle's data folder, settings file, ...)
     deny: tuple[Path, ...] = ()
+    #: folders a confined engine may write besides its run folder (shared caches)
+    write: tuple[Path, ...] = ()
 
     @property
     def switches_account(self) -> bool:
@@ -179,8 +181,8 @@ class Sandbox:
             words += ["--error-file", str(root / "launch_error")]
             for path in self.deny:
                 words += ["--deny", str(path)]
-            for name in writable:
-                words += ["--write", str(root / name)]
+            for path in (*(root / name for name in writable), *self.write):
+                words += ["--write", str(path)]
             for name in readable:
                 words += ["--read", str(root / name)]
             words.append("--")
@@ -317,11 +319,21 @@ def sandbox_for(settings: Settings) -> Sandbox:
             confine.abi(),
         )
         confined = False
+    deny = denied_paths(settings) if confined else ()
+    write = tuple(Path(os.path.realpath(p.expanduser())) for p in settings.confine_write_paths)
+    for place in write:
+        for denied in deny:
+            if denied.is_relative_to(place) or place.is_relative_to(denied):
+                raise ConfigError(
+                    f"confine_write_paths: {place} and {denied}, which engines may not read, "
+                    "overlap: an engine could read it through the other"
+                )
     return Sandbox(
         passthrough=tuple(settings.engine_env_passthrough),
         extra=settings.engine_env,
         run_as_user=settings.run_as_user,
         run_as_users=settings.run_as_users,
         confine=confined,
-        deny=denied_paths(settings) if confined else (),
+        deny=deny,
+        write=write,
     )
