@@ -405,6 +405,7 @@ def test_confinement_keeps_spindles_files_and_keys_out(
         tmp_path / "db" / "spindle.db",
         key,
         Path("~/.ssh").expanduser().resolve(),
+        Path("/etc/shadow"),
         tmp_path / "more",
     }
 

@@ -171,8 +171,11 @@ class LocalBackend(Backend):
         self.sandbox.check()
         if os.geteuid() == 0 and not self.sandbox.switches_account:
             log.warning(
-                "Spindle runs as root and engines run as root too: set run_as_user or "
-                "run_as_users (docs/security.md)"
+                "Spindle runs as root and engines run as root too%s: set run_as_user or "
+                "run_as_users (docs/security.md)",
+                " (confined, without capabilities, but owning root's files)"
+                if self.sandbox.confine
+                else "",
             )
         hide_process()
         if data_dir is not None:

@@ -279,7 +279,8 @@ MULTI_USER = ("basic", "oidc", "proxy-jwt")
 def denied_paths(settings: Settings) -> tuple[Path, ...]:
     """What a confined engine may never read: Spindle's data folder (the SQLite database,
     every run, staging), the settings file, an SQLite database kept elsewhere, the SSH keys
-    of the compute environments and of Spindle's account, and ``confine_deny_paths``."""
+    of the compute environments and of Spindle's account, the host's password hashes, and
+    ``confine_deny_paths``."""
     from sqlalchemy.engine import make_url
 
     paths = [settings.data_dir, Path(os.environ.get("SPINDLE_CONFIG", "spindle.toml"))]
@@ -291,6 +292,7 @@ def denied_paths(settings: Settings) -> tuple[Path, ...]:
         if ssh is not None and ssh.key_file is not None:
             paths.append(Path(ssh.key_file))
     paths.append(Path("~/.ssh").expanduser())
+    paths += [Path("/etc/shadow"), Path("/etc/gshadow")]  # an engine run as root owns them
     paths += settings.confine_deny_paths
     return tuple(dict.fromkeys(Path(os.path.realpath(p.expanduser())) for p in paths))
 
