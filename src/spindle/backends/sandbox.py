@@ -6,6 +6,9 @@ Spindle's own (which holds ``SPINDLE_SECRET_KEY``, the database URL and every ot
 When Spindle runs as root it can start engines as other OS accounts (``run_as_user``, or one
 per Spindle user through ``run_as_users``) with ``setpriv``; the run folder then belongs to
 that account and nobody else can read it, and Spindle's database stays unreadable to it.
+By default (``confine_engines``) every engine is also confined with Landlock
+(:mod:`spindle.backends.confine`): it cannot read :func:`denied_paths` (Spindle's data
+folder, settings file, keys) and writes only its own run folder, whatever its account.
 """
 
 from __future__ import annotations
