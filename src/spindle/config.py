@@ -130,6 +130,16 @@ class Settings(BaseSettings):
     #: Folders of this host whose files a CWL input may name by absolute path or ``file://``
     #: URI; empty: none (inputs are attachments or http(s) URLs).
     cwl_input_roots: list[Path] = Field(default_factory=list)
+    #: Confine every local engine with Landlock: it reads the host but not Spindle's data
+    #: folder (database, other runs), settings file, SSH keys or ``confine_deny_paths``, and
+    #: writes only its own run folder. False runs engines unconfined (docs/security.md).
+    confine_engines: bool = True
+    #: More files or folders a confined engine may not read (e.g. other secrets of
+    #: Spindle's account).
+    confine_deny_paths: list[Path] = Field(default_factory=list)
+    #: Folders a confined engine may write besides its own run folder (shared caches, e.g.
+    #: Snakemake's conda environments); never one holding a denied path.
+    confine_write_paths: list[Path] = Field(default_factory=list)
 
     @field_validator("engine_env_passthrough", "engine_env")
     @classmethod

@@ -127,3 +127,88 @@ async def test_a_workflow_run_as_its_users_account_reads_nothing_of_spindle_or_o
             page = await api.get(f"/runs/{bob_run}")
             assert page.status_code == 200
             assert "root:x:0:0" not in page.text
+
+
+#: Also reads the environment of every process above it, up to Spindle (``$PPID`` and its
+#: parents), and tries to write beside its run folder's parts.
+CONFINED_PROBE_SNAKEFILE = r"""
+import shlex
+
+rule all:
+    output: "probe.txt"
+    params: paths=" ".join(shlex.quote(p) for p in config["paths"].values())
+    shell:
+        '''
+        for p in {params.paths}; do
+            if [ -d "$p" ]; then ls "$p"; else cat "$p"; fi >/dev/null 2>&1 && r=read || r=denied
+            echo "$r $p"
+        done > {output}
+        pid=$PPID leaked=0
+        while [ "${{pid:-1}}" -gt 1 ]; do
+            if tr '\\0' '\\n' < /proc/$pid/environ 2>/dev/null | grep -q canary; then
+                leaked=1
+            fi
+            pid=$(awk '/^PPid:/ {{print $2}}' /proc/$pid/status 2>/dev/null || true)
+        done
+        echo "ancestors-leaked $leaked" >> {output}
+        echo 0 > ../exit_code 2>/dev/null && echo "forged exit_code" >> {output} || true
+        echo x > $TMPDIR/scratch && echo "tmp writable" >> {output}
+        '''
+"""
+
+
+async def test_a_confined_workflow_of_spindles_own_account_reads_nothing_of_spindle_or_others(
+    settings: Settings,
+    catalog: Catalog,
+    snakemake_exe: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default mode with several users: no run-as account, so every engine runs as
+    Spindle's own OS account, confined by Landlock (confine_engines, on by default)."""
+    from spindle.backends import confine
+
+    if not confine.supported():
+        pytest.skip(f"this kernel has no Landlock ABI {confine.MIN_ABI} (ABI {confine.abi()})")
+    config = tmp_path / "spindle.toml"
+    config.write_text('secret_key = "canary-in-the-file"\n')
+    monkeypatch.setenv("SPINDLE_CONFIG", str(config))
+    monkeypatch.setenv("SPINDLE_SECRET_KEY", "canary-secret")
+    values = {**settings.model_dump(), "auth": "basic"}
+    assert values["confine_engines"] is True  # the default
+    app = make_app(Settings(**values), catalog)
+    data = settings.data_dir
+    async with app_client(app) as api:
+        alice, bob = [await _token_headers(app.state.accounts, n) for n in ("alice", "bob")]
+        api.headers.update(alice)
+        r = await api.post(f"{WES}/runs", **_form(ALICE_SNAKEFILE, {}))  # type: ignore[arg-type]
+        alice_run = r.json()["run_id"]
+        state = await wait_state(api, alice_run, ["COMPLETE", "EXECUTOR_ERROR"])
+        assert state == "COMPLETE", (await api.get(f"{WES}/runs/{alice_run}/logs/stderr")).text
+
+        alice_dir = data / "runs" / alice_run
+        paths = {
+            "database": str(data / "spindle.db"),
+            "data folder": str(data),
+            "runs folder": str(data / "runs"),
+            "settings file": str(config),
+            "alice's output": str(alice_dir / "work" / "a.txt"),
+            "alice's workflow": str(alice_dir / "attachments" / "Snakefile"),
+            "alice's params": str(alice_dir / "params.json"),
+            "spindle's environ": f"/proc/{os.getpid()}/environ",
+            "a public file": "/etc/hostname",  # shows the probe can read at all
+        }
+        api.headers.update(bob)
+        r = await api.post(f"{WES}/runs", **_form(CONFINED_PROBE_SNAKEFILE, {"paths": paths}))  # type: ignore[arg-type]
+        bob_run = r.json()["run_id"]
+        state = await wait_state(api, bob_run, ["COMPLETE", "EXECUTOR_ERROR"])
+        assert state == "COMPLETE", (await api.get(f"{WES}/runs/{bob_run}/logs/stderr")).text
+
+        r = await api.get(f"{WES}/runs/{bob_run}/files/work/probe.txt")
+        found = dict(line.split(" ", 1)[::-1] for line in r.text.splitlines())
+        assert found.pop(paths["a public file"]) == "read"
+        assert found == {p: "denied" for p in paths.values() if p != "/etc/hostname"} | {
+            "0": "ancestors-leaked",
+            "writable": "tmp",
+        }
+        assert (data / "runs" / bob_run / "exit_code").read_text().strip() == "0"

@@ -308,3 +308,134 @@ def test_a_run_folder_is_private_from_the_start(tmp_path: Path) -> None:
     rundir = RunDir.for_run(tmp_path, "run-1")
     rundir.create()
     assert stat.S_IMODE(rundir.root.stat().st_mode) == 0o700
+
+
+# --- confinement (Landlock) ------------------------------------------------------------------
+
+
+def _landlock() -> None:
+    from spindle.backends import confine
+
+    if not confine.supported():
+        missing(f"this kernel has no Landlock ABI {confine.MIN_ABI} (ABI {confine.abi()})")
+
+
+#: Tries each read and write a confined engine must not make, then one it must.
+CONFINED_PROBE = """
+for f in "$@"; do
+    if [ -d "$f" ]; then ls "$f"; else cat "$f"; fi >/dev/null 2>&1 && echo "READ $f"
+done
+echo 0 > ../exit_code 2>/dev/null && echo FORGED
+echo x > ../elsewhere 2>/dev/null && echo WROTE-BESIDE
+echo x > /var/tmp/spindle-confined-$$ 2>/dev/null && echo WROTE-OUTSIDE
+head -c 1 /dev/vda /dev/sda /dev/nvme0n1 /dev/mem 2>/dev/null | grep -q . && echo READ-DISK
+echo ok > out.txt && echo x > "$TMPDIR/t" && echo > /dev/null && cat /etc/hostname >/dev/null \
+    && [ "$HOME" = "$TMPDIR/home" ] && echo WORKS
+"""
+
+
+async def test_a_confined_engine_reads_and_writes_only_what_is_its_own(
+    data: Path, tmp_path: Path
+) -> None:
+    _landlock()
+    extra_secret = tmp_path / "more-secrets"
+    extra_secret.write_text("x")
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    sandbox = Sandbox(confine=True, deny=(data, extra_secret), write=(shared,))
+    backend = LocalBackend(cancel_grace_seconds=2, sandbox=sandbox, data_dir=data)
+    other = RunDir.for_run(data, "run-other")
+    other.create()
+    (other.work / "result.txt").write_text("other user's result")
+    (data / "spindle.db").write_text("password hashes")
+    rundir = RunDir.for_run(data, "run-1")
+    rundir.create()
+    reads = [data / "spindle.db", other.work / "result.txt", other.root, data, extra_secret]
+    script = f"set -- {' '.join(map(str, reads))}\n{CONFINED_PROBE}echo c > {shared}/c\n"
+    try:
+        handle = await backend.submit(job("run-1", launch(backend, script, rundir), rundir))
+        assert (await wait_terminal(backend, handle)).state is State.COMPLETE
+    finally:
+        await backend.close()
+    assert rundir.stdout.read_text().split() == ["WORKS"], rundir.stderr.read_text()
+    assert (rundir.work / "out.txt").read_text() == "ok\n"
+    assert (shared / "c").read_text() == "c\n"  # confine_write_paths
+
+
+async def test_a_confined_engine_of_another_account_runs(data: Path, accounts: list[str]) -> None:
+    """Landlock first (as root, before setpriv), then the account: both hold."""
+    _landlock()
+    sandbox = Sandbox(confine=True, deny=(data,), run_as_user=accounts[0])
+    backend = LocalBackend(cancel_grace_seconds=2, sandbox=sandbox, data_dir=data)
+    rundir = RunDir.for_run(data, "run-1")
+    rundir.create()
+    script = f"id -un\nset -- {data / 'spindle.db'}\n{CONFINED_PROBE}"
+    try:
+        handle = await backend.submit(job("run-1", launch(backend, script, rundir), rundir))
+        assert (await wait_terminal(backend, handle)).state is State.COMPLETE
+    finally:
+        await backend.close()
+    assert rundir.stdout.read_text().split() == [accounts[0], "WORKS"], rundir.stderr.read_text()
+
+
+def test_confinement_keeps_spindles_files_and_keys_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spindle.backends.sandbox import denied_paths
+    from spindle.config import load_settings
+
+    config = tmp_path / "etc" / "spindle.toml"
+    monkeypatch.setenv("SPINDLE_CONFIG", str(config))
+    key = tmp_path / "id_ed25519"
+    key.write_text("")
+    hpc = {
+        "type": "slurm",
+        "work_root": "/cluster",
+        "ssh": {"host": "login", "key_file": str(key)},
+    }
+    settings = load_settings(
+        data_dir=tmp_path / "data",
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'db' / 'spindle.db'}",
+        compute_envs={"hpc": hpc},
+        confine_deny_paths=[tmp_path / "more"],
+    )
+    assert set(denied_paths(settings)) >= {
+        tmp_path / "data",
+        config,
+        tmp_path / "db" / "spindle.db",
+        key,
+        Path("~/.ssh").expanduser().resolve(),
+        Path("/etc/shadow"),
+        tmp_path / "more",
+    }
+
+
+def test_without_landlock_several_users_sharing_spindles_account_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a kernel without Landlock (played by the check saying so: this one has it)."""
+    from spindle.backends import confine
+    from spindle.backends.sandbox import sandbox_for
+    from spindle.config import load_settings
+
+    monkeypatch.setattr(confine, "supported", lambda: False)
+    for auth in ("basic", "oidc", "proxy-jwt"):
+        settings = load_settings(data_dir=tmp_path, auth=auth)
+        with pytest.raises(ConfigError, match=r"run_as_users .* confine_engines = false"):
+            sandbox_for(settings)
+    basic = load_settings(data_dir=tmp_path, auth="basic")
+    assert not sandbox_for(basic.model_copy(update={"confine_engines": False})).confine
+    assert not sandbox_for(basic.model_copy(update={"run_as_user": "nobody"})).confine
+    assert not sandbox_for(load_settings(data_dir=tmp_path)).confine  # auth none: a warning
+    assert "engines run unconfined" in caplog.text
+
+
+def test_a_shared_writable_folder_holding_a_denied_path_is_refused(tmp_path: Path) -> None:
+    from spindle.backends.sandbox import sandbox_for
+    from spindle.config import load_settings
+
+    _landlock()
+    for write in (tmp_path, tmp_path / "data" / "cache"):
+        settings = load_settings(data_dir=tmp_path / "data", confine_write_paths=[write])
+        with pytest.raises(ConfigError, match=r"confine_write_paths: .* overlap"):
+            sandbox_for(settings)

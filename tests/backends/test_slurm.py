@@ -344,3 +344,38 @@ async def test_an_unreachable_host_is_unreachable(cluster: Cluster) -> None:
 
 def _dummy_handle() -> Handle:
     return Handle("x", {"job_id": "1", "job_name": "spindle-x", "root": "/", "rundir": "/"})
+
+
+async def test_as_root_on_this_host_each_head_job_runs_as_its_users_account(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Spindle as root with run_as_users and this host's sbatch: ``sbatch --uid --gid``
+    starts the head job as the run's account, which alone owns its folder on the cluster."""
+    import dataclasses
+    import pwd
+    import stat
+
+    from spindle.backends.sandbox import Sandbox
+    from tests.backends.test_sandbox import os_accounts
+
+    monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+    with os_accounts("alice") as (alice,):
+        # the accounts must pass through to their run folders (a real cluster's work root
+        # is on a shared file system every account reaches)
+        for folder in (cluster.root, cluster.work_root):
+            folder.chmod(0o711)
+        env = SlurmEnv.model_validate(cluster.env_config(ssh=False))
+        backend = SlurmBackend("cluster", env, accounts=Sandbox(run_as_users={"alice": alice}))
+        run_id = new_run_id()
+        rundir = made_rundir(tmp_path, run_id)
+        spec = job(run_id, launch(backend, "id -un", rundir, run_id), rundir)
+        try:
+            handle = await backend.submit(dataclasses.replace(spec, owner="alice"))
+            status = await wait_terminal(backend, handle)
+        finally:
+            await backend.close()
+        assert status.state is State.COMPLETE, (rundir.logs / "slurm.out").read_text()
+        assert rundir.stdout.read_text().split() == [alice]
+        there = (cluster.work_root / run_id).stat()
+        uid = pwd.getpwnam(alice).pw_uid
+        assert (there.st_uid, stat.S_IMODE(there.st_mode)) == (uid, 0o700)

@@ -793,3 +793,35 @@ def test_a_run_that_failed_otherwise_has_no_notes(tmp_path: Path) -> None:
     assert CwltoolEngine("cwltool").failure_notes(rundir) == []
     rundir.stderr.write_text("ERROR [job x] Job error:\nexit 3\n")
     assert CwltoolEngine("cwltool").failure_notes(rundir) == []
+
+
+def linking_tool(target: Path) -> str:
+    return LINKING_TOOL.replace("/etc/hostname", str(target))
+
+
+@pytest.mark.engine
+async def test_an_output_that_links_into_an_allowed_input_root_is_kept(
+    tmp_path: Path, cwltool_exe: str
+) -> None:
+    """A file under ``cwl_input_roots`` could be named as an input: an output linking to it
+    is no escape, and cwltool copies it into the outputs as for an input passed on."""
+    refdata = tmp_path / "refdata"
+    refdata.mkdir()
+    (refdata / "genome.fa").write_text(">chr1\nACGT\n")
+    rundir = staged(tmp_path)
+    (rundir.attachments / "workflow.cwl").write_text(linking_tool(refdata / "genome.fa"))
+    engine = CwltoolEngine(cwltool_exe, input_roots=[refdata])
+    launch = engine.prepare(make_run(), rundir)
+
+    assert await run_to_end(launch, rundir) == 0, rundir.stderr.read_text()
+    outputs = engine.outputs(rundir)
+    assert outputs["stolen"]["location"] == "run:outputs/stolen.txt"
+    assert (rundir.outputs / "stolen.txt").read_text() == ">chr1\nACGT\n"
+    assert not (rundir.outputs / "stolen.txt").is_symlink()
+
+    # the same link with no roots allowed is refused, as any other link out of the run
+    rundir = staged(tmp_path / "again")
+    (rundir.attachments / "workflow.cwl").write_text(linking_tool(refdata / "genome.fa"))
+    launch = CwltoolEngine(cwltool_exe).prepare(make_run(), rundir)
+    assert await run_to_end(launch, rundir) == 1
+    assert "links out of the run folder" in rundir.stderr.read_text()

@@ -29,7 +29,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from spindle.backends.base import Backend, Capabilities, Handle, Status
-from spindle.backends.sandbox import Sandbox, hand_over, hide_process, secure_data_dir
+from spindle.backends.sandbox import (
+    Sandbox,
+    hand_over,
+    hide_process,
+    sandbox_for,
+    secure_data_dir,
+)
 from spindle.compute import EnvSettings, LocalEnv
 from spindle.config import Settings
 from spindle.domain import State
@@ -37,8 +43,9 @@ from spindle.errors import BackendError
 from spindle.execution import Job, Site
 from spindle.storage.rundir import RunDir
 
-# $1: run folder, $2: working directory, $3: the command that starts the engine as another
-# OS account (setpriv ..., words without spaces; empty: none); the rest: the engine's argv.
+# $1: run folder, $2: working directory, $3: how many of the words after it start the
+# engine confined and/or as another OS account (spindle.backends.confine ..., setpriv ...);
+# the rest: the engine's argv.
 # The wrapper itself stays Spindle's, so the exit code it records is out of the engine's
 # reach. The pid file lets a worker that died between submit and saving the handle find the
 # process again (submit is idempotent per run). The wrapper changes directory itself
@@ -47,12 +54,17 @@ from spindle.storage.rundir import RunDir
 # names) is there, so a missing engine is a launch_error, never the workflow's exit 127. If
 # the exit code cannot be recorded it says so on stderr and exits with the engine's code.
 WRAPPER = r"""
-d=$1 as=$3
+d=$1 n=$3
 fail() { printf '%s\n' "$1" > "$d/launch_error"; printf 'spindle: %s\n' "$1" >&2; exit 127; }
 cd "$2" || fail "cannot enter the working directory $2"
 shift 3
 echo $$ > "$d/pid"
-case $1 in */*) exe=$1 ;; *) exe=$(command -v "$1") || fail "the engine $1 is not on PATH" ;; esac
+i=0
+for engine; do [ "$i" -eq "$n" ] && break; i=$((i + 1)); done
+case $engine in
+  */*) exe=$engine ;;
+  *) exe=$(command -v "$engine") || fail "the engine $engine is not on PATH" ;;
+esac
 case $exe in
   */*)
     [ -f "$exe" ] && [ -x "$exe" ] || fail "the engine $exe is missing or not executable"
@@ -65,8 +77,9 @@ case $exe in
     esac
     ;;
 esac
-$as "$@"
+"$@"
 code=$?
+[ -e "$d/launch_error" ] && exit 127  # the confinement could not be set up
 printf '%s\n' "$code" > "$d/exit_code.tmp" && mv -f "$d/exit_code.tmp" "$d/exit_code" || {
   printf 'spindle: could not record the exit code %s in %s\n' "$code" "$d/exit_code" >&2
   exit "$code"
@@ -78,7 +91,9 @@ log = logging.getLogger(__name__)
 # O_NOFOLLOW: a log the engine of an earlier attempt replaced with a link is not followed.
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
 #: What an engine run as another account gets of its run folder (the rest stays Spindle's).
-ENGINE_PARTS = ("attachments", "work", "outputs", "logs", "params.json")
+#: Confined (spindle.backends.confine), the only places it may write; ``tmp`` is its TMPDIR
+#: and holds its HOME.
+ENGINE_PARTS = ("attachments", "work", "outputs", "logs", "tmp", "params.json")
 #: Spindle's helper code for the engine (a logger plugin, cwltool's guard): read-only to it.
 HELPER_PARTS = ("support",)
 
@@ -156,8 +171,11 @@ class LocalBackend(Backend):
         self.sandbox.check()
         if os.geteuid() == 0 and not self.sandbox.switches_account:
             log.warning(
-                "Spindle runs as root and engines run as root too: set run_as_user or "
-                "run_as_users (docs/security.md)"
+                "Spindle runs as root and engines run as root too%s: set run_as_user or "
+                "run_as_users (docs/security.md)",
+                " (confined, without capabilities, but owning root's files)"
+                if self.sandbox.confine
+                else "",
             )
         hide_process()
         if data_dir is not None:
@@ -172,12 +190,7 @@ class LocalBackend(Backend):
 
     @classmethod
     def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> LocalBackend:
-        sandbox = Sandbox(
-            passthrough=tuple(settings.engine_env_passthrough),
-            extra=settings.engine_env,
-            run_as_user=settings.run_as_user,
-            run_as_users=settings.run_as_users,
-        )
+        sandbox = sandbox_for(settings)
         backend = cls(
             cancel_grace_seconds=settings.cancel_grace_seconds,
             sandbox=sandbox,
@@ -214,9 +227,13 @@ class LocalBackend(Backend):
         # database URL), and runs as the run's OS account if one is configured; the wrapper
         # stays Spindle's, so the exit code it records is out of the engine's reach.
         account = self.sandbox.account_for(job.owner)
+        private = rundir.root / "tmp"
+        (private / "home").mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(hand_over, rundir.root, account, ENGINE_PARTS, HELPER_PARTS)
-        env = self.sandbox.environment(launch.env, account, workdir=str(launch.cwd))
-        run_as = " ".join(self.sandbox.command(account, []))
+        env = self.sandbox.environment(
+            launch.env, account, workdir=str(launch.cwd), private=private
+        )
+        prefix = self.sandbox.command(account, [], rundir.root, ENGINE_PARTS, HELPER_PARTS)
         # posix_spawn (vfork-like in glibc) costs the same at any server size, where a fork
         # of the whole server (what uvloop's subprocess does) grows with its memory; it
         # hands the child no asyncio transport that could outlive this backend. Microseconds
@@ -225,7 +242,8 @@ class LocalBackend(Backend):
             # posix_spawn returns once the child exists; it does not wait for it
             pid = os.posix_spawn(  # noqa: ASYNC221
                 "/bin/sh",
-                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd), run_as]
+                ["sh", "-c", WRAPPER, "spindle-run", str(rundir.root), str(launch.cwd)]
+                + [str(len(prefix)), *prefix]
                 + [str(a) for a in launch.argv],
                 env,
                 file_actions=[

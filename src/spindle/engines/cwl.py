@@ -190,7 +190,7 @@ class CwltoolEngine(Engine):
             lambda rel, as_uri: attached(attachments, rel, as_uri, there),
         )
         rundir.params_file.write_text(json.dumps(params, indent=2) + "\n")
-        guard = install_guard(rundir)
+        guard = install_guard(rundir, self.input_roots)
         for sub in (_TMP, _CACHE, _STEPS):
             (rundir.work / sub).mkdir(parents=True, exist_ok=True)
         work = site.path(rundir, rundir.work.absolute())
@@ -289,12 +289,15 @@ class CwltoolEngine(Engine):
 # --- launch helpers ----------------------------------------------------------------------
 
 
-def install_guard(rundir: RunDir) -> Path:
+def install_guard(rundir: RunDir, allowed_roots: Sequence[Path] = ()) -> Path:
     """Copy the output guard (``cwl_guard/sitecustomize.py``, loaded by cwltool's Python at
-    start-up) into the run folder's ``support/cwltool/`` and return that folder."""
+    start-up) into the run folder's ``support/cwltool/``, with the folders outputs may link
+    into besides the run (``cwl_input_roots``), and return that folder."""
     folder = rundir.support / "cwltool"
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(GUARD, folder / GUARD.name)
+    roots = [str(root) for root in allowed_roots]
+    (folder / "allowed_roots.json").write_text(json.dumps(roots) + "\n")
     return folder.absolute()
 
 

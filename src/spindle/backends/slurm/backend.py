@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -26,6 +27,7 @@ from typing import Any
 from spindle.backends.base import Backend, Capabilities, Handle, Status
 from spindle.backends.remote import mirror
 from spindle.backends.remote.transport import Completed, LocalTransport, Transport
+from spindle.backends.sandbox import Account, Sandbox
 from spindle.backends.slurm import script
 from spindle.backends.slurm.states import (
     ACTIVE,
@@ -71,11 +73,24 @@ class SlurmBackend(Backend):
     @classmethod
     def from_settings(cls, env_name: str, env: EnvSettings, settings: Settings) -> SlurmBackend:
         assert isinstance(env, SlurmEnv)
-        return cls(env_name, env)
+        accounts = None
+        if env.ssh is None and os.geteuid() == 0:
+            accounts = Sandbox(run_as_user=settings.run_as_user, run_as_users=settings.run_as_users)
+            accounts.check()
+        return cls(env_name, env, accounts=accounts)
 
-    def __init__(self, env_name: str, env: SlurmEnv, transport: Transport | None = None) -> None:
+    def __init__(
+        self,
+        env_name: str,
+        env: SlurmEnv,
+        transport: Transport | None = None,
+        accounts: Sandbox | None = None,
+    ) -> None:
         self.env_name = env_name
         self.env = env
+        #: run-as accounts, when Spindle is root and submits with this host's sbatch: each
+        #: head job is submitted as the run's account (``sbatch --uid --gid``)
+        self.accounts = accounts if accounts is not None and accounts.switches_account else None
         self.poll_interval = env.poll_seconds
         self.transport: Transport = transport or _transport_for(env)
         self._sacct_c: bool | None = None  # None: not known yet whether sacct needs -c
@@ -121,10 +136,16 @@ class SlurmBackend(Backend):
         if found is not None:
             log.info("run %s: found its SLURM job %s; not submitting again", run_id, found)
             return self._handle(run_id, found, root, rundir, job.skip)
+        account = self.accounts.account_for(job.owner) if self.accounts else None
         text = script.render(run_id, launch, root, self.env)
         await asyncio.to_thread((rundir.root / script.SCRIPT).write_text, text)
         await self.transport.upload(rundir.root, root)
         argv = script.sbatch_argv(run_id, root, self.env, cpus=launch.cpus)
+        if account is not None:
+            # the whole folder is the account's (the job writes its id, logs and exit code
+            # there), readable by it alone; root's sbatch starts the job as the account
+            await asyncio.to_thread(_give, Path(root), account)
+            argv[1:1] = [f"--uid={account.uid}", f"--gid={account.gid}"]
         done = await self._command(argv, "sbatch")
         job_id = script.parse_job_id(done.stdout)
         if job_id is None:
@@ -270,6 +291,14 @@ class SlurmBackend(Backend):
         if _TRANSIENT.search(message) or done.code == -1:
             raise Unreachable(f"{what} on {self.transport.where}: {message}")
         raise BackendError(f"{what} on {self.transport.where} failed: {message}")
+
+
+def _give(root: Path, account: Account) -> None:
+    """The run folder on the cluster to ``account``, owner-only, never through a link."""
+    for folder, dirs, files in os.walk(root):
+        for name in (".", *dirs, *files):
+            os.chown(Path(folder) / name, account.uid, account.gid, follow_symlinks=False)
+    root.chmod(0o700)
 
 
 def _transport_for(env: SlurmEnv) -> Transport:

@@ -5,14 +5,18 @@ cwltool copies an output that is a link to a file outside its job folders into `
 (``relocateOutputs``), so a tool whose output is a link to ``/etc/passwd`` or to another
 run's folder would have that file copied into the run's outputs and served. The guard wraps
 ``relocateOutputs``: an output (or a file inside an output folder) that lies inside the run
-folder but is a link leading out of it stops the run with a message naming it. Files outside
-the run folder that the workflow names itself (allowed inputs passed on) are left alone.
+folder but is a link leading out of it stops the run with a message naming it, unless it
+leads into a folder of the ``cwl_input_roots`` setting (which Spindle writes beside this file,
+in ``allowed_roots.json``): such a file could as well have been named as an input. Files
+outside the run folder that the workflow names itself (allowed inputs passed on) are left
+alone.
 
 Standard library and cwltool only: it runs in cwltool's environment.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +34,18 @@ if (DOCKER_SHIM / "docker").is_file():
     os.environ["PATH"] = f"{DOCKER_SHIM}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
+def _allowed_roots() -> tuple[Path, ...]:
+    """The ``cwl_input_roots`` folders (links resolved), as Spindle wrote them."""
+    try:
+        raw = json.loads((Path(__file__).parent / "allowed_roots.json").read_text())
+    except (OSError, ValueError):
+        return ()
+    return tuple(Path(os.path.realpath(p)) for p in raw if isinstance(p, str))
+
+
+ALLOWED_ROOTS = _allowed_roots()
+
+
 def _refs(value: Any) -> Iterator[str]:
     if isinstance(value, list):
         for item in value:
@@ -43,25 +59,29 @@ def _refs(value: Any) -> Iterator[str]:
             yield from _refs(item)
 
 
-def _leads_out(path: str) -> bool:
-    return not Path(os.path.realpath(path)).is_relative_to(RUN_FOLDER)
+def _leads_out(path: str, places: tuple[Path, ...]) -> bool:
+    real = Path(os.path.realpath(path))
+    return not any(real.is_relative_to(place) for place in places)
 
 
-def links_out(output: Any, root: Path = RUN_FOLDER) -> list[str]:
+def links_out(
+    output: Any, root: Path = RUN_FOLDER, allowed: tuple[Path, ...] | None = None
+) -> list[str]:
     """Paths inside ``root`` among the outputs (and inside output folders) that are links
-    leading out of it."""
+    leading out of it, other than into an ``allowed`` folder (``cwl_input_roots``)."""
+    places = (root, *(ALLOWED_ROOTS if allowed is None else allowed))
     found = []
     for ref in _refs(output):
         if not Path(os.path.abspath(ref)).is_relative_to(root):
             continue  # named outside the run by the workflow itself: not a link of ours
-        if _leads_out(ref):
+        if _leads_out(ref, places):
             found.append(ref)
         elif os.path.isdir(ref):
             for folder, dirs, files in os.walk(ref):
                 found += [
                     os.path.join(folder, n)
                     for n in (*dirs, *files)
-                    if _leads_out(os.path.join(folder, n))
+                    if _leads_out(os.path.join(folder, n), places)
                 ]
     return found
 
