@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 
 from spindle.config import Settings
+from spindle.engines.registry import Catalog
 from spindle.storage.rundir import RunDir
-from tests.api.conftest import FINAL_STATES, WES, wait_state
+from tests.api.conftest import FINAL_STATES, WES, make_app, open_client, wait_state
 
 SNAKEFILE = b"""\
 rule all:
@@ -137,20 +138,25 @@ async def test_a_recovered_snakemake_run_runs_only_the_failed_step(
 
 
 async def test_a_recovered_cwl_run_reuses_the_cached_steps(
-    api: httpx.AsyncClient, settings: Settings, tmp_path: Path
+    settings: Settings, catalog: Catalog, tmp_path: Path
 ) -> None:
+    # The markers live outside the run (a marker inside a step's folder would be cached with
+    # the step), so the confined engines are let write there, as an operator would a
+    # shared folder (confine_write_paths).
     markers = tmp_path / "markers"
     markers.mkdir()
+    shared = settings.model_copy(update={"confine_write_paths": [markers]})
     data = {
         "workflow_type": "CWL",
         "workflow_type_version": "v1.2",
         "workflow_url": "workflow.cwl",
         "workflow_params": json.dumps({"marker": str(markers), "mode": "bad"}),
     }
-    parent = await _submit(api, data, [("workflow.cwl", WORKFLOW), ("step.cwl", STEP)])
-    child = await _recover_and_finish(api, parent, {"mode": "good"})
+    async for api in open_client(make_app(shared, catalog)):
+        parent = await _submit(api, data, [("workflow.cwl", WORKFLOW), ("step.cwl", STEP)])
+        child = await _recover_and_finish(api, parent, {"mode": "good"})
 
-    assert (markers / "markers.log").read_text().split() == ["one", "two", "three", "three"]
-    outputs = (await api.get(f"{WES}/runs/{child}")).json()["outputs"]
-    got = await api.get(outputs["out"]["location"])
-    assert got.text.split() == ["one", "two", "three"]
+        assert (markers / "markers.log").read_text().split() == ["one", "two", "three", "three"]
+        outputs = (await api.get(f"{WES}/runs/{child}")).json()["outputs"]
+        got = await api.get(outputs["out"]["location"])
+        assert got.text.split() == ["one", "two", "three"]
