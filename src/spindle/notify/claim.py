@@ -1,0 +1,213 @@
+"""Claiming deliveries and recording their attempts: the only code that writes a
+delivery's ``state``, ``worker_id`` and ``lease_expires_at`` (the outbox inserts them
+pending; ``service`` moves one back to pending through :func:`reopen`).
+
+A claim is one atomic step, as a run's is (``runs/claim.py``), so two dispatchers never
+send one delivery at once: SQLite runs ``UPDATE ... WHERE seq = (SELECT ...) AND <due>
+RETURNING``, alone among writers; PostgreSQL and MariaDB lock the candidate with ``SELECT
+... FOR UPDATE SKIP LOCKED`` and update it by key in the same transaction. A claimed
+delivery is ``sending`` under a lease; one whose dispatcher died (the lease ran out) is due
+again, with the same id, so its receiver can tell a repeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from spindle.db.tables import notify_attempts, notify_deliveries, notify_subscriptions
+from spindle.notify.channels import Outcome
+from spindle.notify.events import SUBSCRIPTION_FAILING
+from spindle.notify.outbox import add_notification
+
+d = notify_deliveries
+
+
+@dataclass(frozen=True)
+class Delivery:
+    seq: int
+    id: str
+    subscription_id: str | None
+    owner_id: int
+    channel: str
+    target: str
+    event: str
+    run_id: str | None
+    group_id: str | None
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    window_start: datetime
+    delivered_at: datetime | None
+    last_error: str | None
+    worker_id: str | None
+
+    @classmethod
+    def from_row(cls, row: RowMapping) -> Delivery:
+        return cls(**{name: row[name] for name in cls.__dataclass_fields__})
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(d.c.state == "pending", d.c.next_attempt_at <= now),
+        and_(d.c.state == "sending", d.c.lease_expires_at < now),
+    )
+
+
+async def claim_due(
+    conn: AsyncConnection,
+    *,
+    worker_id: str,
+    now: datetime,
+    lease_until: datetime,
+    delivery_id: str | None = None,
+) -> Delivery | None:
+    """Take the delivery due first (or ``delivery_id`` if it is due): ``sending``, owned
+    by ``worker_id`` until ``lease_until``."""
+    values = {"state": "sending", "worker_id": worker_id, "lease_expires_at": lease_until}
+    due = _due(now)
+    candidate = select(d.c.seq).where(due)
+    if delivery_id is not None:
+        candidate = candidate.where(d.c.id == delivery_id)
+    candidate = candidate.order_by(d.c.next_attempt_at, d.c.seq).limit(1)
+    if conn.dialect.name == "sqlite":
+        stmt = (
+            update(d)
+            .where(d.c.seq == candidate.scalar_subquery(), due)
+            .values(values)
+            .returning(*d.c)
+        )
+        row = (await conn.execute(stmt)).mappings().first()
+        return Delivery.from_row(row) if row else None
+    seq = (await conn.execute(candidate.with_for_update(skip_locked=True))).scalar_one_or_none()
+    if seq is None:
+        return None
+    guard = [d.c.seq == seq, due]
+    if conn.dialect.name in ("mysql", "mariadb"):
+        result = await conn.execute(update(d).where(*guard).values(values))
+        if result.rowcount != 1:
+            return None
+        row = (await conn.execute(select(d).where(d.c.seq == seq))).mappings().one()
+        return Delivery.from_row(row)
+    returned = (
+        (await conn.execute(update(d).where(*guard).values(values).returning(*d.c)))
+        .mappings()
+        .first()
+    )
+    return Delivery.from_row(returned) if returned else None
+
+
+async def save_payload(
+    conn: AsyncConnection, delivery: Delivery, worker_id: str, payload: dict[str, Any]
+) -> None:
+    """The payload with its details (``details.complete``), kept for every later attempt."""
+    await conn.execute(
+        update(d).where(d.c.seq == delivery.seq, d.c.worker_id == worker_id).values(payload=payload)
+    )
+
+
+async def finish(
+    conn: AsyncConnection,
+    delivery: Delivery,
+    *,
+    worker_id: str,
+    outcome: Outcome,
+    now: datetime,
+    retry_at: datetime | None,
+    failing_after: int,
+) -> str:
+    """Record the attempt, and move the delivery: ``delivered``; ``pending`` again at
+    ``retry_at``; or ``failed`` (``retry_at`` None: it ran out of time). Its subscription
+    counts failures in a row and turns ``failing`` (its owner told in-app, once) after
+    ``failing_after``; a success makes it ``active`` again. Answers the new state."""
+    await conn.execute(
+        insert(notify_attempts).values(
+            delivery_seq=delivery.seq,
+            at=now,
+            status_code=outcome.status_code,
+            error=outcome.error,
+            duration_ms=outcome.duration_ms,
+        )
+    )
+    state = "delivered" if outcome.ok else ("pending" if retry_at is not None else "failed")
+    values: dict[str, Any] = {
+        "state": state,
+        "attempts": d.c.attempts + 1,
+        "worker_id": None,
+        "lease_expires_at": None,
+        "last_error": outcome.error,
+    }
+    if outcome.ok:
+        values["delivered_at"] = now
+    elif retry_at is not None:
+        values["next_attempt_at"] = retry_at
+    # still ours: a dispatcher whose lease ran out while it sent leaves the delivery to
+    # the one that took it over (its attempt is recorded all the same)
+    await conn.execute(
+        update(d)
+        .where(d.c.seq == delivery.seq, d.c.worker_id == worker_id, d.c.state == "sending")
+        .values(values)
+    )
+    if delivery.subscription_id is not None:
+        await _count(conn, delivery, outcome, now, failing_after)
+    return state
+
+
+async def _count(
+    conn: AsyncConnection, delivery: Delivery, outcome: Outcome, now: datetime, after: int
+) -> None:
+    s = notify_subscriptions
+    mine = s.c.id == delivery.subscription_id
+    if outcome.ok:
+        await conn.execute(
+            update(s).where(mine).values(failures=0, status="active", last_error=None)
+        )
+        return
+    await conn.execute(
+        update(s).where(mine).values(failures=s.c.failures + 1, last_error=outcome.error)
+    )
+    turned = await conn.execute(
+        update(s)
+        .where(mine, s.c.status == "active", s.c.failures >= after)
+        .values(status="failing")
+    )
+    if turned.rowcount == 1:
+        row = (
+            (await conn.execute(select(s.c.channel, s.c.url, s.c.failures).where(mine)))
+            .mappings()
+            .one()
+        )
+        await add_notification(
+            conn,
+            delivery.owner_id,
+            {
+                "type": SUBSCRIPTION_FAILING,
+                "data": {
+                    "subscription_id": delivery.subscription_id,
+                    "channel": row["channel"],
+                    "target": row["url"] or delivery.target,
+                    "failures": row["failures"],
+                    "error": outcome.error,
+                    "run_id": None,
+                },
+            },
+            now=now,
+        )
+
+
+async def reopen(conn: AsyncConnection, delivery_seq: int, now: datetime) -> bool:
+    """Redeliver: a delivery not being sent is due now, with a new retry window."""
+    result = await conn.execute(
+        update(d)
+        .where(d.c.seq == delivery_seq, d.c.state != "sending")
+        .values(state="pending", next_attempt_at=now, window_start=now)
+    )
+    return bool(result.rowcount == 1)
