@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 
 import spindle
 from spindle.api import accounts, errors, events, extensions, groups, openapi, wes
+from spindle.api import notifications as notifications_api
 from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
@@ -23,6 +24,8 @@ from spindle.db.engine import create_engine
 from spindle.db.migrate import upgrade
 from spindle.db.outage import OutageLog
 from spindle.engines.registry import CACHE_FILE, START_WAIT, Catalog, load_catalog
+from spindle.notify.dispatcher import Dispatcher
+from spindle.notify.service import NotifyService
 from spindle.runs.groups import GroupService
 from spindle.runs.service import RunService
 from spindle.runs.wakeup import Wakeup
@@ -74,6 +77,12 @@ def create_app(
         await app.state.service.settle_submissions()
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
+        # notifications: the API's test-sends and redelivers go through this dispatcher,
+        # which also sends every due delivery when this process is a worker
+        dispatcher = Dispatcher(settings, db)
+        app.state.notify = NotifyService(db=db, settings=settings, dispatcher=dispatcher)
+        if worker and settings.notify_dispatcher:
+            background.append(asyncio.create_task(dispatcher.run(stop), name="notify"))
         if worker:
             w = Worker(settings=settings, db=db, catalog=engines, backends=backends, wakeup=wakeup)
             app.state.worker = w
@@ -91,6 +100,7 @@ def create_app(
             await authenticator.aclose()
             app.state.accounts.hashing.close()
             await app.state.service.feed.aclose()
+            await app.state.notify.aclose()
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     await backend.close()
@@ -111,6 +121,7 @@ def create_app(
     app.include_router(groups.router)
     app.include_router(events.router)
     app.include_router(accounts.router)
+    app.include_router(notifications_api.router)
     site.install(app, settings)
     # Host, cross-site changes and request bodies are checked before any route runs
     app.add_middleware(Guard, settings=settings, page=error_page)

@@ -232,9 +232,7 @@ notify_subscriptions = Table(
     Column("events", JSON, nullable=False),
     # scope: one run, one run group, or (both null) every run of the owner
     Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=True),
-    Column(
-        "group_id", String(36), ForeignKey("run_groups.id", ondelete="CASCADE"), nullable=True
-    ),
+    Column("group_id", String(36), ForeignKey("run_groups.id", ondelete="CASCADE"), nullable=True),
     # active | failing (persistent errors; its owner was told in-app)
     Column("status", String(16), nullable=False),
     Column("failures", Integer, nullable=False),

@@ -1,6 +1,7 @@
 """Claiming deliveries and recording their attempts: the only code that writes a
 delivery's ``state``, ``worker_id`` and ``lease_expires_at`` (the outbox inserts them
-pending; ``service`` moves one back to pending through :func:`reopen`).
+pending, or already claimed for a test-send; a redeliver claims one through
+:func:`reopen`).
 
 A claim is one atomic step, as a run's is (``runs/claim.py``), so two dispatchers never
 send one delivery at once: SQLite runs ``UPDATE ... WHERE seq = (SELECT ...) AND <due>
@@ -203,11 +204,28 @@ async def _count(
         )
 
 
-async def reopen(conn: AsyncConnection, delivery_seq: int, now: datetime) -> bool:
-    """Redeliver: a delivery not being sent is due now, with a new retry window."""
+async def reopen(
+    conn: AsyncConnection,
+    delivery_seq: int,
+    *,
+    worker_id: str,
+    now: datetime,
+    lease_until: datetime,
+) -> Delivery | None:
+    """Redeliver: a delivery not being sent is claimed by ``worker_id`` to be sent now,
+    with a new retry window; None while another dispatcher sends it."""
     result = await conn.execute(
         update(d)
         .where(d.c.seq == delivery_seq, d.c.state != "sending")
-        .values(state="pending", next_attempt_at=now, window_start=now)
+        .values(
+            state="sending",
+            worker_id=worker_id,
+            lease_expires_at=lease_until,
+            next_attempt_at=now,
+            window_start=now,
+        )
     )
-    return bool(result.rowcount == 1)
+    if result.rowcount != 1:
+        return None
+    row = (await conn.execute(select(d).where(d.c.seq == delivery_seq))).mappings().one()
+    return Delivery.from_row(row)

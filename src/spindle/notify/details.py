@@ -68,7 +68,10 @@ async def complete(
             if row["stderr"]:
                 span = row["stderr"]
                 log = root / span["path"]
-        data["log_tail"] = await asyncio.to_thread(tail, root, log, span)
+        lines = await asyncio.to_thread(tail, root, log, span)
+        if not lines and span is None:  # nothing on stderr: the end of what it printed
+            lines = await asyncio.to_thread(tail, root, root / "logs" / "stdout", None)
+        data["log_tail"] = lines
     return {**payload, "data": data, "detailed": True}
 
 

@@ -145,11 +145,9 @@ class Dispatcher:
             log.exception("claiming a notification delivery failed; will retry")
             return None
 
-    async def deliver_now(self, delivery_id: str) -> str | None:
-        """Claim ``delivery_id`` if it is due and send it at once (test-send, redeliver);
-        None if it was not due (another dispatcher has it)."""
-        delivery = await self._claim(delivery_id)
-        return None if delivery is None else await self.deliver(delivery)
+    def lease(self) -> tuple[str, datetime]:
+        """This dispatcher's claim from now: (its id, when the lease ends)."""
+        return self.id, self.clock() + timedelta(seconds=self.settings.notify_lease_seconds)
 
     # --- one delivery --------------------------------------------------------------------
 

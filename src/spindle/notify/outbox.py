@@ -208,9 +208,12 @@ async def add_delivery(
     run_id: str | None,
     group_id: str | None,
     now: datetime,
+    claimed: tuple[str, datetime] | None = None,
 ) -> str:
-    """A pending delivery, due now; answers its id (the webhook-id)."""
+    """A pending delivery, due now (or, ``claimed`` by a dispatcher id until a time,
+    already being sent by it); answers its id (the webhook-id)."""
     message_id = new_message_id()
+    worker_id, lease = claimed if claimed else (None, None)
     await conn.execute(
         insert(notify_deliveries).values(
             id=message_id,
@@ -222,7 +225,9 @@ async def add_delivery(
             run_id=run_id,
             group_id=group_id,
             payload=payload,
-            state="pending",
+            state="sending" if claimed else "pending",
+            worker_id=worker_id,
+            lease_expires_at=lease,
             attempts=0,
             created_at=now,
             next_attempt_at=now,

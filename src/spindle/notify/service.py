@@ -227,10 +227,6 @@ class NotifyService:
             "run_id": None,
             "group_id": None,
         }
-        if channel in URL_CHANNELS:
-            values["url"] = await check_url(body.get("url"), self.settings, name("url"))
-        elif body.get("url") is not None:
-            raise InvalidRequest(name("url"), f"is not used by the {channel} channel")
         if channel == "webhook":
             secret = body.get("secret")
             if secret is not None and not isinstance(secret, str):
@@ -238,6 +234,10 @@ class NotifyService:
             values["secret"] = check_secret(secret) if secret else new_secret()
         elif body.get("secret") is not None:
             raise InvalidRequest(name("secret"), "is used by the webhook channel only")
+        if channel in URL_CHANNELS:
+            values["url"] = await check_url(body.get("url"), self.settings, name("url"))
+        elif body.get("url") is not None:
+            raise InvalidRequest(name("url"), f"is not used by the {channel} channel")
         if channel == "email" and not caller.email:
             async with self.db.connect() as conn:
                 email = (
@@ -357,8 +357,10 @@ class NotifyService:
                 run_id=None,
                 group_id=None,
                 now=now,
+                claimed=self.dispatcher.lease(),
             )
-        await self.dispatcher.deliver_now(delivery_id)
+            delivery = await self._own_delivery(conn, caller, delivery_id)
+        await self.dispatcher.deliver(delivery)
         return await self.delivery(caller, delivery_id)
 
     # --- deliveries ----------------------------------------------------------------------
@@ -433,9 +435,13 @@ class NotifyService:
         being sent)."""
         async with self.db.begin() as conn:
             delivery = await self._own_delivery(conn, caller, delivery_id)
-            if not await claim.reopen(conn, delivery.seq, utcnow()):
+            worker_id, lease = self.dispatcher.lease()
+            claimed = await claim.reopen(
+                conn, delivery.seq, worker_id=worker_id, now=utcnow(), lease_until=lease
+            )
+            if claimed is None:
                 raise Conflict(f"delivery {delivery_id!r} is being sent; try again shortly")
-        await self.dispatcher.deliver_now(delivery_id)
+        await self.dispatcher.deliver(claimed)
         return await self.delivery(caller, delivery_id)
 
     # --- in-app --------------------------------------------------------------------------

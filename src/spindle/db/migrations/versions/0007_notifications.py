@@ -8,6 +8,7 @@ Create Date: 2026-12-03 18:00:00
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -21,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 UTC = spindle.db.types.UTCDateTime
-MYSQL = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+MYSQL: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 def upgrade() -> None:
@@ -134,9 +135,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_notify_attempts")),
         **MYSQL,
     )
-    op.create_index(
-        "ix_notify_attempts_delivery_seq_id", "notify_attempts", ["delivery_seq", "id"]
-    )
+    op.create_index("ix_notify_attempts_delivery_seq_id", "notify_attempts", ["delivery_seq", "id"])
 
     op.create_table(
         "notifications",
