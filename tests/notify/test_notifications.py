@@ -441,3 +441,28 @@ async def test_bob_cannot_subscribe_to_see_or_be_told_about_alices_runs_or_group
     # alice's subscription is still there; she deletes it
     ok(await api.delete(f"{post}/{alices['id']}", headers=ALICE), 204)
     refused(await api.get(f"{post}/{alices['id']}", headers=ALICE), 404)
+
+
+async def test_a_notification_made_while_no_dispatcher_runs_is_sent_after_a_restart(
+    fakes: None, tmp_path: Path, receiver: Receiver
+) -> None:
+    """The outbox row is written with the state change; the process stops before any
+    dispatcher sends it; the next start sends it, with the id it was given then."""
+    notify = json.dumps({"url": receiver.url})
+    app = make_app(notify_settings(tmp_path, notify_dispatcher=False), await fake_catalog())
+    async with app_client(app) as api:
+        await start(app)
+        run_id = await submit(api, {"tasks": 1}, ALICE, notify=notify)
+        assert await ended(api, run_id, ALICE) == "COMPLETE"
+        (waiting,) = ok(await api.get(f"{NOTIFY}/deliveries", headers=ALICE))["deliveries"]
+        assert (waiting["state"], waiting["attempts"]) == ("pending", 0)
+    assert receiver.requests == []
+    again = make_app(notify_settings(tmp_path), await fake_catalog())
+    async with app_client(again) as api:
+
+        async def delivered() -> Any:
+            found = ok(await api.get(f"{NOTIFY}/deliveries/{waiting['id']}", headers=ALICE))
+            return found if found["state"] == "delivered" else None
+
+        await wait_until(delivered)
+    assert receiver.ids() == [waiting["id"]]
