@@ -27,6 +27,7 @@ COMMANDS = {
     "groups": "groups",
     "tokens": "tokens",
     "whoami": "tokens",
+    "notifications": "notifications",
 }
 
 
