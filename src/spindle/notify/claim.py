@@ -69,50 +69,38 @@ async def claim_due(
     worker_id: str,
     now: datetime,
     lease_until: datetime,
-    delivery_id: str | None = None,
-) -> Delivery | None:
-    """Take the delivery due first (or ``delivery_id`` if it is due): ``sending``, owned
-    by ``worker_id`` until ``lease_until``."""
+    limit: int = 1,
+) -> list[Delivery]:
+    """Take up to ``limit`` deliveries due first: ``sending``, owned by ``worker_id`` until
+    ``lease_until``."""
     values = {"state": "sending", "worker_id": worker_id, "lease_expires_at": lease_until}
     due = _due(now)
-    candidate = select(d.c.seq).where(due)
-    if delivery_id is not None:
-        candidate = candidate.where(d.c.id == delivery_id)
-    candidate = candidate.order_by(d.c.next_attempt_at, d.c.seq).limit(1)
+    candidates = select(d.c.seq).where(due).order_by(d.c.next_attempt_at, d.c.seq).limit(limit)
     if conn.dialect.name == "sqlite":
+        # SQLite runs one writer at a time: the due re-check in the one statement suffices
         stmt = (
             update(d)
-            .where(d.c.seq == candidate.scalar_subquery(), due)
+            .where(d.c.seq.in_(candidates), due)
             .values(values)
             .returning(*d.c)
         )
-        row = (await conn.execute(stmt)).mappings().first()
-        return Delivery.from_row(row) if row else None
-    seq = (await conn.execute(candidate.with_for_update(skip_locked=True))).scalar_one_or_none()
-    if seq is None:
-        return None
-    guard = [d.c.seq == seq, due]
+        rows = (await conn.execute(stmt)).mappings().all()
+        return sorted((Delivery.from_row(r) for r in rows), key=lambda x: x.seq)
+    locked = list((await conn.execute(candidates.with_for_update(skip_locked=True))).scalars())
+    if not locked:
+        return []
+    guard = [d.c.seq.in_(locked), due]  # locked by us: still due, nobody else can take them
     if conn.dialect.name in ("mysql", "mariadb"):
-        result = await conn.execute(update(d).where(*guard).values(values))
-        if result.rowcount != 1:
-            return None
-        row = (await conn.execute(select(d).where(d.c.seq == seq))).mappings().one()
-        return Delivery.from_row(row)
+        await conn.execute(update(d).where(*guard).values(values))
+        mine = select(d).where(d.c.seq.in_(locked), d.c.worker_id == worker_id)
+        rows = (await conn.execute(mine.order_by(d.c.seq))).mappings().all()
+        return [Delivery.from_row(r) for r in rows]
     returned = (
         (await conn.execute(update(d).where(*guard).values(values).returning(*d.c)))
         .mappings()
-        .first()
+        .all()
     )
-    return Delivery.from_row(returned) if returned else None
-
-
-async def save_payload(
-    conn: AsyncConnection, delivery: Delivery, worker_id: str, payload: dict[str, Any]
-) -> None:
-    """The payload with its details (``details.complete``), kept for every later attempt."""
-    await conn.execute(
-        update(d).where(d.c.seq == delivery.seq, d.c.worker_id == worker_id).values(payload=payload)
-    )
+    return sorted((Delivery.from_row(r) for r in returned), key=lambda x: x.seq)
 
 
 async def finish(
@@ -124,6 +112,7 @@ async def finish(
     now: datetime,
     retry_at: datetime | None,
     failing_after: int,
+    payload: dict[str, Any] | None = None,
 ) -> str:
     """Record the attempt, and move the delivery: ``delivered``; ``pending`` again at
     ``retry_at``; or ``failed`` (``retry_at`` None: it ran out of time). Its subscription
@@ -146,6 +135,8 @@ async def finish(
         "lease_expires_at": None,
         "last_error": outcome.error,
     }
+    if payload is not None:  # with its details, kept for every later attempt
+        values["payload"] = payload
     if outcome.ok:
         values["delivered_at"] = now
     elif retry_at is not None:

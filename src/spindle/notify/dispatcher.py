@@ -104,14 +104,15 @@ class Dispatcher:
     async def fill(self) -> int:
         """Claim and start sending due deliveries while there is room; answers how many."""
         started = 0
-        while len(self._sending) < self.settings.notify_concurrency:
-            delivery = await self._claim()
-            if delivery is None:
+        while (room := self.settings.notify_concurrency - len(self._sending)) > 0:
+            claimed = await self._claim(room)
+            for delivery in claimed:
+                task = asyncio.create_task(self.deliver(delivery), name=f"notify-{delivery.id}")
+                self._sending.add(task)
+                task.add_done_callback(self._sent)
+            started += len(claimed)
+            if len(claimed) < room:
                 break
-            task = asyncio.create_task(self.deliver(delivery), name=f"notify-{delivery.id}")
-            self._sending.add(task)
-            task.add_done_callback(self._sent)
-            started += 1
         return started
 
     def _sent(self, task: asyncio.Task[str]) -> None:
@@ -124,26 +125,22 @@ class Dispatcher:
     async def drain(self) -> int:
         """Send every delivery due now, one after another, until none is (tests, bench)."""
         sent = 0
-        while (delivery := await self._claim()) is not None:
-            await self.deliver(delivery)
+        while claimed := await self._claim(1):
+            await self.deliver(claimed[0])
             sent += 1
         return sent
 
-    async def _claim(self, delivery_id: str | None = None) -> Delivery | None:
+    async def _claim(self, limit: int) -> list[Delivery]:
         now = self.clock()
         lease = timedelta(seconds=self.settings.notify_lease_seconds)
         try:
             async with self.db.begin() as conn:
                 return await claim.claim_due(
-                    conn,
-                    worker_id=self.id,
-                    now=now,
-                    lease_until=now + lease,
-                    delivery_id=delivery_id,
+                    conn, worker_id=self.id, now=now, lease_until=now + lease, limit=limit
                 )
         except Exception:
-            log.exception("claiming a notification delivery failed; will retry")
-            return None
+            log.exception("claiming notification deliveries failed; will retry")
+            return []
 
     def lease(self) -> tuple[str, datetime]:
         """This dispatcher's claim from now: (its id, when the lease ends)."""
@@ -154,18 +151,17 @@ class Dispatcher:
     async def deliver(self, delivery: Delivery) -> str:
         """One attempt at a claimed delivery, recorded; answers its new state."""
         payload = delivery.payload
+        detailed: dict[str, Any] | None = None
         secret: str | None = None
-        async with self.db.begin() as conn:
-            if not payload.get("detailed") and delivery.event not in (TEST, GROUP_DRAINED):
-                payload = await details.complete(conn, self.settings, payload)
-                await claim.save_payload(conn, delivery, self.id, payload)
-            elif not payload.get("detailed"):
-                data = {
-                    **payload.get("data", {}),
-                    **details.links(self.settings, payload.get("data", {})),
-                }
-                payload = {**payload, "data": data, "detailed": True}
-                await claim.save_payload(conn, delivery, self.id, payload)
+        async with self.db.connect() as conn:  # reads only: written with the outcome
+            if not payload.get("detailed"):
+                if delivery.event in (TEST, GROUP_DRAINED):
+                    data = dict(payload.get("data", {}))
+                    data.update(details.links(self.settings, data))
+                    detailed = {**payload, "data": data, "detailed": True}
+                else:
+                    detailed = await details.complete(conn, self.settings, payload)
+                payload = detailed
             if delivery.subscription_id is not None:
                 secret = (
                     await conn.execute(
@@ -196,6 +192,7 @@ class Dispatcher:
                 now=now,
                 retry_at=retry_at,
                 failing_after=self.settings.notify_failing_after,
+                payload=detailed,
             )
         if not outcome.ok:
             log.info(
