@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from spindle.config import Settings
-from spindle.web import forms, groups, pages, signin, tokens
+from spindle.web import forms, groups, notifications, pages, signin, tokens
 from spindle.web.csrf import Csrf
 from spindle.web.render import Web, environment
 
@@ -32,4 +32,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(groups.router)
     app.include_router(signin.router)
     app.include_router(tokens.router)
+    app.include_router(notifications.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
