@@ -159,8 +159,12 @@ async def _count(
     s = notify_subscriptions
     mine = s.c.id == delivery.subscription_id
     if outcome.ok:
+        # only when it had failed: deliveries of one subscription finishing together
+        # would otherwise queue on its row lock for a write that changes nothing
         await conn.execute(
-            update(s).where(mine).values(failures=0, status="active", last_error=None)
+            update(s)
+            .where(mine, or_(s.c.failures != 0, s.c.status != "active"))
+            .values(failures=0, status="active", last_error=None)
         )
         return
     await conn.execute(
