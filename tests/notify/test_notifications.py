@@ -306,10 +306,17 @@ async def test_a_failed_run_is_emailed_with_subject_plain_and_html_bodies_and_li
 
 
 async def test_in_app_by_default_started_only_when_asked_and_group_drained_counts(
-    client: tuple[httpx.AsyncClient, FastAPI],
+    client: tuple[httpx.AsyncClient, FastAPI], receiver: Receiver
 ) -> None:
     api, _ = client
     group = ok(await api.post(f"{WES}/run-groups", json={"name": "batch"}, headers=ALICE))
+    # a webhook for the group: its runs starting, and its draining
+    body = {
+        "url": receiver.url,
+        "group_id": group["id"],
+        "events": ["run.started", "group.drained"],
+    }
+    hook = ok(await api.post(f"{NOTIFY}/subscriptions", json=body, headers=ALICE))
     runs = [
         await submit(api, {"tasks": 1}, ALICE, run_group_id=group["id"]),
         await submit(api, {"tasks": 1, "exit": 1}, ALICE, run_group_id=group["id"]),
@@ -328,6 +335,18 @@ async def test_in_app_by_default_started_only_when_asked_and_group_drained_count
     assert note["group_id"] == group["id"]
     assert "2 runs (1 COMPLETE, 1 EXECUTOR_ERROR)" in note["body"]
     assert ok(await api.post(f"{NOTIFY}/read", headers=ALICE)) == {"unread": 0}
+
+    async def sent() -> Any:
+        found = ok(await api.get(f"{NOTIFY}/deliveries", headers=ALICE))["deliveries"]
+        done = len(found) == 3 and all(d["state"] == "delivered" for d in found)
+        return found if done else None
+
+    deliveries = await wait_until(sent)
+    assert {d["subscription_id"] for d in deliveries} == {hook["id"]}
+    assert sorted(d["event"] for d in deliveries) == ["group.drained", "run.started", "run.started"]
+    (drained,) = [d for d in deliveries if d["event"] == "group.drained"]
+    assert drained["payload"]["data"]["counts"] == {"COMPLETE": 1, "EXECUTOR_ERROR": 1}
+    assert drained["payload"]["data"]["group_url"] == f"{BASE}/groups/{group['id']}"
     # bob was told nothing
     assert ok(await api.get(NOTIFY, headers=BOB)) == {"notifications": [], "unread": 0}
 

@@ -78,12 +78,7 @@ async def claim_due(
     candidates = select(d.c.seq).where(due).order_by(d.c.next_attempt_at, d.c.seq).limit(limit)
     if conn.dialect.name == "sqlite":
         # SQLite runs one writer at a time: the due re-check in the one statement suffices
-        stmt = (
-            update(d)
-            .where(d.c.seq.in_(candidates), due)
-            .values(values)
-            .returning(*d.c)
-        )
+        stmt = update(d).where(d.c.seq.in_(candidates), due).values(values).returning(*d.c)
         rows = (await conn.execute(stmt)).mappings().all()
         return sorted((Delivery.from_row(r) for r in rows), key=lambda x: x.seq)
     locked = list((await conn.execute(candidates.with_for_update(skip_locked=True))).scalars())
