@@ -3,8 +3,9 @@ real database and a real HTTP receiver on loopback:
 
 * **latency**: a run's state change committed (QUEUED → CANCELED through the lifecycle,
   which writes the outbox row in the same transaction) → its signed webhook arriving at
-  the receiver, with one dispatcher running as a worker runs it; p50/p95 over N changes,
-  at two poll intervals.
+  the receiver, with one dispatcher running as a worker runs it; p50/p95 over N changes
+  made in the dispatcher's process (woken on commit) and on another engine (another
+  process: found by polling), at two poll intervals.
 * **throughput**: 1,000 webhook deliveries already due, sent by one dispatcher
   (``notify_concurrency`` at once): wall time from its start to the last arrival.
 
@@ -97,8 +98,11 @@ async def prepare(url: str, hook: str) -> tuple[Any, int, str]:
 
 
 async def latency(
-    settings: Settings, db: Any, owner: int, arrivals: Arrivals, n: int
+    settings: Settings, db: Any, owner: int, arrivals: Arrivals, n: int, writer: Any = None
 ) -> list[float]:
+    """``writer``: the engine the state changes are made on (default ``db``, the
+    dispatcher's: the same process; another engine stands for another process)."""
+    writer = writer or db
     dispatcher = Dispatcher(settings, db)
     stop = asyncio.Event()
     loop = asyncio.create_task(dispatcher.run(stop))
@@ -107,12 +111,12 @@ async def latency(
     try:
         for _ in range(n):
             run_id = str(uuid.uuid4())
-            async with db.begin() as conn:
+            async with writer.begin() as conn:
                 await store.insert_run(
                     conn, run_id=run_id, request=request, engine="fake",
                     compute_env="local", owner_id=owner,
                 )  # fmt: skip
-            async with db.begin() as conn:
+            async with writer.begin() as conn:
                 await lifecycle.request_cancel(conn, run_id, State.QUEUED, Wakeup())
             committed = time.time()
             async with db.connect() as conn:
@@ -197,14 +201,20 @@ async def main() -> None:
             f"machine: {platform.node()} {platform.machine()}, python {platform.python_version()}"
         )
         print(f"database: {db.dialect.name}")
-        for poll in (1.0, 0.1):
+        other = create_engine(url)  # stands for another process (the API, another worker)
+        for label, writer, poll in (
+            ("same process", None, 1.0),
+            ("other process", other, 1.0),
+            ("other process", other, 0.1),
+        ):
             settings = Settings(**base, notify_poll_interval=poll)
-            s = await latency(settings, db, owner, arrivals, args.n)
+            s = await latency(settings, db, owner, arrivals, args.n, writer)
             print(
-                f"latency state change → webhook arrival, poll {poll:g} s, n={len(s)}: "
-                f"p50 {pct(s, 0.5) * 1000:.0f} ms, p95 {pct(s, 0.95) * 1000:.0f} ms, "
-                f"mean {statistics.mean(s) * 1000:.0f} ms"
+                f"latency state change → webhook arrival, change in the {label}, poll "
+                f"{poll:g} s, n={len(s)}: p50 {pct(s, 0.5) * 1000:.0f} ms, "
+                f"p95 {pct(s, 0.95) * 1000:.0f} ms, mean {statistics.mean(s) * 1000:.0f} ms"
             )
+        await other.dispose()
         settings = Settings(**base)
         took = await throughput(settings, db, owner, sub, hook, arrivals, args.deliveries)
         print(

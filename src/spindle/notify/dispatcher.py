@@ -5,6 +5,10 @@ redelivered), then given up (``failed``). Nothing here is on a run's path: the o
 written with the state change and this loop reads it later, so a slow or dead receiver
 never delays a run.
 
+A transaction of this process that writes a delivery wakes the dispatcher when it commits
+(an engine ``commit`` event), so a run driven here is announced at once; changes made by
+other processes are found at the next poll (``notify_poll_interval``).
+
 ``clock`` and ``rng`` are injectable, so tests and benchmarks move time instead of
 sleeping through backoffs."""
 
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, event, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from spindle.config import Settings
@@ -31,6 +35,7 @@ from spindle.notify import claim, details
 from spindle.notify.channels import Channels, Message, Outcome
 from spindle.notify.claim import Delivery
 from spindle.notify.events import GROUP_DRAINED, TEST
+from spindle.notify.outbox import WROTE_DELIVERY
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +78,20 @@ class Dispatcher:
 
     # --- the loop ------------------------------------------------------------------------
 
+    def _committed(self, conn: Connection) -> None:
+        """A transaction on this process's engine committed: if it wrote a delivery (a
+        state change of a run this process drives, a submission's API call), look now."""
+        if conn.info.pop(WROTE_DELIVERY, None):
+            self.wake.set()
+
+    @staticmethod
+    def _rolled_back(conn: Connection) -> None:
+        conn.info.pop(WROTE_DELIVERY, None)
+
     async def run(self, stop: asyncio.Event) -> None:
         log.info("notification dispatcher %s started", self.id)
+        event.listen(self.db.sync_engine, "commit", self._committed)
+        event.listen(self.db.sync_engine, "rollback", self._rolled_back)
         try:
             while not stop.is_set():
                 self.wake.clear()
@@ -96,6 +113,8 @@ class Dispatcher:
         finally:
             # a delivery cut off here stays "sending" until its lease runs out, then any
             # dispatcher sends it again, with the same webhook-id
+            event.remove(self.db.sync_engine, "commit", self._committed)
+            event.remove(self.db.sync_engine, "rollback", self._rolled_back)
             for task in list(self._sending):
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)

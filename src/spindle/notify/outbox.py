@@ -43,6 +43,11 @@ from spindle.notify.events import GROUP_DRAINED, event_of, preferences_of
 _OPEN = [State.QUEUED.value, *(s.value for s in ACTIVE_STATES)]
 
 
+#: set in a connection's ``info`` when the transaction wrote a delivery: a dispatcher on the
+#: same engine is woken when it commits (``Dispatcher.run``), instead of at its next poll
+WROTE_DELIVERY = "spindle_notify_delivery"
+
+
 def new_message_id() -> str:
     """A delivery's id, its ``webhook-id`` (the same on every attempt)."""
     return f"msg_{uuid.uuid4().hex}"
@@ -213,6 +218,8 @@ async def add_delivery(
     """A pending delivery, due now (or, ``claimed`` by a dispatcher id until a time,
     already being sent by it); answers its id (the webhook-id)."""
     message_id = new_message_id()
+    if claimed is None:
+        conn.info[WROTE_DELIVERY] = True
     worker_id, lease = claimed if claimed else (None, None)
     await conn.execute(
         insert(notify_deliveries).values(
