@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from spindle.api.auth import CallerDep
 from spindle.api.errors import documented
+from spindle.limits import MAX_ID
 from spindle.models import notifications as m
 from spindle.notify.claim import Delivery
 from spindle.notify.service import Attempt, NotifyService, Subscription
@@ -62,7 +63,9 @@ async def list_notifications(
     notify: Notify,
     caller: CallerDep,
     unread: Annotated[bool, Query(description="Only the unread ones.")] = False,
-    before: Annotated[int | None, Query(description="Only those older than this id.")] = None,
+    before: Annotated[
+        int | None, Query(ge=0, le=MAX_ID, description="Only those older than this id.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="How many, newest first.")] = 50,
 ) -> m.NotificationList:
     """Your in-app notifications, newest first, and your unread count."""
@@ -81,7 +84,9 @@ async def mark_all_read(notify: Notify, caller: CallerDep) -> m.Unread:
 @router.post(
     "/{notification_id}/read", response_model=m.Unread, responses=_errors(401, 403, 404, 500)
 )
-async def mark_read(notification_id: int, notify: Notify, caller: CallerDep) -> m.Unread:
+async def mark_read(
+    notification_id: Annotated[int, Path(ge=0, le=MAX_ID)], notify: Notify, caller: CallerDep
+) -> m.Unread:
     """Mark one of your notifications read; answers how many are still unread."""
     return m.Unread(unread=await notify.mark_read(caller, notification_id))
 
