@@ -258,6 +258,9 @@ class Settings(BaseSettings):
     smtp_tls: bool = False
     #: The From address of notification emails.
     smtp_from: str = "spindle@localhost"
+    #: CA certificates (PEM file) the SMTP server's certificate is checked against, for a
+    #: private CA; empty: the system's.
+    smtp_ca_file: Path | None = None
 
     @field_validator("jwt_algorithms")
     @classmethod

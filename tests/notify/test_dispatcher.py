@@ -27,7 +27,7 @@ from spindle.notify.channels import Channels, Message
 from spindle.notify.dispatcher import Dispatcher, backoff
 from spindle.notify.outbox import add_delivery
 from spindle.notify.service import new_secret
-from tests.notify.conftest import Receiver
+from tests.notify.conftest import Receiver, TlsSink
 from tests.support import REPO
 
 
@@ -209,3 +209,49 @@ async def test_a_redirect_or_an_error_is_a_failed_attempt(
     finally:
         await channels.aclose()
     assert (outcome.ok, outcome.status_code) == (False, status)
+
+
+async def test_email_over_starttls_with_a_login(
+    tmp_path: Path, smtp_starttls_sink: TlsSink
+) -> None:
+    """STARTTLS (the server's certificate checked against smtp_ca_file), then a login: the
+    server takes neither mail nor a login before STARTTLS."""
+    box = smtp_starttls_sink
+    payload = {
+        "type": "run.complete",
+        "data": {"run_id": "r-1", "run_name": "r-1", "state": "COMPLETE", "workflow_type": "CWL",
+                 "workflow_url": "wf.cwl", "run_url": "https://spindle.example.org/runs/r-1"},
+    }  # fmt: skip
+    message = Message("msg_mail", "email", "alice@example.org", payload)
+
+    def channels(password: str) -> Channels:
+        return Channels(
+            Settings(
+                data_dir=tmp_path,
+                smtp_host="127.0.0.1",
+                smtp_port=box.port,
+                smtp_username="spindle",
+                smtp_password=password,
+                smtp_ca_file=box.ca_file,
+                smtp_from="spindle@example.org",
+            )
+        )
+
+    right = channels("mail secret")
+    unchecked = Channels(
+        right.settings.model_copy(update={"smtp_ca_file": None})
+    )  # the system's CAs do not know the server's certificate
+    try:
+        distrusted = await unchecked.send(message, now=utcnow())
+        assert not distrusted.ok
+        assert distrusted.error is not None
+        assert "CERTIFICATE_VERIFY_FAILED" in distrusted.error
+        sent = await right.send(message, now=utcnow())
+        assert sent.ok, sent.error
+    finally:
+        await right.aclose()
+        await unchecked.aclose()
+    assert box.logins == [("spindle", "mail secret")]
+    (mail,) = box.sink.messages
+    assert mail["Subject"] == "Run r-1 COMPLETE"
+    assert mail["Message-ID"] == "<msg_mail@spindle>"

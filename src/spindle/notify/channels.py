@@ -139,6 +139,7 @@ class Channels:
             password=password or None,
             use_tls=s.smtp_tls,
             start_tls=False if s.smtp_tls else s.smtp_starttls,
+            cert_bundle=str(s.smtp_ca_file) if s.smtp_ca_file else None,
             timeout=s.notify_timeout_seconds,
         )
         return 250, None
