@@ -5,8 +5,9 @@ redelivered), then given up (``failed``). Nothing here is on a run's path: the o
 written with the state change and this loop reads it later, so a slow or dead receiver
 never delays a run.
 
-A transaction of this process that writes a delivery wakes the dispatcher when it commits
-(an engine ``commit`` event), so a run driven here is announced at once; changes made by
+A transaction of this process that writes a delivery wakes the dispatcher once it has
+committed (engine ``commit`` and pool ``checkin`` events), so a run driven here is
+announced at once; changes made by
 other processes are found at the next poll (``notify_poll_interval``).
 
 ``clock`` and ``rng`` are injectable, so tests and benchmarks move time instead of
@@ -36,6 +37,9 @@ from spindle.notify.channels import Channels, Message, Outcome
 from spindle.notify.claim import Delivery
 from spindle.notify.events import GROUP_DRAINED, TEST
 from spindle.notify.outbox import WROTE_DELIVERY
+
+#: set on a connection whose transaction committed a delivery, until it is back in the pool
+COMMITTED_DELIVERY = "spindle_notify_committed"
 
 log = logging.getLogger(__name__)
 
@@ -78,20 +82,29 @@ class Dispatcher:
 
     # --- the loop ------------------------------------------------------------------------
 
-    def _committed(self, conn: Connection) -> None:
-        """A transaction on this process's engine committed: if it wrote a delivery (a
-        state change of a run this process drives, a submission's API call), look now."""
+    @staticmethod
+    def _committing(conn: Connection) -> None:
+        """A transaction that wrote a delivery commits (the event comes before the COMMIT
+        itself is done, so the wake-up waits for the connection's return to the pool)."""
         if conn.info.pop(WROTE_DELIVERY, None):
-            self.wake.set()
+            conn.info[COMMITTED_DELIVERY] = True
 
     @staticmethod
     def _rolled_back(conn: Connection) -> None:
         conn.info.pop(WROTE_DELIVERY, None)
 
+    def _returned(self, _dbapi_conn: Any, record: Any) -> None:
+        """A connection back in the pool, its transaction over: if it committed a
+        delivery, look now."""
+        if record.info.pop(COMMITTED_DELIVERY, None):
+            self.wake.set()
+
     async def run(self, stop: asyncio.Event) -> None:
         log.info("notification dispatcher %s started", self.id)
-        event.listen(self.db.sync_engine, "commit", self._committed)
-        event.listen(self.db.sync_engine, "rollback", self._rolled_back)
+        engine = self.db.sync_engine
+        event.listen(engine, "commit", self._committing)
+        event.listen(engine, "rollback", self._rolled_back)
+        event.listen(engine, "checkin", self._returned)
         try:
             while not stop.is_set():
                 self.wake.clear()
@@ -113,8 +126,9 @@ class Dispatcher:
         finally:
             # a delivery cut off here stays "sending" until its lease runs out, then any
             # dispatcher sends it again, with the same webhook-id
-            event.remove(self.db.sync_engine, "commit", self._committed)
-            event.remove(self.db.sync_engine, "rollback", self._rolled_back)
+            event.remove(engine, "commit", self._committing)
+            event.remove(engine, "rollback", self._rolled_back)
+            event.remove(engine, "checkin", self._returned)
             for task in list(self._sending):
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
