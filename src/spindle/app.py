@@ -26,6 +26,7 @@ from spindle.api import (
     wes,
 )
 from spindle.api import audit as audit_api
+from spindle.api import notifications as notifications_api
 from spindle.api.guard import Guard
 from spindle.api.inputs import refuse_nul
 from spindle.auth.accounts import AccountService
@@ -38,6 +39,8 @@ from spindle.db.migrate import upgrade
 from spindle.db.outage import OutageLog
 from spindle.engines.registry import CACHE_FILE, START_WAIT, Catalog, load_catalog
 from spindle.metrics import RequestMetrics
+from spindle.notify.dispatcher import Dispatcher
+from spindle.notify.service import NotifyService
 from spindle.runs.groups import GroupService
 from spindle.runs.outputs import OutputService
 from spindle.runs.service import RunService
@@ -94,6 +97,12 @@ def create_app(
         await app.state.service.settle_submissions()
         stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
+        # notifications: the API's test-sends and redelivers go through this dispatcher,
+        # which also sends every due delivery when this process is a worker
+        dispatcher = Dispatcher(settings, db)
+        app.state.notify = NotifyService(db=db, settings=settings, dispatcher=dispatcher)
+        if worker and settings.notify_dispatcher:
+            background.append(asyncio.create_task(dispatcher.run(stop), name="notify"))
         if worker:
             w = Worker(
                 settings=settings,
@@ -118,6 +127,7 @@ def create_app(
             await authenticator.aclose()
             app.state.accounts.hashing.close()
             await app.state.service.feed.aclose()
+            await app.state.notify.aclose()
             for backend in backends.values():
                 with contextlib.suppress(Exception):
                     await backend.close()
@@ -144,6 +154,7 @@ def create_app(
     app.include_router(logstream.router)
     app.include_router(health.router)
     app.include_router(audit_api.router)
+    app.include_router(notifications_api.router)
     site.install(app, settings)
     # Host, cross-site changes and request bodies are checked before any route runs
     app.add_middleware(Guard, settings=settings, page=error_page)

@@ -41,6 +41,7 @@ from httpx_sse import EventSource
 from pydantic import BaseModel, ValidationError
 
 import spindle
+from spindle.models import notifications as notify_models
 from spindle.models import wes
 from spindle.models.accounts import NewToken, TokenInfo, TokenList, UserInfo
 from spindle.models.extensions import RunProgress
@@ -456,6 +457,7 @@ class SpindleClient:
         workflow_engine_version: str | None = None,
         workflow_engine_parameters: Mapping[str, str] | None = None,
         run_group_id: str | None = None,
+        notify: Sequence[Mapping[str, Any]] | None = None,
     ) -> str:
         """``POST /runs``; returns the new run id.
 
@@ -485,6 +487,8 @@ class SpindleClient:
             fields["workflow_engine_version"] = workflow_engine_version
         if run_group_id is not None:
             fields["run_group_id"] = run_group_id
+        if notify:
+            fields["notify"] = json.dumps([dict(n) for n in notify])
         body = _Multipart(fields, await asyncio.to_thread(_attachment_list, attachments))
         response = await self._send(
             "POST",
@@ -748,6 +752,122 @@ class SpindleClient:
             "PUT", self._url("runs", run_id, "run-group"), json_body={"run_group_id": group_id}
         )
         return self._parse(RunGroupMembership, response)
+
+    # --- notifications (docs/notifications.md) ----------------------------------------
+
+    async def notifications(
+        self, *, unread: bool = False, limit: int = 50
+    ) -> notify_models.NotificationList:
+        """``GET /notifications``: your in-app notifications, newest first, and the unread
+        count."""
+        return await self._get(
+            notify_models.NotificationList,
+            "notifications",
+            unread="true" if unread else None,
+            limit=limit,
+        )
+
+    async def mark_read(self, notification_id: int | None = None) -> int:
+        """Mark one notification (None: all) read; answers how many are still unread."""
+        path = (
+            ("notifications", str(notification_id), "read")
+            if notification_id
+            else (
+                "notifications",
+                "read",
+            )
+        )
+        response = await self._send("POST", self._url(*path))
+        return self._parse(notify_models.Unread, response).unread
+
+    async def notification_preferences(self) -> notify_models.Preferences:
+        return await self._get(notify_models.Preferences, "notifications", "preferences")
+
+    async def set_notification_preferences(
+        self, *, events: Sequence[str], channels: Sequence[str]
+    ) -> notify_models.Preferences:
+        response = await self._send(
+            "PUT",
+            self._url("notifications", "preferences"),
+            json_body={"events": list(events), "channels": list(channels)},
+        )
+        return self._parse(notify_models.Preferences, response)
+
+    async def subscribe(
+        self,
+        *,
+        channel: str = "webhook",
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        run_id: str | None = None,
+        group_id: str | None = None,
+        secret: str | None = None,
+    ) -> notify_models.Subscription:
+        """``POST /notifications/subscriptions``: a new subscription (its webhook secret is
+        in the answer)."""
+        body = {
+            "channel": channel,
+            "url": url,
+            "events": list(events) if events is not None else None,
+            "run_id": run_id,
+            "group_id": group_id,
+            "secret": secret,
+        }
+        response = await self._send(
+            "POST",
+            self._url("notifications", "subscriptions"),
+            json_body={k: v for k, v in body.items() if v is not None},
+        )
+        return self._parse(notify_models.Subscription, response)
+
+    async def subscriptions(
+        self, *, run_id: str | None = None, group_id: str | None = None
+    ) -> list[notify_models.Subscription]:
+        found = await self._get(
+            notify_models.SubscriptionList,
+            "notifications",
+            "subscriptions",
+            run_id=run_id,
+            group_id=group_id,
+        )
+        return found.subscriptions
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        await self._send("DELETE", self._url("notifications", "subscriptions", subscription_id))
+
+    async def test_subscription(self, subscription_id: str) -> notify_models.Delivery:
+        """Send a test message through a subscription now; answers the delivery."""
+        response = await self._send(
+            "POST", self._url("notifications", "subscriptions", subscription_id, "test")
+        )
+        return self._parse(notify_models.Delivery, response)
+
+    async def deliveries(
+        self,
+        *,
+        subscription_id: str | None = None,
+        run_id: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[notify_models.Delivery]:
+        """``GET /notifications/deliveries``: yours, newest first, each with its attempts."""
+        found = await self._get(
+            notify_models.DeliveryList,
+            "notifications",
+            "deliveries",
+            subscription_id=subscription_id,
+            run_id=run_id,
+            state=state,
+            limit=limit,
+        )
+        return found.deliveries
+
+    async def redeliver(self, delivery_id: str) -> notify_models.Delivery:
+        """Send a delivery again now, with the same webhook-id."""
+        response = await self._send(
+            "POST", self._url("notifications", "deliveries", delivery_id, "redeliver")
+        )
+        return self._parse(notify_models.Delivery, response)
 
     # --- Spindle extensions ------------------------------------------------------------
 

@@ -295,6 +295,45 @@ class Settings(BaseSettings):
     #: Days audit log entries are kept; the worker prunes older ones. 0: kept for ever.
     audit_retention_days: int = Field(default=365, ge=0)
 
+    # --- notifications (docs/notifications.md) -----------------------------------------
+    #: Networks webhook and Slack URLs may point into although they are not public
+    #: (loopback, private, link-local, ...); empty: public addresses only.
+    notify_allowed_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    #: Seconds a delivery is retried for (from its creation or its last redeliver).
+    notify_max_age_seconds: float = Field(default=24 * 3600.0, gt=0)
+    #: First retry delay (seconds); each further one doubles, with jitter. 0: no wait.
+    notify_retry_base_seconds: float = Field(default=5.0, ge=0)
+    #: Longest delay between two attempts (seconds).
+    notify_retry_max_seconds: float = Field(default=3600.0, ge=0)
+    #: Failed attempts in a row after which a subscription is marked failing (and its
+    #: owner told in-app).
+    notify_failing_after: int = Field(default=5, ge=1)
+    #: Seconds one attempt (HTTP request or SMTP session) may take.
+    notify_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Seconds between the dispatcher's looks for due deliveries.
+    notify_poll_interval: float = Field(default=1.0, gt=0)
+    #: Deliveries one dispatcher sends at once.
+    notify_concurrency: int = Field(default=8, ge=1)
+    #: Seconds a dispatcher's claim on a delivery lasts; a delivery whose sender died is
+    #: taken again after it.
+    notify_lease_seconds: float = Field(default=60.0, gt=0)
+    #: Whether worker processes run the dispatcher.
+    notify_dispatcher: bool = True
+    #: SMTP server for email notifications; empty: email is not sent (deliveries fail).
+    smtp_host: str = ""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    #: Upgrade the connection with STARTTLS (port 587).
+    smtp_starttls: bool = True
+    #: Connect over TLS from the start (port 465); excludes smtp_starttls.
+    smtp_tls: bool = False
+    #: The From address of notification emails.
+    smtp_from: str = "spindle@localhost"
+    #: CA certificates (PEM file) the SMTP server's certificate is checked against, for a
+    #: private CA; empty: the system's.
+    smtp_ca_file: Path | None = None
+
     @field_validator("jwt_algorithms")
     @classmethod
     def _asymmetric(cls, v: list[str]) -> list[str]:

@@ -9,7 +9,7 @@ import sys
 import click
 
 from spindle import cli
-from spindle.cli import groups, runs, server, tokens, users
+from spindle.cli import groups, notifications, runs, server, tokens, users
 
 HEAVY = ("fastapi", "sqlalchemy", "uvicorn", "spindle.app")
 
@@ -39,9 +39,19 @@ def test_a_client_command_loads_no_server_or_database() -> None:
     assert not {m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY}
 
 
+def test_the_notifications_command_loads_no_server_or_database() -> None:
+    loaded = _imported_after(
+        "from spindle.cli import main\n"
+        "import click\n"
+        "main.get_command(click.Context(main), 'notifications')"
+    )
+    assert "spindle.cli.notifications" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY or m in HEAVY}
+
+
 def test_the_lazy_table_names_every_registered_command() -> None:
     registered: dict[str, str] = {}
-    for module in (server, users, runs, groups, tokens):
+    for module in (server, users, runs, groups, tokens, notifications):
         group = click.Group()
         module.register(group)
         registered |= {name: module.__name__.rsplit(".", 1)[1] for name in group.commands}

@@ -29,6 +29,7 @@ def check_layout(page: BeautifulSoup, current: str) -> None:
         "Run groups": "/groups",
         "Submit": "/submit",
         "API": "/docs",
+        "Notifications": "/notifications",  # the bell (its count is swapped in by htmx)
     }
     assert text(page, "header .brand") == "Spindle"
     assert text(page, "header .version") == "v0.1.0"

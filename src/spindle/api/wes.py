@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.datastructures import FormData, UploadFile
 
 import spindle
+from spindle.api import notify_form
 from spindle.api.auth import CallerDep, ServiceInfoCallerDep
 from spindle.api.deps import LinksDep, Service
 from spindle.api.errors import documented
@@ -42,6 +43,13 @@ _MULTIPART = {
                             "type": "string",
                             "description": "Spindle extension: the run group the run joins "
                             "(as a run_group_id tag does). See docs/groups.md.",
+                        },
+                        "notify": {
+                            "type": "string",
+                            "description": "Spindle extension: subscriptions to this run's "
+                            "events, a JSON object or list of them, e.g. "
+                            '{"url": "https://example.org/hook", "events": ["run.failed"]}. '
+                            "See docs/notifications.md.",
                         },
                         "workflow_attachment": {
                             "type": "array",
@@ -363,7 +371,12 @@ async def run_workflow(request: Request, service: Service, caller: CallerDep) ->
     async with read_form(request) as form:
         fields, uploads = _split_form(form)
         run_request, group_id = parse_form(fields)
-        run = await service.submit(run_request, uploads, group_id=group_id, caller=caller)
+        on_insert = await notify_form.subscriptions(
+            request.app.state.notify, fields.get("notify"), caller
+        )
+        run = await service.submit(
+            run_request, uploads, group_id=group_id, caller=caller, on_insert=on_insert
+        )
     return wes.RunId(run_id=run.id)
 
 

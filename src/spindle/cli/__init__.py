@@ -31,6 +31,7 @@ COMMANDS = {
     "resume": "lineage",
     "lineage": "lineage",
     "delete": "lineage",
+    "notifications": "notifications",
 }
 
 

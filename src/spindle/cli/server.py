@@ -97,7 +97,12 @@ async def _run_worker(settings: Settings) -> None:
             wakeup=wakeup,
         )
         try:
-            await asyncio.gather(w.run(stop), listen_for_wakeups(settings, wakeup, stop))
+            loops = [w.run(stop), listen_for_wakeups(settings, wakeup, stop)]
+            if settings.notify_dispatcher:
+                from spindle.notify.dispatcher import run_dispatcher
+
+                loops.append(run_dispatcher(settings, db, stop))
+            await asyncio.gather(*loops)
         finally:
             await catalog.aclose()
     finally:

@@ -261,3 +261,107 @@ audit_log = Table(
     Index("ix_audit_log_target_id_id", "target_id", "id"),
     **MYSQL_TABLE,
 )
+
+
+# --- notifications (docs/notifications.md) ---------------------------------------------------
+
+notify_subscriptions = Table(
+    "notify_subscriptions",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(36), nullable=False, unique=True),
+    Column("owner_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # webhook | slack | email | inapp
+    Column("channel", String(16), nullable=False),
+    Column("url", Text, nullable=True),
+    # the Standard Webhooks signing secret (whsec_...), webhooks only
+    Column("secret", String(255), nullable=True),
+    # event names (run.complete, run.failed, run.canceled, run.started, group.drained)
+    Column("events", JSON, nullable=False),
+    # scope: one run, one run group, or (both null) every run of the owner
+    Column("run_id", String(36), ForeignKey("runs.id", ondelete="CASCADE"), nullable=True),
+    Column("group_id", String(36), ForeignKey("run_groups.id", ondelete="CASCADE"), nullable=True),
+    # active | failing (persistent errors; its owner was told in-app)
+    Column("status", String(16), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_notify_subscriptions_owner_id_seq", "owner_id", "seq"),
+    Index("ix_notify_subscriptions_run_id", "run_id"),
+    Index("ix_notify_subscriptions_group_id", "group_id"),
+    **MYSQL_TABLE,
+)
+
+notify_deliveries = Table(
+    "notify_deliveries",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    # msg_...: the webhook-id, the same on every attempt
+    Column("id", String(40), nullable=False, unique=True),
+    Column(
+        "subscription_id",
+        String(36),
+        ForeignKey("notify_subscriptions.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    Column("owner_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("channel", String(16), nullable=False),
+    # the URL, or the email address
+    Column("target", Text, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("run_id", String(36), nullable=True),
+    Column("group_id", String(36), nullable=True),
+    Column("payload", JSON, nullable=False),
+    # pending | sending | delivered | failed (gave up)
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    # retries are counted from it (created_at, or the last redeliver) for
+    # notify_max_age_seconds
+    Column("window_start", UTCDateTime, nullable=False),
+    Column("worker_id", String(64), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    # the dispatcher's claim: due deliveries in order
+    Index("ix_notify_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+    Index("ix_notify_deliveries_owner_id_seq", "owner_id", "seq"),
+    Index("ix_notify_deliveries_subscription_id_seq", "subscription_id", "seq"),
+    **MYSQL_TABLE,
+)
+
+notify_attempts = Table(
+    "notify_attempts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_seq",
+        BigId,
+        ForeignKey("notify_deliveries.seq", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=False),
+    Index("ix_notify_attempts_delivery_seq_id", "delivery_seq", "id"),
+    **MYSQL_TABLE,
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", BigId, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("run_id", String(36), nullable=True),
+    Column("group_id", String(36), nullable=True),
+    Column("read_at", UTCDateTime, nullable=True),
+    Index("ix_notifications_user_id_id", "user_id", "id"),
+    Index("ix_notifications_user_id_read_at", "user_id", "read_at"),
+    **MYSQL_TABLE,
+)

@@ -17,6 +17,10 @@ Progress and the system-log notes are written here too (they belong to the run's
 guarded by the run being active, but they are not state changes and write no event: the run
 stream reads progress from the run row (``feed.follow_run``), and a new event kind would be
 a new message in every public stream.
+
+Notifications are the one consequence written here: each successful step records what it
+owes its subscribers (``notify.outbox.record``) in the caller's transaction, so a
+notification exists exactly when its change does; sending is the dispatcher's, later.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from spindle import metrics
 from spindle.db.types import utcnow
 from spindle.domain import ACTIVE_STATES, Progress, Run, State, Task
+from spindle.notify import outbox
 from spindle.runs import store
 from spindle.runs.wakeup import Wakeup
 
@@ -60,7 +65,11 @@ async def _move(
     done = await store.transition(
         conn, change.run_id, expected=expected, new=change.to, reason=change.reason, **values
     )
-    return change if done else None
+    if not done:
+        return None
+    # the notifications it owes, in this same transaction (the outbox; notify/outbox.py)
+    await outbox.record(conn, change.run_id, change.to, change.reason)
+    return change
 
 
 # --- the worker's steps -------------------------------------------------------------------

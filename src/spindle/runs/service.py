@@ -14,13 +14,20 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from spindle import audit, metrics
 from spindle.config import Settings
@@ -76,6 +83,9 @@ from spindle.storage import fetch, s3_inputs
 from spindle.storage.access import FileAnswer, FolderStorage, RunStorage
 from spindle.storage.files import FileSource
 from spindle.storage.rundir import RunDir, Staging, abandoned
+
+#: more to write in the transaction that inserts a run (``RunService.submit``)
+OnInsert = Callable[[AsyncConnection, Run], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +150,12 @@ class RunService:
         *,
         group_id: str | None = None,
         caller: Caller,
+        on_insert: OnInsert | None = None,
     ) -> Run:
         """A new run of the caller's from a validated request (``runs.submit.parse_form``,
         ``new_request``), into run group ``group_id`` (or the one its ``run_group_id`` tag
-        names), with its attachments (which keep their paths)."""
+        names), with its attachments (which keep their paths). ``on_insert`` writes more
+        in the transaction that inserts the run (its notification subscriptions)."""
         group = await self._group(requested_group(group_id, request), caller)
         engine, compute_env = self._check(request, group)
         max_bytes = self.settings.max_upload_bytes
@@ -159,7 +171,13 @@ class RunService:
             return staged
 
         return await self._create(
-            request, engine, compute_env, stage, owner_id=caller.user_id, group=group
+            request,
+            engine,
+            compute_env,
+            stage,
+            owner_id=caller.user_id,
+            group=group,
+            on_insert=on_insert,
         )
 
     async def resubmit(self, run_id: str, *, caller: Caller) -> Run:
@@ -249,6 +267,7 @@ class RunService:
         owner_id: int,
         group: RunGroup | None = None,
         link: Link | None = None,
+        on_insert: OnInsert | None = None,
     ) -> Run:
         """Stage the attachments (``stage`` fills the folder it is given; blocking, so it
         runs in a thread) in a staging folder, insert the run and move its folder into place
@@ -292,6 +311,8 @@ class RunService:
                         **({"group_id": group.id} if group else {}),
                     },
                 )
+                if on_insert is not None:
+                    await on_insert(conn, run)
                 await self.wakeup.notify(conn, "queued")
                 try:
                     await asyncio.to_thread(staging.place)

@@ -35,7 +35,7 @@ TEXT_FIELDS = (
     "workflow_url",
 )
 #: Spindle's documented extra RunWorkflow form fields (docs/api.md)
-EXTENSION_FIELDS = ("run_group_id",)
+EXTENSION_FIELDS = ("run_group_id", "notify")
 #: engine parameters Spindle itself reads, whatever the engine
 SPINDLE_PARAMETERS = frozenset({"compute_env", "cpus", "priority"})
 #: the tag that puts a run into a run group, as the form field of the same name does

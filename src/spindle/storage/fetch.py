@@ -122,10 +122,15 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend with every address checked before it is connected to."""
 
     def __init__(
-        self, policy: AddressPolicy, inner: httpcore.AsyncNetworkBackend | None = None
+        self,
+        policy: AddressPolicy,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+        *,
+        setting: str = "fetch_allowed_networks",
     ) -> None:
         self.policy = policy
         self.inner = inner or httpcore.AnyIOBackend()
+        self.setting = setting  # named in refusals: the setting that would allow it
 
     async def connect_tcp(
         self,
@@ -140,10 +145,10 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             why = self.policy.refusal(address)
             if why is not None:
                 raise _Refused(
-                    f"{host} is refused: {why} (setting fetch_allowed_networks)"
+                    f"{host} is refused: {why} (setting {self.setting})"
                     if host != address
                     else f"{why}; Spindle fetches only from public addresses "
-                    "(setting fetch_allowed_networks)"
+                    f"(setting {self.setting})"
                 )
         failure: OSError | httpcore.ConnectError | None = None
         for address in addresses:
@@ -199,6 +204,22 @@ class _Transport(httpx.AsyncHTTPTransport):
             max_connections=4,
             network_backend=backend,
         )
+
+
+#: raised (through httpx) when the guarded backend refuses an address; ``.message`` says why
+Refused = _Refused
+
+
+def guarded_transport(
+    policy: AddressPolicy,
+    *,
+    setting: str,
+    inner: httpcore.AsyncNetworkBackend | None = None,
+) -> httpx.AsyncHTTPTransport:
+    """An httpx transport that checks every address it connects to against ``policy``, as
+    workflow URL fetches do (for other callers, e.g. notification webhooks; ``setting``
+    names their allow-list in refusals)."""
+    return _Transport(GuardedBackend(policy, inner, setting=setting))
 
 
 # --- fetching ----------------------------------------------------------------------------

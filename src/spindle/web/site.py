@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from spindle.config import Settings
-from spindle.web import audit, forms, groups, lineage, pages, signin, tokens
+from spindle.web import audit, forms, groups, lineage, notifications, pages, signin, tokens
 from spindle.web.csrf import Csrf
 from spindle.web.render import Web, environment
 
@@ -34,4 +34,5 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.include_router(tokens.router)
     app.include_router(lineage.router)
     app.include_router(audit.router)
+    app.include_router(notifications.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

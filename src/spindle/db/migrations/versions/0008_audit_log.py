@@ -2,7 +2,7 @@
 state and compute environment from an index (/metrics)
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-12-03 18:05:00
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 from spindle.db.types import UTCDateTime
 
 revision: str = "0008"
-down_revision: str | None = "0006"
+down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
