@@ -37,7 +37,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import boto3
 import botocore.session
+from botocore.config import Config
 from botocore.model import OperationModel, Shape
 from botocore.validate import ParamValidator
 
@@ -111,11 +113,8 @@ class OmicsFake:
     # --- outside the API: S3 and CloudWatch Logs ----------------------------------------------
 
     def _client(self, service: str) -> Any:
-        import boto3
-        from botocore.config import Config
-
         return boto3.client(
-            service,
+            service,  # type: ignore[call-overload]
             endpoint_url=self.aws,
             region_name=REGION,
             config=Config(s3={"addressing_style": "path"}),

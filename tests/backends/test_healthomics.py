@@ -197,6 +197,8 @@ async def test_a_completed_run_reports_its_outputs_and_links_them(
     with pytest.raises(NotFound):
         await backend.link(handle.to_json(), PurePosixPath("omics-outputs/out/none.txt"))
     assert await backend.link(handle.to_json(), PurePosixPath("logs/stdout")) is None
+    with pytest.raises(NotFound):  # the seam resolves paths first; the backend checks too
+        await backend.link(handle.to_json(), PurePosixPath("omics-outputs/../x/out/result.txt"))
 
 
 async def test_engine_and_task_logs_come_from_cloudwatch_logs(

@@ -436,6 +436,8 @@ class HealthOmicsBackend(Backend):
         data = Handle.from_json(dict(handle)).data
         if "omics_run" not in data or rel.parts[:1] != (OUTPUTS,) or len(rel.parts) < 2:
             return None
+        if ".." in rel.parts:  # never a key outside the run's prefix, however S3 reads it
+            raise NotFound(f"the run has no output {rel.as_posix()!r}")
         bucket, prefix = self._output_prefix(data)
         key = prefix + "/".join(rel.parts[1:])
         try:
