@@ -13,25 +13,33 @@ Runs are played by steps: :meth:`OmicsFake.step` moves every live run one state 
 :attr:`OmicsFake.failures` for its ``requestId``); ``auto_step`` does a step on every
 ``ListRuns``, for tests through the whole service. ``start_calls`` counts ``StartRun`` per
 ``requestId``.
+
+With :attr:`OmicsFake.aws` (a moto server's endpoint) the fake also does what HealthOmics
+does outside its API: a run that starts writes its engine and task log events to CloudWatch
+Logs (``/aws/omics/WorkflowLog``, streams ``run/<id>`` and ``run/<id>/task/<task>``), and a
+run that completes writes :data:`OUTPUT` under its ``runOutputUri`` in S3.
 """
 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import re
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import boto3
 import botocore.session
+from botocore.config import Config
 from botocore.model import OperationModel, Shape
 from botocore.validate import ParamValidator
 
@@ -48,6 +56,10 @@ OPERATIONS = (
     "ListRunTasks",
 )
 _NEXT = {"PENDING": "STARTING", "STARTING": "RUNNING", "RUNNING": "COMPLETED"}
+#: The object a completed run writes under its runOutputUri: its path there, its content.
+OUTPUT = ("out/result.txt", b"hello from HealthOmics\n")
+LOG_GROUP = "/aws/omics/WorkflowLog"
+_IDS = itertools.count(1000001)
 
 
 class ApiError(Exception):
@@ -92,9 +104,43 @@ class OmicsFake:
         #: how many of the next requests are answered ThrottlingException
         self.throttle = 0
         self.auto_step = auto_step
-        self._ids = iter(range(1000001, 9999999))
+        self._ids = _IDS  # unique in the session: the moto server's log streams are shared
         #: run id → its requestId
         self._request_of: dict[str, str] = {}
+        #: a moto server's endpoint for S3 and CloudWatch Logs (None: no outputs, no logs)
+        self.aws: str | None = None
+
+    # --- outside the API: S3 and CloudWatch Logs ----------------------------------------------
+
+    def _client(self, service: str) -> Any:
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.aws,
+            region_name=REGION,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    def _log(self, stream: str, *lines: str) -> None:
+        if self.aws is None:
+            return
+        logs = self._client("logs")
+        with suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        with suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        stamp = int(_now().timestamp() * 1000)
+        logs.put_log_events(
+            logGroupName=LOG_GROUP,
+            logStreamName=stream,
+            logEvents=[{"timestamp": stamp, "message": line} for line in lines],
+        )
+
+    def _write_output(self, run: dict[str, Any]) -> None:
+        if self.aws is None:
+            return
+        bucket, _, prefix = run["runOutputUri"].removeprefix("s3://").partition("/")
+        key = f"{prefix.strip('/')}/{OUTPUT[0]}".lstrip("/")
+        self._client("s3").put_object(Bucket=bucket, Key=key, Body=OUTPUT[1])
 
     # --- the REST layer --------------------------------------------------------------------
 
@@ -291,6 +337,9 @@ class OmicsFake:
                     }
                     for n in range(1, self.tasks + 1)
                 ]
+                self._log(f"run/{data['id']}", f"engine: run {data['id']} started")
+                for t in run.tasks:
+                    self._log(f"run/{data['id']}/task/{t['taskId']}", f"{t['name']}: hello")
             elif status == "RUNNING":
                 reason = self.failures.get(self._request_of[data["id"]], self.failures.get("*"))
                 if reason:
@@ -301,6 +350,8 @@ class OmicsFake:
                         stopTime=_now(),
                     )
                 else:
+                    self._write_output(data)
+                    self._log(f"run/{data['id']}", f"engine: run {data['id']} completed")
                     data.update(status="COMPLETED", stopTime=_now())
                 for t in run.tasks:
                     t.update(status="FAILED" if reason else "COMPLETED", stopTime=_now())

@@ -1,13 +1,17 @@
 """The ``healthomics`` backend against a loopback fake of the HealthOmics API
 (tests/omics_fake.py), through real boto3: every request is serialized by botocore from the
-real service model, checked by the fake against that model, and every answer parsed by it."""
+real service model, checked by the fake against that model, and every answer parsed by it.
+S3 (the runs' outputs) and CloudWatch Logs (their logs) are a real moto server on loopback
+(tests/s3.py), where the fake writes what HealthOmics would."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import boto3
@@ -23,12 +27,15 @@ from spindle.backends.healthomics.settings import HealthOmicsEnv
 from spindle.config import Settings
 from spindle.domain import RunRequest, State
 from spindle.engines.registry import Catalog
-from spindle.errors import BackendError, InvalidRequest
+from spindle.errors import BackendError, InvalidRequest, NotFound
 from spindle.execution import Job
 from spindle.storage.rundir import RunDir
 from spindle.testing import run_record
 from tests.api.conftest import WES, app_client, make_app, wait_state
-from tests.omics_fake import OmicsFake, serve
+from tests.omics_fake import OUTPUT, OmicsFake, serve
+from tests.s3 import S3Server, s3_server
+
+__all__ = ["s3_server"]  # the session fixture, imported for pytest
 
 ROLE = "arn:aws:iam::123456789012:role/omics-runs"
 WDL = "version 1.0\nworkflow hello { input { String who } }\n"
@@ -43,9 +50,24 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
 
 
+#: the moto server's endpoint and this test's bucket, which env() configures
+AWS: dict[str, str] = {}
+
+
 @pytest.fixture
-def fake() -> Iterator[OmicsFake]:
+def fake(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[OmicsFake]:
+    bucket = f"omics-{uuid.uuid4().hex[:16]}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    s3.create_bucket(Bucket=bucket)
+    monkeypatch.setitem(AWS, "endpoint", s3_server.endpoint)
+    monkeypatch.setitem(AWS, "bucket", bucket)
     fake = OmicsFake(tasks=3)
+    fake.aws = s3_server.endpoint
     yield fake
     assert fake.model_errors == []
 
@@ -61,8 +83,10 @@ def env(endpoint: str, **more: Any) -> HealthOmicsEnv:
         type="healthomics",
         region="us-east-1",
         role_arn=ROLE,
-        output_uri="s3://results/spindle",
+        output_uri=f"s3://{AWS.get('bucket', 'results')}/spindle",
         endpoint_url=endpoint,
+        s3_endpoint_url=AWS.get("endpoint"),
+        logs_endpoint_url=AWS.get("endpoint"),
         tags={"team": "genomics"},
         **more,
     )
@@ -133,6 +157,78 @@ async def test_a_wdl_run_completes_with_its_tasks(
     assert "cpus=2" in report.tasks[0].system_logs[0]
     # the list said it all: GetRun is never needed for these states
     assert fake.calls["GetRun"] == 0
+
+
+async def get(url: str) -> httpx.Response:
+    """A GET of a presigned URL from S3 (the moto server), as a client would send it."""
+    async with httpx.AsyncClient() as client:
+        return await client.get(url)
+
+
+async def test_a_completed_run_reports_its_outputs_and_links_them(
+    fake: OmicsFake, backend: HealthOmicsBackend, tmp_path: Path
+) -> None:
+    """The outputs are the objects under the run's runOutputUri (written by HealthOmics, here
+    the fake, in moto's S3); a download of one is a presigned URL whose content is it."""
+    handle = await backend.submit(wdl_job(tmp_path))
+    rundir = RunDir.for_run(tmp_path, "run-1")
+    fake.step()
+    fake.step()
+    assert (await state(backend, handle)).state is State.RUNNING
+    running = await backend.report(handle, rundir)
+    assert running is not None
+    assert running.outputs is None  # none until it completed
+    await play(fake, backend, handle)
+    report = await backend.report(handle, rundir)
+    assert report is not None
+    path, content = OUTPUT
+    assert report.outputs == {
+        path: {
+            "class": "File",
+            "basename": "result.txt",
+            "location": f"run:omics-outputs/{path}",
+            "size": len(content),
+        }
+    }
+    signed = await backend.link(handle.to_json(), PurePosixPath(f"omics-outputs/{path}"))
+    assert signed is not None
+    assert signed.name == "result.txt"
+    assert (await get(signed.url)).content == content
+    with pytest.raises(NotFound):
+        await backend.link(handle.to_json(), PurePosixPath("omics-outputs/out/none.txt"))
+    assert await backend.link(handle.to_json(), PurePosixPath("logs/stdout")) is None
+    with pytest.raises(NotFound):  # the seam resolves paths first; the backend checks too
+        await backend.link(handle.to_json(), PurePosixPath("omics-outputs/../x/out/result.txt"))
+
+
+async def test_engine_and_task_logs_come_from_cloudwatch_logs(
+    fake: OmicsFake, backend: HealthOmicsBackend, tmp_path: Path
+) -> None:
+    handle = await backend.submit(wdl_job(tmp_path))
+    rundir = RunDir.for_run(tmp_path, "run-1")
+    rid = handle.data["omics_run"]
+    report = await backend.report(handle, rundir)  # nothing logged yet: no streams, no error
+    assert report is not None
+    assert report.tasks == []
+    assert not (rundir.logs / "stdout").exists()
+    await play(fake, backend, handle)
+    report = await backend.report(handle, rundir)
+    assert report is not None
+    assert (rundir.logs / "stdout").read_text() == (
+        f"engine: run {rid} started\nengine: run {rid} completed\n"
+    )
+    for n, task in enumerate(report.tasks, 1):
+        assert task.stdout is not None
+        assert (rundir.root / task.stdout.path).read_text() == f"task-{n}: hello\n"
+    # an ended task's log is read twice more (late lines), then no more: the copy is served
+    reads = []
+    for _ in range(3):
+        (rundir.logs / "omics-tasks" / f"{rid}1").write_text("copied\n")
+        report = await backend.report(handle, rundir)
+        assert report is not None
+        assert report.tasks[0].stdout is not None
+        reads.append((rundir.logs / "omics-tasks" / f"{rid}1").read_text())
+    assert reads == ["task-1: hello\n", "copied\n", "copied\n"]
 
 
 async def test_an_identical_definition_is_registered_once(
@@ -342,7 +438,7 @@ async def test_static_storage_and_cache_settings_reach_start_run(
     assert (run["logLevel"], run["retentionMode"]) == ("ALL", "REMOVE")
 
 
-def wes_settings(endpoint: str, tmp_path: Path) -> Settings:
+def wes_settings(endpoint: str, tmp_path: Path, **more: Any) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         lease_seconds=5,
@@ -350,6 +446,7 @@ def wes_settings(endpoint: str, tmp_path: Path) -> Settings:
         monitor_interval=0.02,
         allowed_hosts=["spindle.test"],
         compute_envs={"omics": env(endpoint, poll_interval=0.05).model_dump()},
+        **more,
     )
 
 
@@ -394,12 +491,18 @@ async def test_a_run_through_the_wes_api(
         assert ended == "COMPLETE", (await client.get(f"{WES}/runs/{run_id}")).text
         tasks = (await client.get(f"{WES}/runs/{run_id}/tasks")).json()["task_logs"]
         assert [t["name"] for t in tasks] == ["task-1", "task-2", "task-3"]
+        task_log = await client.get(tasks[0]["stdout"])
+        assert task_log.text == "task-1: hello\n", task_log.text
+        log = (await client.get(f"{WES}/runs/{run_id}")).json()
+        assert "completed" in (await client.get(log["run_log"]["stdout"])).text
+        # the output, downloaded: a 307 to a presigned S3 URL with its content
+        download = await client.get(log["outputs"][OUTPUT[0]]["location"])
+        assert download.status_code == 307, download.text
+        assert (await get(download.headers["location"])).content == OUTPUT[1]
     assert fake.start_calls == {run_id: 1}
     (started,) = (r.data for r in fake.runs.values())
     assert started["tags"][RUN_TAG] == run_id
     assert started["parameters"] == {"who": "world"}
-    (workflow,) = fake.workflows.values()
-    assert (workflow["engine"], workflow["main"]) == (language, LANGUAGES[language][1])
     (workflow,) = fake.workflows.values()
     assert (workflow["engine"], workflow["main"]) == (language, LANGUAGES[language][1])
 
@@ -436,3 +539,42 @@ async def test_cancel_through_the_wes_api(fake: OmicsFake, endpoint: str, tmp_pa
         assert await wait_state(client, run_id, ENDED) == "CANCELED"
     (run,) = (r.data for r in fake.runs.values())
     assert run["status"] == "CANCELLED"
+
+
+def as_user(name: str) -> dict[str, str]:
+    raw = f"{name}:{name}'s secret".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+async def test_bob_cannot_see_alices_healthomics_run(
+    fake: OmicsFake, endpoint: str, tmp_path: Path
+) -> None:
+    """Someone else's HealthOmics run is a 404 like one that does not exist: its state,
+    tasks, logs, output download and cancel."""
+    fake.auto_step = True
+    app = make_app(wes_settings(endpoint, tmp_path, auth="basic"), Catalog())
+    async with app_client(app) as client:
+        for name in ("alice", "bob"):
+            await app.state.accounts.add_user(name, password=f"{name}'s secret")
+        client.headers.update(as_user("alice"))
+        run_id = await wes_submit(client)
+        assert await wait_state(client, run_id, ENDED) == "COMPLETE"
+        log = (await client.get(f"{WES}/runs/{run_id}")).json()
+        task = (await client.get(f"{WES}/runs/{run_id}/tasks")).json()["task_logs"][0]
+        urls = [
+            f"{WES}/runs/{run_id}",
+            f"{WES}/runs/{run_id}/status",
+            f"{WES}/runs/{run_id}/tasks",
+            log["run_log"]["stdout"],
+            task["stdout"],
+            log["outputs"][OUTPUT[0]]["location"],
+        ]
+        assert (await client.get(urls[-1])).status_code == 307  # alice's own: hers
+        bob = as_user("bob")
+        for url in urls:
+            r = await client.get(url, headers=bob)
+            assert r.status_code == 404, (url, r.status_code, r.text)
+        cancel = await client.post(f"{WES}/runs/{run_id}/cancel", headers=bob)
+        assert cancel.status_code == 404
+        listed = (await client.get(f"{WES}/runs", headers=bob)).json()["runs"]
+        assert listed == []

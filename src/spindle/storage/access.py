@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import Any, Protocol, runtime_checkable
 
 from spindle.domain import Run
 from spindle.errors import NotFound, Unreachable
@@ -61,6 +62,15 @@ class Removed:
         return Removed(self.files + other.files, self.bytes + other.bytes)
 
 
+@runtime_checkable
+class URLSource(Protocol):
+    """A file source whose files can be linked to rather than fetched (a managed service's
+    outputs in S3): :meth:`link` gives a presigned URL for ``rel``, or None when that file
+    is not one of its own (then it is fetched or read as any other)."""
+
+    async def link(self, handle: Mapping[str, Any], rel: PurePosixPath) -> SignedURL | None: ...
+
+
 class RunStorage(ABC):
     @abstractmethod
     async def open(self, run: Run, path: str) -> FileAnswer:
@@ -90,6 +100,10 @@ class FolderStorage(RunStorage):
         fetched = run.state.terminal and await asyncio.to_thread(target.is_file)
         if source is not None and run.handle is not None and not fetched:
             rel = PurePosixPath(target.relative_to(rundir.root.resolve()).as_posix())
+            if isinstance(source, URLSource):
+                signed = await source.link(run.handle, rel)
+                if signed is not None:
+                    return signed
             try:
                 await source.fetch(run.handle, rel, target)
             except Unreachable:

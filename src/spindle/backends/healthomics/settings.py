@@ -32,6 +32,10 @@ class HealthOmicsEnv(EnvSettings):
     tags: dict[str, str] = Field(default_factory=dict)
     #: Another endpoint of the HealthOmics API (tests, a VPC endpoint); empty: AWS's own.
     endpoint_url: str | None = None
+    #: Another endpoint of S3, where the runs' outputs are (tests); empty: AWS's own.
+    s3_endpoint_url: str | None = None
+    #: Another endpoint of CloudWatch Logs, where the runs' logs are (tests); empty: AWS's.
+    logs_endpoint_url: str | None = None
     #: Seconds between polls of the environment's runs.
     poll_interval: float = Field(default=30.0, gt=0)
 
