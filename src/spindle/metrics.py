@@ -11,9 +11,8 @@ database:
   counters and histograms of :data:`REGISTRY`, counted where they happen; Prometheus adds
   up the processes (``sum by (...) (rate(...))``).
 
-Other modules add their own metrics to :data:`REGISTRY` here (e.g. notification
-deliveries: a ``Counter("spindle_notification_deliveries", ..., ["channel", "outcome"],
-registry=REGISTRY)`` beside the ones below).
+Other modules count into the metrics defined here (the notification dispatcher into
+:data:`NOTIFICATION_DELIVERIES`).
 """
 
 from __future__ import annotations
@@ -50,6 +49,13 @@ SUBMISSIONS = Counter(
     "spindle_runs_submitted",
     "Runs submitted to this process, by workflow type and compute environment.",
     ["workflow_type", "compute_env"],
+    registry=REGISTRY,
+)
+NOTIFICATION_DELIVERIES = Counter(
+    "spindle_notification_deliveries",
+    "Notification delivery attempts this process made, by channel and outcome: delivered, "
+    "pending (failed, to be retried) or failed (failed, given up).",
+    ["channel", "outcome"],
     registry=REGISTRY,
 )
 RUNS_ENDED = Counter(

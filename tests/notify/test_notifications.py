@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from standardwebhooks.webhooks import Webhook
 
 from spindle.config import Settings
+from spindle.metrics import REGISTRY
 from spindle.notify.dispatcher import Dispatcher
 from spindle.testing import plugins
 from tests.api.conftest import WES, app_client, make_app
@@ -122,6 +123,12 @@ async def test_a_webhook_fails_twice_then_is_delivered_signed_with_every_attempt
     client: tuple[httpx.AsyncClient, FastAPI], receiver: Receiver
 ) -> None:
     api, _ = client
+
+    def counted(outcome: str) -> float:
+        labels = {"channel": "webhook", "outcome": outcome}
+        return REGISTRY.get_sample_value("spindle_notification_deliveries_total", labels) or 0.0
+
+    pending, sent = counted("pending"), counted("delivered")
     receiver.script = [500, 503]  # then 200
     notify = json.dumps({"url": receiver.url, "events": ["run.complete"]})
     run_id = await submit(api, {"tasks": 1}, ALICE, notify=notify)
@@ -142,6 +149,8 @@ async def test_a_webhook_fails_twice_then_is_delivered_signed_with_every_attempt
     assert "answered 500" in delivery["attempt_log"][0]["error"]
     assert delivery["attempt_log"][2]["error"] is None
     assert receiver.ids() == [delivery["id"]] * 3
+    # /metrics counts the attempts by outcome
+    assert (counted("pending") - pending, counted("delivered") - sent) == (2, 1)
     # each request verifies with the subscription's secret (Standard Webhooks)
     hook = Webhook(sub["secret"])
     for request in receiver.requests:

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from spindle.config import Settings
 from spindle.db.tables import notify_subscriptions
 from spindle.db.types import utcnow
+from spindle.metrics import NOTIFICATION_DELIVERIES
 from spindle.notify import claim, details
 from spindle.notify.channels import Channels, Message, Outcome
 from spindle.notify.claim import Delivery
@@ -227,6 +228,7 @@ class Dispatcher:
                 failing_after=self.settings.notify_failing_after,
                 payload=detailed,
             )
+        NOTIFICATION_DELIVERIES.labels(delivery.channel, state).inc()
         if not outcome.ok:
             log.info(
                 "notification %s to %s failed (%s): %s",
