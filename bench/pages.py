@@ -39,7 +39,7 @@ from bench.stats import Row
 from spindle.auth.accounts import AccountService
 from spindle.db.tables import events, run_texts, runs, tasks, users
 from spindle.domain import RunRequest
-from spindle.runs.paging import encode_cursor
+from spindle.paging import encode_cursor
 from spindle.runs.store import search_text
 
 #: Page loads per figure before the measured ones (connections, caches).

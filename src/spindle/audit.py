@@ -37,7 +37,7 @@ from spindle.db.tables import audit_log
 from spindle.db.types import utcnow
 from spindle.domain import Caller
 from spindle.errors import Forbidden
-from spindle.runs.paging import check_page_size, decode_token, encode_token
+from spindle.paging import check_page_size, decode_token, encode_token
 
 #: entries deleted per statement when pruning (short transactions on a big table)
 PRUNE_BATCH = 5000

@@ -9,7 +9,7 @@ import sys
 import click
 
 from spindle import cli
-from spindle.cli import groups, notifications, runs, server, tokens, users
+from spindle.cli import groups, lineage, notifications, runs, server, tokens, users
 
 HEAVY = ("fastapi", "sqlalchemy", "uvicorn", "spindle.app")
 
@@ -51,7 +51,7 @@ def test_the_notifications_command_loads_no_server_or_database() -> None:
 
 def test_the_lazy_table_names_every_registered_command() -> None:
     registered: dict[str, str] = {}
-    for module in (server, users, runs, groups, tokens, notifications):
+    for module in (server, users, runs, groups, tokens, notifications, lineage):
         group = click.Group()
         module.register(group)
         registered |= {name: module.__name__.rsplit(".", 1)[1] for name in group.commands}

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from spindle import audit
 from spindle.api.auth import CallerDep
 from spindle.api.errors import documented
-from spindle.runs.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from spindle.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from spindle.runs.query import parse_time
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle operations"])

@@ -19,7 +19,7 @@ from spindle.domain import RunGroup, RunSummary, State
 from spindle.models import groups as m
 from spindle.models import wes
 from spindle.models.wes import ErrorResponse
-from spindle.runs.paging import MAX_PAGE_SIZE
+from spindle.paging import MAX_PAGE_SIZE
 from spindle.runs.query import RunQuery
 
 router = APIRouter(prefix="/ga4gh/wes/v1", tags=["Spindle run groups"])

@@ -17,8 +17,8 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from spindle.domain import State
+from spindle.paging import MAX_TEXT
 from spindle.runs.group_store import GroupSort
-from spindle.runs.paging import MAX_TEXT
 from spindle.runs.query import SortKey
 
 

@@ -18,8 +18,8 @@ from spindle.api.deps import LinksDep
 from spindle.api.errors import documented
 from spindle.api.links import Links
 from spindle.models.outputs import RunFile, RunFileList, SignedLinkResponse
+from spindle.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from spindle.runs.outputs import Archive, OutputService
-from spindle.runs.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from spindle.storage.access import FileAnswer, SignedURL
 from spindle.storage.listing import Group
 

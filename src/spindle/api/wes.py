@@ -25,7 +25,7 @@ from spindle.models.extensions import (
     SpindleRunListResponse,
     SpindleServiceInfo,
 )
-from spindle.runs.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from spindle.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from spindle.runs.query import RunQuery
 from spindle.runs.submit import EXTENSION_FIELDS, TEXT_FIELDS, parse_form
 

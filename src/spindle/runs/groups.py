@@ -24,15 +24,15 @@ from spindle.config import Settings
 from spindle.db.types import utcnow
 from spindle.domain import Caller, Run, RunGroup, RunSummary, State
 from spindle.errors import Conflict, GroupNotFound, InvalidRequest, RunNotFound
-from spindle.runs import group_store, store
-from spindle.runs.group_store import GroupSort
-from spindle.runs.paging import (
+from spindle.paging import (
     check_page_size,
     decode_cursor,
     encode_cursor,
     parse_ordering,
     parse_search,
 )
+from spindle.runs import group_store, store
+from spindle.runs.group_store import GroupSort
 from spindle.runs.query import RunQuery
 from spindle.runs.service import Page, RunService
 

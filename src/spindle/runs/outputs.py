@@ -12,8 +12,8 @@ from typing import Any
 
 from spindle.domain import Caller, Task
 from spindle.errors import Conflict, Forbidden, InvalidRequest
+from spindle.paging import check_page_size, decode_cursor, encode_cursor
 from spindle.runs import store
-from spindle.runs.paging import check_page_size, decode_cursor, encode_cursor
 from spindle.runs.service import Page, RunService
 from spindle.storage import archive, crate
 from spindle.storage.access import FileAnswer

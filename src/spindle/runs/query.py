@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from spindle.db.tables import run_texts, runs, tasks, users
 from spindle.domain import Failure, RunSummary, State
 from spindle.errors import InvalidRequest
-from spindle.runs.paging import parse_ordering, parse_search
+from spindle.paging import parse_ordering, parse_search
 
 FAILED_STATES = (State.EXECUTOR_ERROR, State.SYSTEM_ERROR)
 

@@ -55,14 +55,14 @@ from spindle.errors import (
     TaskNotFound,
     storage_error,
 )
-from spindle.runs import feed, group_store, lifecycle, logfollow, logs, query, store
-from spindle.runs.paging import (
+from spindle.paging import (
     check_page_size,
     decode_cursor,
     decode_token,
     encode_cursor,
     encode_token,
 )
+from spindle.runs import feed, group_store, lifecycle, logfollow, logs, query, store
 from spindle.runs.query import RunQuery
 from spindle.runs.submit import (
     SPINDLE_PARAMETERS,
