@@ -21,8 +21,8 @@ ARG UV_VERSION=0.13.9
 # UV_CACHE_DIR reuses the wheels there.
 ARG UV_NO_CACHE=1
 # uv from PyPI in a venv of its own; never a downloaded Python, always the base image's one.
-# Bytecode is compiled once per environment, by the last step that installs into it (uv
-# compiles the whole environment each time it is asked to).
+# Bytecode is compiled where packages are installed (the unprivileged user cannot write it
+# later); `uv sync` compiles the whole environment, so Spindle's is compiled once, at the end.
 ENV UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=python3 \
     UV_LINK_MODE=copy \
@@ -38,9 +38,9 @@ WORKDIR /app
 # Engines first: their pins change least often, so this layer is reused the longest.
 COPY engines/*.txt engines/
 RUN for engine in snakemake cwltool miniwdl; do \
-      compile=--compile-bytecode; [ "$engine" = miniwdl ] && compile=; \
       uv venv --quiet .engines/$engine \
-      && uv pip sync --quiet $compile --python .engines/$engine/bin/python engines/$engine.txt \
+      && uv pip sync --quiet --compile-bytecode --python .engines/$engine/bin/python \
+           engines/$engine.txt \
       || exit 1; \
     done
 # Spindle's task runner for miniwdl (a plugin of miniwdl's, never imported by Spindle), into
