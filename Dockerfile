@@ -1,9 +1,14 @@
 # Spindle's container image: the WES server (`spindle serve`, the default) or a worker
-# (`spindle worker`), with Snakemake and cwltool in environments of their own, as
-# `make engines` makes them. See docs/deploy.md.
+# (`spindle worker`), with Snakemake, cwltool and miniwdl (with Spindle's task runner) in
+# environments of their own, as `make engines` makes them. See docs/deploy.md.
 #
 #   docker build -t spindle .
 #   podman build --build-arg BASE_IMAGE="$(deploy/build-base.sh)" -t spindle .   # no registry
+#
+# A build may reuse the machine's uv cache (its wheels are not copied into the image:
+# UV_LINK_MODE=copy), which saves most of the downloads when `make venv engines` filled it:
+#
+#   podman build --volume "$(uv cache dir)":/root/.cache/uv --build-arg UV_NO_CACHE=0 ...
 #
 # BASE_IMAGE must be a Debian-like image with python3 (3.11) and its venv module; both
 # stages use it, so the virtual environments point at the same interpreter at run time.
@@ -12,12 +17,17 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE} AS build
 
 ARG UV_VERSION=0.13.9
+# No cache by default (nothing is left in a layer); UV_NO_CACHE=0 with a cache mounted at
+# UV_CACHE_DIR reuses the wheels there.
+ARG UV_NO_CACHE=1
 # uv from PyPI in a venv of its own; never a downloaded Python, always the base image's one.
+# Bytecode is compiled where packages are installed (the unprivileged user cannot write it
+# later); `uv sync` compiles the whole environment, so Spindle's is compiled once, at the end.
 ENV UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=python3 \
-    UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
-    UV_NO_CACHE=1 \
+    UV_NO_CACHE=${UV_NO_CACHE} \
+    UV_CACHE_DIR=/root/.cache/uv \
     UV_SYSTEM_CERTS=1 \
     PATH=/opt/uv/bin:$PATH
 RUN python3 -m venv /opt/uv \
@@ -26,19 +36,25 @@ RUN python3 -m venv /opt/uv \
 WORKDIR /app
 
 # Engines first: their pins change least often, so this layer is reused the longest.
-COPY engines/ engines/
-RUN for engine in snakemake cwltool; do \
+COPY engines/*.txt engines/
+RUN for engine in snakemake cwltool miniwdl; do \
       uv venv --quiet .engines/$engine \
-      && uv pip sync --quiet --python .engines/$engine/bin/python engines/$engine.txt \
+      && uv pip sync --quiet --compile-bytecode --python .engines/$engine/bin/python \
+           engines/$engine.txt \
       || exit 1; \
     done
+# Spindle's task runner for miniwdl (a plugin of miniwdl's, never imported by Spindle), into
+# miniwdl's environment as `make engines` does; it changes more often than the pins.
+COPY engines/miniwdl-spindle/ engines/miniwdl-spindle/
+RUN uv pip install --quiet --no-deps --compile-bytecode \
+      --python .engines/miniwdl/bin/python ./engines/miniwdl-spindle
 
 # Spindle's dependencies from the lock file alone, then Spindle itself (not editable, so
 # the final stage needs only .venv, not the sources).
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --no-dev --no-install-project
 COPY src/ src/
-RUN uv sync --frozen --no-dev --no-editable
+RUN uv sync --frozen --no-dev --no-editable --compile-bytecode
 
 
 FROM ${BASE_IMAGE}

@@ -1,11 +1,12 @@
 """The container image, built for real with podman on a base made from Debian's packages
 (deploy/build-base.sh), started as the API (`serve --no-worker`) and a separate worker
-container sharing one data folder, with a first user made the way docs/deploy.md says; a CWL
-and a Snakemake example run to COMPLETE through the API, then both containers stop.
+container sharing one data folder, with a first user made the way docs/deploy.md says; a CWL,
+a Snakemake and a WDL example run to COMPLETE through the API, then both containers stop.
 
 Slow (a base image the first time, then the image's layers; see docs/deploy.md for the
-minutes): marked ``container``. Needs root, podman, runc and debootstrap; without them it
-skips locally and fails under CI=true.
+minutes): marked ``container``. The build reuses the machine's uv cache (which `make venv
+engines` filled with the same wheels), so it downloads little. Needs root, podman, runc and
+debootstrap; without them it skips locally and fails under CI=true.
 """
 
 from __future__ import annotations
@@ -76,12 +77,27 @@ def image() -> str:
         "docker",  # keeps HEALTHCHECK (the OCI format has none)
         "--build-arg",
         f"BASE_IMAGE={base.stdout.strip()}",
+        *uv_cache(),
         "--tag",
         tag,
         str(REPO),
         timeout=1500,
     )
     return tag
+
+
+def uv_cache() -> list[str]:
+    """The build options that mount the machine's uv cache into the build (docs/deploy.md),
+    or none when there is no uv here (the build then downloads every wheel)."""
+    uv = shutil.which("uv")
+    # .ci/run may have installed uv with pip, where only `python3 -m uv` finds it.
+    command = [uv] if uv else ["python3", "-m", "uv"]
+    found = subprocess.run([*command, "cache", "dir"], capture_output=True, text=True, check=False)
+    if found.returncode != 0:
+        return []
+    folder = Path(found.stdout.strip())
+    folder.mkdir(parents=True, exist_ok=True)
+    return ["--volume", f"{folder}:/root/.cache/uv", "--build-arg", "UV_NO_CACHE=0"]
 
 
 @contextlib.contextmanager
@@ -150,7 +166,9 @@ def run_to_end(client: httpx.Client, language: str, name: str) -> str:
     raise AssertionError(f"{language}/{name} did not end")
 
 
-def test_the_image_runs_cwl_and_snakemake_examples_to_complete(image: str, tmp_path: Path) -> None:
+def test_the_image_runs_cwl_snakemake_and_wdl_examples_to_complete(
+    image: str, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     data.mkdir()
     os.chown(data, UID, UID)
@@ -174,11 +192,15 @@ def test_the_image_runs_cwl_and_snakemake_examples_to_complete(image: str, tmp_p
         with httpx.Client(
             base_url=f"http://127.0.0.1:{port}", auth=("admin", PASSWORD), timeout=30
         ) as client:
-            assert client.get(f"{API_PREFIX}/service-info").status_code == 200
+            info = client.get(f"{API_PREFIX}/service-info")
+            assert info.status_code == 200
+            assert {"CWL", "SMK", "WDL"} <= set(info.json()["workflow_type_versions"])
             assert run_to_end(client, "cwl", "wordcount") == "COMPLETE"
             assert run_to_end(client, "snakemake", "wordcount") == "COMPLETE"
+            assert run_to_end(client, "wdl", "scatter") == "COMPLETE"
             # Without credentials the API refuses (auth is on, not `none`).
             assert httpx.get(f"http://127.0.0.1:{port}{API_PREFIX}/runs").status_code == 401
-    # Runs were written by the unprivileged user, not root.
-    owners = {p.stat().st_uid for p in (data / "runs").rglob("*")}
+    # Runs were written by the unprivileged user, not root. lstat: miniwdl links its inputs
+    # by their path inside the container, which is not there on this side.
+    owners = {p.lstat().st_uid for p in (data / "runs").rglob("*")}
     assert owners == {UID}
