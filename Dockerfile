@@ -82,10 +82,11 @@ WORKDIR /data
 VOLUME ["/data"]
 EXPOSE 8000
 
-# Readiness: the database answers and the engines are checked (no credentials needed).
+# Readiness (/readyz): the database answers, its schema is at head and the engines are
+# checked (no credentials needed; docs/operations.md).
 # A worker container has no HTTP port: compose and ECS turn this check off for workers.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('SPINDLE_PORT', '8000')}/ga4gh/wes/v1/ready\", timeout=4)"]
+  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('SPINDLE_PORT', '8000')}/readyz\", timeout=4)"]
 
 ENTRYPOINT ["spindle"]
 CMD ["serve"]
