@@ -39,7 +39,7 @@ def test_the_dockerfile_takes_its_base_from_an_argument_and_runs_unprivileged() 
     assert 'ENTRYPOINT ["spindle"]' in lines
     assert 'CMD ["serve"]' in lines
     assert any("uv sync --frozen --no-dev" in line for line in lines)
-    assert any("/ga4gh/wes/v1/ready" in line for line in lines if "CMD" in line)
+    assert any("/readyz" in line for line in lines if "CMD" in line)
 
 
 @pytest.fixture(scope="module")
