@@ -92,6 +92,12 @@ class Dispatcher:
 
     @staticmethod
     def _rolled_back(conn: Connection) -> None:
+        """A transaction rolled back: its deliveries were not written. On a connection the
+        database dropped (invalidated), ``info`` cannot even be read: raising here would
+        turn a lost connection into a failed run, and that connection's DBAPI half (with its
+        ``info``) is gone anyway."""
+        if conn.invalidated:
+            return
         conn.info.pop(WROTE_DELIVERY, None)
 
     def _returned(self, _dbapi_conn: Any, record: Any) -> None:
