@@ -19,6 +19,7 @@ from spindle.domain import Caller
 from spindle.engines.registry import Catalog
 from tests.api.conftest import WES, app_client, make_app, wait_state
 from tests.backends.test_sandbox import os_accounts
+from tests.support import missing
 
 pytestmark = pytest.mark.engine
 
@@ -169,7 +170,7 @@ async def test_a_confined_workflow_of_spindles_own_account_reads_nothing_of_spin
     from spindle.backends import confine
 
     if not confine.supported():
-        pytest.skip(f"this kernel has no Landlock ABI {confine.MIN_ABI} (ABI {confine.abi()})")
+        missing(f"this kernel has no Landlock ABI {confine.MIN_ABI} (ABI {confine.abi()})")
     config = tmp_path / "spindle.toml"
     config.write_text('secret_key = "canary-in-the-file"\n')
     monkeypatch.setenv("SPINDLE_CONFIG", str(config))
