@@ -121,6 +121,23 @@ async def until(stop: anyio.Event, items: AsyncIterator[T]) -> AsyncIterator[T]:
             await aclose()
 
 
+def sse_response(
+    events: Callable[[anyio.Event], AsyncIterator[ServerSentEvent]],
+) -> EventSourceResponse:
+    """Server-sent ``events`` (made from the shutdown event they must stop at) with the
+    keep-alive ping and no caching. sse-starlette sets the shutdown event when the server
+    shuts down: the body then ends properly (its last chunk sent) instead of being cut
+    mid-body by the cancellation."""
+    shutdown = anyio.Event()
+    return EventSourceResponse(
+        events(shutdown),
+        ping=PING_SECONDS,
+        headers={"Cache-Control": "no-store"},
+        shutdown_event=shutdown,
+        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
+    )
+
+
 def _stream(
     items: AsyncIterator[Any],
     run_id: str = "",
@@ -129,11 +146,8 @@ def _stream(
     """``items`` as SSE; with ``final`` (one run's stream), once ``items`` has run out (not
     cut by a shutdown), a ``done`` event with the run's final state, which ``final`` gives
     from the last state seen (None: no ``done``)."""
-    # Set by sse-starlette when the server shuts down: the body then ends properly (its
-    # last chunk sent) instead of being cut mid-body by the cancellation.
-    shutdown = anyio.Event()
 
-    async def body() -> AsyncIterator[ServerSentEvent]:
+    async def body(shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:
         last: State | None = None
         async for item in until(shutdown, items):
             if isinstance(item, Event) and item.kind == "state" and item.data.get("to"):
@@ -145,13 +159,7 @@ def _stream(
                 done = RunDone(run_id=run_id, state=state)
                 yield ServerSentEvent(data=done.model_dump_json(), event="done")
 
-    return EventSourceResponse(
-        body(),
-        ping=PING_SECONDS,
-        headers={"Cache-Control": "no-store"},
-        shutdown_event=shutdown,
-        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
-    )
+    return sse_response(body)
 
 
 @router.get(

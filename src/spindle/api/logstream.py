@@ -15,7 +15,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from spindle.api.auth import CallerDep
 from spindle.api.deps import Service
 from spindle.api.errors import documented
-from spindle.api.events import PING_SECONDS, SHUTDOWN_GRACE_SECONDS, _recheck, until
+from spindle.api.events import _recheck, sse_response, until
 from spindle.errors import InvalidRequest
 from spindle.limits import MAX_OFFSET
 from spindle.runs.logfollow import LogEnd, LogPiece
@@ -63,19 +63,11 @@ def _sse(item: LogPiece | LogEnd) -> ServerSentEvent:
 
 
 def _respond(items: AsyncIterator[LogPiece | LogEnd]) -> EventSourceResponse:
-    shutdown = anyio.Event()
-
-    async def body() -> AsyncIterator[ServerSentEvent]:
+    async def body(shutdown: anyio.Event) -> AsyncIterator[ServerSentEvent]:
         async for item in until(shutdown, items):
             yield _sse(item)
 
-    return EventSourceResponse(
-        body(),
-        ping=PING_SECONDS,
-        headers={"Cache-Control": "no-store"},
-        shutdown_event=shutdown,
-        shutdown_grace_period=SHUTDOWN_GRACE_SECONDS,
-    )
+    return sse_response(body)
 
 
 @router.get(
