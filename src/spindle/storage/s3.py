@@ -209,17 +209,7 @@ class S3Store:
 
     def presign(self, bucket: str, key: str, name: str) -> SignedURL:
         """A presigned GET of ``key`` that saves as ``name``. Blocking (no network)."""
-        url = self.client.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": bucket,
-                "Key": key,
-                "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}",
-            },
-            ExpiresIn=self.presign_seconds,
-        )
-        expires = datetime.now(UTC) + timedelta(seconds=self.presign_seconds)
-        return SignedURL(url, expires, name)
+        return presigned_get(self.client, bucket, key, name, self.presign_seconds)
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -297,3 +287,18 @@ def run_storage(settings: Settings, sources: Mapping[str, FileSource]) -> RunSto
     """The run folders, behind S3 when ``s3_bucket`` is set."""
     folders = FolderStorage(settings.data_dir, sources)
     return S3Storage(S3Store(settings), folders) if settings.s3_bucket else folders
+
+
+def presigned_get(client: Any, bucket: str, key: str, name: str, seconds: int) -> SignedURL:
+    """A GET of ``key`` presigned by ``client`` (a boto3 S3 client) for ``seconds``, that a
+    browser saves as ``name``. Blocking, but no network: signing is local."""
+    url = client.generate_presigned_url(
+        "get_object",
+        Params={
+            "Bucket": bucket,
+            "Key": key,
+            "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}",
+        },
+        ExpiresIn=seconds,
+    )
+    return SignedURL(url, datetime.now(UTC) + timedelta(seconds=seconds), name)

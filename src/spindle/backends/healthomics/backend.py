@@ -27,10 +27,10 @@ import dataclasses
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -52,6 +52,7 @@ from spindle.errors import BackendError, InvalidRequest, NotFound, Unreachable
 from spindle.execution import Job, Report
 from spindle.storage.access import SignedURL
 from spindle.storage.rundir import RunDir
+from spindle.storage.s3 import presigned_get
 
 if TYPE_CHECKING:
     from spindle.config import Settings
@@ -444,18 +445,9 @@ class HealthOmicsBackend(Backend):
             await self._aws_call("s3", "head_object", Bucket=bucket, Key=key)
         except _NotFound:
             raise NotFound(f"the run has no output {rel.as_posix()!r}") from None
-        name = rel.name
-        url = await asyncio.to_thread(
-            self.aws("s3").generate_presigned_url,
-            "get_object",
-            Params={
-                "Bucket": bucket,
-                "Key": key,
-                "ResponseContentDisposition": f"attachment; filename*=UTF-8''{quote(name)}",
-            },
-            ExpiresIn=self.presign_seconds,
+        return await asyncio.to_thread(
+            presigned_get, self.aws("s3"), bucket, key, rel.name, self.presign_seconds
         )
-        return SignedURL(url, datetime.now(UTC) + timedelta(seconds=self.presign_seconds), name)
 
 
 def _write(path: Path, text: str) -> None:
