@@ -37,8 +37,6 @@ import json
 import os
 import re
 import shutil
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -58,6 +56,7 @@ from spindle.engines.base import (
     local_files,
 )
 from spindle.engines.cwl_log import CwltoolLog
+from spindle.engines.tail import LogTails
 from spindle.errors import EngineUnavailable, InvalidPath, InvalidRequest
 from spindle.execution import Launch, Site
 from spindle.storage.fetch import local_reference
@@ -68,8 +67,6 @@ from spindle.storage.rundir import RUN_FILE_SCHEME, RunDir, safe_relative
 DETECT_TIMEOUT = 60.0
 #: CWL versions this code knows cwltool runs, used until :meth:`CwltoolEngine.detect` asks.
 KNOWN_VERSIONS = ("v1.0", "v1.1", "v1.2")
-#: Parsed logs kept between ``progress`` calls (one per run being watched).
-LOG_CACHE_SIZE = 256
 
 #: cwltool's output guard, copied into each run folder (see install_guard).
 GUARD = Path(__file__).resolve().parent / "cwl_guard" / "sitecustomize.py"
@@ -94,8 +91,7 @@ class CwltoolEngine(Engine):
         #: folders of this host an input may name by absolute path (see check_host_inputs)
         self.input_roots = tuple(Path(os.path.realpath(root)) for root in input_roots)
         self.versions: list[str] = list(KNOWN_VERSIONS)
-        self._logs: OrderedDict[Path, CwltoolLog] = OrderedDict()
-        self._logs_lock = threading.Lock()
+        self._tails: LogTails[CwltoolLog] = LogTails(lambda inode: CwltoolLog(inode=inode))
 
     @classmethod
     def from_settings(cls, settings: Settings, own: BaseModel) -> CwltoolEngine:
@@ -241,29 +237,8 @@ class CwltoolEngine(Engine):
     def progress(self, rundir: RunDir) -> list[Task]:
         """Tasks read from cwltool's stderr. Only the bytes added since the last call are
         parsed (the parsed state is kept per log file), so this stays cheap on long runs."""
-        path = rundir.stderr.absolute()
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return []
-        # The worker calls this in threads: taking the log out of the cache while feeding it
-        # keeps a second caller off it (that one parses from the start into its own).
-        with self._logs_lock:
-            log = self._logs.pop(path, None)
-        if log is None or log.inode != stat.st_ino or log.offset > stat.st_size:
-            log = CwltoolLog(inode=stat.st_ino)
-        f = open_inside(rundir.root, path)  # the workflow may have swapped it for a link
-        if f is None:
-            return []
-        with f:
-            f.seek(log.offset)
-            log.feed(f.read())
-        tasks = log.tasks(rundir.stderr.relative_to(rundir.root).as_posix())
-        with self._logs_lock:
-            self._logs[path] = log
-            while len(self._logs) > LOG_CACHE_SIZE:
-                self._logs.popitem(last=False)
-        return tasks
+        stderr = rundir.stderr.relative_to(rundir.root).as_posix()
+        return self._tails.read(rundir, rundir.stderr, lambda log: log.tasks(stderr), [])
 
     def failure_notes(self, rundir: RunDir) -> list[str]:
         return explain_failure(rundir)

@@ -28,11 +28,9 @@ import json
 import os
 import re
 import shutil
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel
@@ -42,6 +40,7 @@ from spindle.domain import ComputeEnv, LogSpan, Run, RunRequest, State, Task
 from spindle.engines import containers
 from spindle.engines.base import Engine, EngineInfo, EngineSettings, ask, local_files
 from spindle.engines.cwl import workflow_argument
+from spindle.engines.tail import LogTails
 from spindle.errors import EngineUnavailable, InvalidRequest
 from spindle.execution import Launch, Site
 from spindle.storage.files import RunFiles, open_inside
@@ -55,8 +54,6 @@ DETECT_TIMEOUT = 60.0
 KNOWN_VERSIONS = ("1.0", "1.1")
 #: Asked of miniwdl's own Python: the WDL versions its grammar parses.
 _GRAMMARS = "import WDL._grammar as g; print(*g.versions)"
-#: Parsed logs kept between ``progress`` calls.
-LOG_CACHE_SIZE = 256
 #: The task runner's name (engines/miniwdl-spindle's entry point).
 BACKEND = "spindle"
 #: Lines of a failing task's stderr said in the run's system logs.
@@ -73,8 +70,7 @@ class MiniwdlEngine(Engine):
     def __init__(self, executable: str) -> None:
         self.executable = executable
         self.versions: list[str] = list(KNOWN_VERSIONS)
-        self._logs: OrderedDict[Path, _Log] = OrderedDict()
-        self._logs_lock = threading.Lock()
+        self._tails: LogTails[_Log] = LogTails(lambda inode: _Log(inode=inode))
 
     @classmethod
     def from_settings(cls, settings: Settings, own: BaseModel) -> MiniwdlEngine:
@@ -147,27 +143,12 @@ class MiniwdlEngine(Engine):
 
     def progress(self, rundir: RunDir) -> list[Task]:
         """Tasks from miniwdl's JSON log; only what was added since the last call is read."""
-        path = rundir.stderr.absolute()
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            return []
-        with self._logs_lock:
-            log = self._logs.pop(path, None)
-        if log is None or log.inode != stat.st_ino or log.offset > stat.st_size:
-            log = _Log(inode=stat.st_ino)
-        f = open_inside(rundir.root, path)
-        if f is None:
-            return []
-        with f:
-            f.seek(log.offset)
-            log.feed(f.read())
-        tasks = [call.task(rundir, log.root) for call in log.calls.values()]
-        with self._logs_lock:
-            self._logs[path] = log
-            while len(self._logs) > LOG_CACHE_SIZE:
-                self._logs.popitem(last=False)
-        return tasks
+        return self._tails.read(
+            rundir,
+            rundir.stderr,
+            lambda log: [call.task(rundir, log.root) for call in log.calls.values()],
+            [],
+        )
 
     def outputs(self, rundir: RunDir, files: RunFiles | None = None) -> dict[str, Any]:
         """miniwdl's outputs JSON (its stdout), names without the workflow's prefix, each file
